@@ -1,0 +1,30 @@
+# consenso: the two commands of the README, plus helpers.
+#   make demo   builds and runs the 3-node cluster example
+#   make test   formatting, lints, every Rust test (simulator seed range included)
+
+CARGO ?= cargo
+
+.PHONY: demo test lint fmt bench sim-long python-check
+
+demo:
+	$(CARGO) run --release --example cluster
+
+test: lint
+	$(CARGO) test --workspace
+	$(CARGO) check -p consenso-python
+	$(CARGO) build --release --example cluster --bench throughput
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# The cluster throughput benchmark (see BENCHMARKS.md).
+bench:
+	$(CARGO) bench -p consenso --bench throughput
+
+# A longer simulator run: 5,000 seeds.
+sim-long:
+	CONSENSO_SIM_SEEDS=5000 $(CARGO) test -p consenso --test simulation raft_seed_range -- --nocapture

@@ -1,0 +1,255 @@
+//! Sans-IO consensus cores behind one [`Protocol`] trait.
+//!
+//! A core is a deterministic state machine: no threads, clocks, I/O or global
+//! randomness. Inputs are [`Protocol::tick`], [`Protocol::step`],
+//! [`Protocol::propose`] and [`Protocol::read`]; every output lands in an
+//! [`Effects`] batch that the caller (the runtime or the simulator) carries out
+//! in this order: persist hard state and log changes, then send messages,
+//! then apply committed entries and serve ready reads.
+
+pub mod quorum;
+pub mod raft;
+
+use crate::error::ProposeError;
+use crate::types::{Entry, Epoch, Index, NodeId, Role};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+
+/// Which protocol a message or a node speaks; named in every wire envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ProtocolKind {
+    /// Raft (Ongaro and Ousterhout), with PreVote and CheckQuorum.
+    Raft = 1,
+    /// Multi-Paxos with a stable leader.
+    MultiPaxos = 2,
+    /// ZooKeeper Atomic Broadcast.
+    Zab = 3,
+}
+
+impl ProtocolKind {
+    /// The kind with wire code `code`, if any.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(ProtocolKind::Raft),
+            2 => Some(ProtocolKind::MultiPaxos),
+            3 => Some(ProtocolKind::Zab),
+            _ => None,
+        }
+    }
+}
+
+/// Caller-chosen identifier of a linearizable read request.
+pub type ReadId = u64;
+
+/// What a node recovered from its storage when it starts.
+#[derive(Clone, Debug)]
+pub struct Recovered<H> {
+    /// The protocol's hard state, or `None` on first boot.
+    pub hard_state: Option<H>,
+    /// The persisted log, in index order starting at index 1.
+    pub entries: Vec<Entry>,
+}
+
+impl<H> Default for Recovered<H> {
+    fn default() -> Self {
+        Recovered {
+            hard_state: None,
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// A change of role, epoch or known leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleChange {
+    /// The new role.
+    pub role: Role,
+    /// The epoch (term) the role holds in.
+    pub epoch: Epoch,
+    /// The leader this node now knows of, if any.
+    pub leader: Option<NodeId>,
+}
+
+/// A read that a quorum confirmed: serve it once the state machine has
+/// applied through `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadReady {
+    /// The id given to [`Protocol::read`].
+    pub id: ReadId,
+    /// The commit index the read must observe.
+    pub index: Index,
+}
+
+/// A read the core gave up on (the node lost leadership before a quorum
+/// confirmed it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadFailed {
+    /// The id given to [`Protocol::read`].
+    pub id: ReadId,
+    /// The leader this node knows of now, if any.
+    pub leader: Option<NodeId>,
+}
+
+/// Everything one or more calls into a core asked the caller to do.
+///
+/// The caller must persist (`hard_state`, `truncate_from`, `append`) before it
+/// sends any of `messages`, and apply `committed` in order after that. The
+/// buffers are reused: call [`Effects::clear`] after carrying a batch out.
+#[derive(Debug)]
+pub struct Effects<M, H> {
+    /// New hard state to persist, replacing the old one.
+    pub hard_state: Option<H>,
+    /// Remove every persisted entry at or above this index (before `append`).
+    pub truncate_from: Option<Index>,
+    /// Entries to append to the persisted log, in index order.
+    pub append: Vec<Entry>,
+    /// Messages to send after persisting.
+    pub messages: Vec<(NodeId, M)>,
+    /// Newly committed entries, in index order, to apply after persisting.
+    pub committed: Vec<Entry>,
+    /// Reads confirmed by a quorum.
+    pub reads_ready: Vec<ReadReady>,
+    /// Reads that failed.
+    pub reads_failed: Vec<ReadFailed>,
+    /// The last role change in this batch, if any.
+    pub role_change: Option<RoleChange>,
+}
+
+impl<M, H> Default for Effects<M, H> {
+    fn default() -> Self {
+        Effects {
+            hard_state: None,
+            truncate_from: None,
+            append: Vec::new(),
+            messages: Vec::new(),
+            committed: Vec::new(),
+            reads_ready: Vec::new(),
+            reads_failed: Vec::new(),
+            role_change: None,
+        }
+    }
+}
+
+impl<M, H> Effects<M, H> {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.truncate_from.is_none()
+            && self.append.is_empty()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.reads_ready.is_empty()
+            && self.reads_failed.is_empty()
+            && self.role_change.is_none()
+    }
+
+    /// Empties every buffer, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.hard_state = None;
+        self.truncate_from = None;
+        self.append.clear();
+        self.messages.clear();
+        self.committed.clear();
+        self.reads_ready.clear();
+        self.reads_failed.clear();
+        self.role_change = None;
+    }
+
+    /// Records that entries from `index` on are replaced: drops any pending
+    /// appends at or above it and keeps the lowest truncation point.
+    pub fn truncate(&mut self, index: Index) {
+        self.append.retain(|e| e.index < index);
+        let first_pending = self.append.first().map(|e| e.index);
+        // Truncation only needs to reach the persisted log when it cuts below
+        // what this batch itself appended.
+        if first_pending.is_none_or(|f| index < f) {
+            self.truncate_from = Some(self.truncate_from.map_or(index, |t| t.min(index)));
+        }
+    }
+}
+
+/// A consensus protocol core: Raft now, Multi-Paxos and ZAB behind the same
+/// shape. All methods are deterministic functions of the core's state and
+/// their arguments; randomness comes from the seed given at construction.
+pub trait Protocol: Send + 'static {
+    /// The protocol's messages, carried in wire envelopes.
+    type Message: Serialize + DeserializeOwned + Clone + Debug + Send + 'static;
+    /// What the protocol must persist besides the log.
+    type HardState: Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + 'static;
+    /// Protocol-specific settings.
+    type Config: Clone + Debug + Send + Sync + 'static;
+
+    /// Which protocol this is (named in wire envelopes).
+    const KIND: ProtocolKind;
+
+    /// Builds a core for node `id` among `voters` (which include `id`) from what
+    /// it recovered, drawing randomness only from `seed`.
+    ///
+    /// # Errors
+    /// A [`crate::ConfigError`] when the config or membership is invalid.
+    fn new(
+        id: NodeId,
+        voters: &[NodeId],
+        config: Self::Config,
+        recovered: Recovered<Self::HardState>,
+        seed: u64,
+    ) -> Result<Self, crate::ConfigError>
+    where
+        Self: Sized;
+
+    /// Advances the logical clock by one tick.
+    fn tick(&mut self, out: &mut Effects<Self::Message, Self::HardState>);
+
+    /// Handles one message from `from`.
+    fn step(
+        &mut self,
+        from: NodeId,
+        msg: Self::Message,
+        out: &mut Effects<Self::Message, Self::HardState>,
+    );
+
+    /// Appends a command to the log if this node leads; returns its position.
+    /// Messages for it go out at the next [`Protocol::flush`].
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] with the leader hint, or
+    /// [`ProposeError::Busy`] when the uncommitted-bytes limit is reached.
+    fn propose(
+        &mut self,
+        data: Bytes,
+        out: &mut Effects<Self::Message, Self::HardState>,
+    ) -> Result<(Epoch, Index), ProposeError>;
+
+    /// Starts a linearizable read; it completes through
+    /// [`Effects::reads_ready`] or [`Effects::reads_failed`].
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] with the leader hint.
+    fn read(
+        &mut self,
+        id: ReadId,
+        out: &mut Effects<Self::Message, Self::HardState>,
+    ) -> Result<(), ProposeError>;
+
+    /// Ends an input batch: emits the coalesced messages (appends, acks,
+    /// read confirmations) that the calls since the last flush made due.
+    fn flush(&mut self, out: &mut Effects<Self::Message, Self::HardState>);
+
+    /// This node's id.
+    fn id(&self) -> NodeId;
+    /// Current role.
+    fn role(&self) -> Role;
+    /// Current epoch (term).
+    fn epoch(&self) -> Epoch;
+    /// The leader this node knows of.
+    fn leader(&self) -> Option<NodeId>;
+    /// Highest index known committed.
+    fn commit_index(&self) -> Index;
+    /// Last index in this node's log.
+    fn last_index(&self) -> Index;
+    /// The voters of the cluster, including this node.
+    fn voters(&self) -> &[NodeId];
+}

@@ -1,0 +1,119 @@
+//! Raft settings, validated before a core is built.
+
+use crate::error::ConfigError;
+
+/// Raft settings, in ticks (the runtime turns ticks into time) and bytes.
+/// `Default` gives values that work; [`RaftConfig::validate`] rejects the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// Lower bound of the randomized election timeout, in ticks.
+    pub election_ticks_min: u32,
+    /// Upper bound (exclusive) of the randomized election timeout, in ticks.
+    pub election_ticks_max: u32,
+    /// A leader sends heartbeats every this many ticks.
+    pub heartbeat_ticks: u32,
+    /// Ask for pre-votes before starting an election, so a node that was cut
+    /// off does not disrupt a working leader when it comes back.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum within an
+    /// election timeout; followers ignore vote requests while they hear from
+    /// a leader.
+    pub check_quorum: bool,
+    /// Most entries in one AppendEntries message.
+    pub max_entries_per_message: usize,
+    /// Most entry bytes in one AppendEntries message (at least one entry is
+    /// always sent).
+    pub max_bytes_per_message: usize,
+    /// Most AppendEntries messages in flight to one follower.
+    pub max_inflight_messages: usize,
+    /// Most entry bytes in flight to one follower.
+    pub max_inflight_bytes: usize,
+    /// Most bytes of proposed but uncommitted entries at the leader; further
+    /// proposals fail with `Busy`.
+    pub max_uncommitted_bytes: usize,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            election_ticks_min: 10,
+            election_ticks_max: 20,
+            heartbeat_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            max_entries_per_message: 4096,
+            max_bytes_per_message: 1 << 20,
+            max_inflight_messages: 64,
+            max_inflight_bytes: 32 << 20,
+            max_uncommitted_bytes: 64 << 20,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first field that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_ticks == 0 {
+            return Err(ConfigError::new("heartbeat_ticks", "must be at least 1"));
+        }
+        if self.election_ticks_min <= self.heartbeat_ticks {
+            return Err(ConfigError::new(
+                "election_ticks_min",
+                format!(
+                    "must be greater than heartbeat_ticks ({}), got {}",
+                    self.heartbeat_ticks, self.election_ticks_min
+                ),
+            ));
+        }
+        if self.election_ticks_max <= self.election_ticks_min {
+            return Err(ConfigError::new(
+                "election_ticks_max",
+                format!(
+                    "must be greater than election_ticks_min ({}), got {}",
+                    self.election_ticks_min, self.election_ticks_max
+                ),
+            ));
+        }
+        for (field, v) in [
+            ("max_entries_per_message", self.max_entries_per_message),
+            ("max_bytes_per_message", self.max_bytes_per_message),
+            ("max_inflight_messages", self.max_inflight_messages),
+            ("max_inflight_bytes", self.max_inflight_bytes),
+            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_values_name_their_field() {
+        assert!(RaftConfig::default().validate().is_ok());
+        let bad = RaftConfig {
+            election_ticks_min: 2,
+            heartbeat_ticks: 2,
+            ..RaftConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "election_ticks_min");
+        let bad = RaftConfig {
+            election_ticks_max: 10,
+            ..RaftConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "election_ticks_max");
+        let bad = RaftConfig {
+            max_inflight_messages: 0,
+            ..RaftConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "max_inflight_messages");
+    }
+}

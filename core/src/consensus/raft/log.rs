@@ -1,0 +1,138 @@
+//! The in-memory Raft log: entries, commit index and term lookups.
+
+use crate::types::{Entry, Epoch, Index};
+
+/// A contiguous run of entries starting at index 1, plus the commit index.
+///
+/// Invariant: `entries[i].index == i + 1`; `commit <= last_index()`.
+#[derive(Debug, Default)]
+pub struct RaftLog {
+    entries: Vec<Entry>,
+    commit: Index,
+}
+
+impl RaftLog {
+    /// A log holding `entries`, which must start at index 1 and be contiguous.
+    ///
+    /// # Errors
+    /// A description of the first gap.
+    pub fn from_entries(entries: Vec<Entry>, commit: Index) -> Result<Self, String> {
+        for (i, e) in entries.iter().enumerate() {
+            if e.index != i as Index + 1 {
+                return Err(format!(
+                    "entry {} found where index {} was expected",
+                    e.index,
+                    i + 1
+                ));
+            }
+            if i > 0 && e.epoch < entries[i - 1].epoch {
+                return Err(format!(
+                    "entry {} has a lower term than its predecessor",
+                    e.index
+                ));
+            }
+        }
+        let last = entries.len() as Index;
+        Ok(RaftLog {
+            entries,
+            commit: commit.min(last),
+        })
+    }
+
+    /// Index of the last entry (0 when empty).
+    pub fn last_index(&self) -> Index {
+        self.entries.len() as Index
+    }
+
+    /// Term of the last entry (0 when empty).
+    pub fn last_term(&self) -> Epoch {
+        self.entries.last().map_or(0, |e| e.epoch)
+    }
+
+    /// Term of the entry at `index`; `Some(0)` for index 0, `None` past the end.
+    pub fn term(&self, index: Index) -> Option<Epoch> {
+        if index == 0 {
+            return Some(0);
+        }
+        self.entries.get(index as usize - 1).map(|e| e.epoch)
+    }
+
+    /// The entry at `index`, if present.
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        if index == 0 {
+            return None;
+        }
+        self.entries.get(index as usize - 1)
+    }
+
+    /// Entries in `[from, to]` (clamped to the log).
+    pub fn slice(&self, from: Index, to: Index) -> &[Entry] {
+        let lo = from.max(1) as usize - 1;
+        let hi = (to.min(self.last_index()) as usize).max(lo);
+        &self.entries[lo..hi]
+    }
+
+    /// Commit index.
+    pub fn commit(&self) -> Index {
+        self.commit
+    }
+
+    /// Raises the commit index (never lowers it), capped at the last index.
+    pub fn commit_to(&mut self, index: Index) -> bool {
+        let index = index.min(self.last_index());
+        if index > self.commit {
+            self.commit = index;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Appends one entry at `last_index() + 1`.
+    pub fn push(&mut self, entry: Entry) {
+        debug_assert_eq!(entry.index, self.last_index() + 1);
+        self.entries.push(entry);
+    }
+
+    /// Removes every entry at or above `index`. Committed entries are never
+    /// removed; returns false (and removes nothing) if asked to.
+    pub fn truncate(&mut self, index: Index) -> bool {
+        if index <= self.commit {
+            return false;
+        }
+        self.entries.truncate(index.saturating_sub(1) as usize);
+        true
+    }
+
+    /// True when a log ending at `(last_term, last_index)` is at least as
+    /// up to date as this one (Raft §5.4.1).
+    pub fn is_up_to_date(&self, last_index: Index, last_term: Epoch) -> bool {
+        last_term > self.last_term()
+            || (last_term == self.last_term() && last_index >= self.last_index())
+    }
+
+    /// First index of the run of entries with the same term as `index`.
+    pub fn first_index_of_term_at(&self, index: Index) -> Index {
+        let Some(term) = self.term(index) else {
+            return index;
+        };
+        let mut i = index;
+        while i > 1 && self.term(i - 1) == Some(term) {
+            i -= 1;
+        }
+        i
+    }
+
+    /// Last index whose entry has term `term`, if the log holds any.
+    pub fn last_index_of_term(&self, term: Epoch, at_most: Index) -> Option<Index> {
+        let mut i = at_most.min(self.last_index());
+        while i > 0 {
+            match self.term(i) {
+                Some(t) if t == term => return Some(i),
+                Some(t) if t < term => return None,
+                _ => i -= 1,
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,48 @@
+//! Typed errors shared by the layers.
+
+use crate::types::NodeId;
+use thiserror::Error;
+
+/// A configuration value was rejected; nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid configuration: {field}: {reason}")]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A new error for `field`.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a proposal or a read did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProposeError {
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    #[error("not the leader (leader hint: {leader:?})")]
+    NotLeader {
+        /// The leader this node last heard from.
+        leader: Option<NodeId>,
+    },
+    /// The leader has too many uncommitted bytes or its input queue is full;
+    /// retry later.
+    #[error("too many uncommitted proposals; retry later")]
+    Busy,
+    /// The entry was overwritten by another leader's entry; it never committed.
+    #[error("the proposal was dropped by a leader change and did not commit")]
+    Dropped,
+    /// The wait ran out. The proposal may still commit later.
+    #[error("timed out waiting for the proposal")]
+    Timeout,
+    /// The node is shut down (or shutting down).
+    #[error("the node is closed")]
+    Closed,
+}

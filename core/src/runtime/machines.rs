@@ -1,0 +1,32 @@
+//! Small state machines for examples, tests and benchmarks.
+
+use super::StateMachine;
+use crate::types::Index;
+
+/// Counts the commands it applied; answers each with the new count as
+/// 8 little-endian bytes.
+#[derive(Debug, Default, Clone)]
+pub struct CounterMachine {
+    /// Commands applied so far.
+    pub count: u64,
+    /// Index of the last command applied.
+    pub last_index: Index,
+}
+
+impl StateMachine for CounterMachine {
+    fn apply(&mut self, index: Index, _command: &[u8]) -> Vec<u8> {
+        self.count += 1;
+        self.last_index = index;
+        self.count.to_le_bytes().to_vec()
+    }
+}
+
+/// Ignores commands and answers with empty bytes (for benchmarks).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullMachine;
+
+impl StateMachine for NullMachine {
+    fn apply(&mut self, _index: Index, _command: &[u8]) -> Vec<u8> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,64 @@
+//! The thread-based runtime: a [`Node`] drives one protocol core.
+//!
+//! Threads per node: a driver that owns the core and the storage (inputs on a
+//! crossbeam channel, a tick timer, group commit, sends through the host's
+//! [`Transport`]) and an apply thread that calls the host's [`StateMachine`]
+//! in log order and completes proposals and reads.
+
+mod apply;
+mod config;
+mod driver;
+mod machines;
+mod node;
+mod status;
+
+pub use config::NodeConfig;
+pub use machines::{CounterMachine, NullMachine};
+pub use node::{Inbox, Node, ReceiveError, StartError};
+pub use status::Status;
+
+use crate::types::{Index, NodeId};
+
+/// The host's network: delivers bytes to a peer.
+///
+/// Called from the node's driver thread, possibly while other nodes call it
+/// too; must not block for long. It may drop messages: the protocol retries.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one envelope to `to`. The bytes are the host's to keep.
+    fn send(&self, to: NodeId, bytes: Vec<u8>);
+}
+
+impl<F> Transport for F
+where
+    F: Fn(NodeId, Vec<u8>) + Send + Sync + 'static,
+{
+    fn send(&self, to: NodeId, bytes: Vec<u8>) {
+        self(to, bytes)
+    }
+}
+
+/// The host's replicated state machine.
+///
+/// `apply` is called on the node's apply thread, once per committed command,
+/// in log order; its return value completes the proposal on the node that
+/// proposed it. Without snapshots (a later feature), a restarted node applies
+/// its log again from index 1, so `apply` must start from an empty state.
+pub trait StateMachine: Send + 'static {
+    /// Applies the command at `index` and returns the response bytes.
+    fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8>;
+}
+
+impl StateMachine for Box<dyn StateMachine> {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
+        (**self).apply(index, command)
+    }
+}
+
+/// Callback that completes a proposal with the state machine's response.
+pub type ProposeCallback = Box<dyn FnOnce(Result<Vec<u8>, crate::ProposeError>) + Send>;
+
+/// Callback that completes a read barrier with the index it observed.
+pub type ReadCallback = Box<dyn FnOnce(Result<Index, crate::ProposeError>) + Send>;
+
+/// Called on role, term or leader changes, from the driver thread.
+pub type StateChangeCallback = Box<dyn Fn(crate::consensus::RoleChange) + Send + Sync>;

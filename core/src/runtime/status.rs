@@ -1,0 +1,107 @@
+//! A node's observable state and counters.
+
+use crate::types::{Epoch, Index, NodeId, Role};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+
+/// A point-in-time view of a node, from [`super::Node::status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The node's id.
+    pub id: NodeId,
+    /// Current role.
+    pub role: Role,
+    /// Current term (epoch).
+    pub term: Epoch,
+    /// Known leader.
+    pub leader: Option<NodeId>,
+    /// Highest committed index.
+    pub commit_index: Index,
+    /// Highest index applied to the state machine.
+    pub applied_index: Index,
+    /// Last index in the log.
+    pub last_index: Index,
+    /// Envelopes sent.
+    pub messages_sent: u64,
+    /// Envelopes received and accepted.
+    pub messages_received: u64,
+    /// Envelopes rejected (malformed, other cluster, unknown sender, ...).
+    pub messages_rejected: u64,
+    /// Envelopes dropped because the input queue was full.
+    pub messages_dropped: u64,
+    /// Proposals that failed (not leader, busy, dropped, timeout, closed).
+    pub proposals_failed: u64,
+    /// Storage errors (the node stops at the first).
+    pub storage_errors: u64,
+}
+
+/// Lock-free shared status, written by the node's threads.
+#[derive(Debug, Default)]
+pub(crate) struct SharedStatus {
+    pub role: AtomicU8,
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub commit: AtomicU64,
+    pub applied: AtomicU64,
+    pub last_index: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub rejected: AtomicU64,
+    pub dropped: AtomicU64,
+    pub proposals_failed: AtomicU64,
+    pub storage_errors: AtomicU64,
+}
+
+fn role_code(role: Role) -> u8 {
+    match role {
+        Role::Follower => 0,
+        Role::PreCandidate => 1,
+        Role::Candidate => 2,
+        Role::Leader => 3,
+    }
+}
+
+fn role_from(code: u8) -> Role {
+    match code {
+        1 => Role::PreCandidate,
+        2 => Role::Candidate,
+        3 => Role::Leader,
+        _ => Role::Follower,
+    }
+}
+
+impl SharedStatus {
+    pub fn set_role(&self, role: Role, term: Epoch, leader: Option<NodeId>) {
+        self.role.store(role_code(role), Relaxed);
+        self.term.store(term, Relaxed);
+        self.leader.store(leader.unwrap_or(0), Relaxed);
+    }
+
+    pub fn role(&self) -> Role {
+        role_from(self.role.load(Relaxed))
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        match self.leader.load(Relaxed) {
+            0 => None,
+            l => Some(l),
+        }
+    }
+
+    pub fn snapshot(&self, id: NodeId) -> Status {
+        Status {
+            id,
+            role: self.role(),
+            term: self.term.load(Relaxed),
+            leader: self.leader(),
+            commit_index: self.commit.load(Relaxed),
+            applied_index: self.applied.load(Relaxed),
+            last_index: self.last_index.load(Relaxed),
+            messages_sent: self.sent.load(Relaxed),
+            messages_received: self.received.load(Relaxed),
+            messages_rejected: self.rejected.load(Relaxed),
+            messages_dropped: self.dropped.load(Relaxed),
+            proposals_failed: self.proposals_failed.load(Relaxed),
+            storage_errors: self.storage_errors.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Raft's safety properties (Figure 3 of the paper), checked after every
+//! simulated event from the effects each core emits. They hold for any
+//! protocol that reports effects in the common shape, so Multi-Paxos and ZAB
+//! are checked by the same code.
+//!
+//! The checker keeps a shadow of every node's persisted log and one global
+//! committed log, so each check is incremental rather than a scan of all logs.
+
+use crate::consensus::Effects;
+use crate::types::{Entry, Epoch, Index, NodeId, Role};
+use std::collections::HashMap;
+
+/// An entry as the checker remembers it: epoch and a hash of kind and data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId {
+    /// Epoch (term).
+    pub epoch: Epoch,
+    /// FNV-1a hash of kind and data.
+    pub hash: u64,
+}
+
+impl EntryId {
+    /// The id of `e`.
+    pub fn of(e: &Entry) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let kind = match e.kind {
+            crate::types::EntryKind::Normal => 1u8,
+            crate::types::EntryKind::Noop => 2u8,
+        };
+        for b in std::iter::once(&kind).chain(e.data.iter()) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        EntryId {
+            epoch: e.epoch,
+            hash: h,
+        }
+    }
+}
+
+/// A violated safety property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The property, e.g. "Election Safety".
+    pub property: &'static str,
+    /// What was seen.
+    pub detail: String,
+}
+
+fn violation(property: &'static str, detail: String) -> Result<(), Violation> {
+    Err(Violation { property, detail })
+}
+
+/// Role and epoch of a node around an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleEpoch {
+    /// Role.
+    pub role: Role,
+    /// Epoch.
+    pub epoch: Epoch,
+}
+
+#[derive(Default)]
+struct NodeShadow {
+    log: Vec<EntryId>,
+    commit: Index,
+    applied: Index,
+}
+
+/// Incremental checker of the five Raft safety properties.
+#[derive(Default)]
+pub struct Invariants {
+    leaders: HashMap<Epoch, NodeId>,
+    /// Globally committed entries (index - 1), with the epoch of the node that
+    /// first saw each one committed.
+    committed: Vec<(EntryId, Epoch)>,
+    /// Log Matching: (index, epoch) -> (entry, epoch of the previous entry).
+    positions: HashMap<(Index, Epoch), (EntryId, Epoch)>,
+    nodes: HashMap<NodeId, NodeShadow>,
+    /// Leaders elected (distinct (epoch, node) pairs).
+    pub leaders_elected: u64,
+}
+
+impl Invariants {
+    /// A checker with nothing seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of entries known committed.
+    pub fn committed_len(&self) -> Index {
+        self.committed.len() as Index
+    }
+
+    /// A node restarted from storage: its shadow log stays (it is the
+    /// persisted log), its volatile commit and applied indexes are reset.
+    pub fn on_restart(&mut self, node: NodeId, recovered_commit: Index) {
+        let n = self.nodes.entry(node).or_default();
+        n.commit = recovered_commit.min(n.log.len() as Index);
+        n.applied = 0;
+    }
+
+    /// Checks the effects of one event on `node`, whose role and epoch were
+    /// `before` the event and are `after` it, and whose commit index is now
+    /// `commit`. Call before the effects' committed entries are applied.
+    ///
+    /// # Errors
+    /// The first property violated.
+    pub fn on_effects<M, H>(
+        &mut self,
+        node: NodeId,
+        before: RoleEpoch,
+        after: RoleEpoch,
+        commit: Index,
+        fx: &Effects<M, H>,
+    ) -> Result<(), Violation> {
+        let shadow = self.nodes.entry(node).or_default();
+        let stayed_leader = before.role == Role::Leader
+            && after.role == Role::Leader
+            && before.epoch == after.epoch;
+
+        // Leader Append-Only.
+        if stayed_leader {
+            let first_write = fx
+                .truncate_from
+                .into_iter()
+                .chain(fx.append.first().map(|e| e.index))
+                .min();
+            if let Some(i) = first_write {
+                if i <= shadow.log.len() as Index {
+                    return violation(
+                        "Leader Append-Only",
+                        format!(
+                            "leader {node} of epoch {} rewrote its log from index {i} (last {})",
+                            after.epoch,
+                            shadow.log.len()
+                        ),
+                    );
+                }
+            }
+        }
+
+        // Apply the persisted changes to the shadow log, checking Log Matching.
+        if let Some(t) = fx.truncate_from {
+            if t <= shadow.commit {
+                return violation(
+                    "State Machine Safety",
+                    format!(
+                        "node {node} truncated its log at {t}, below its commit index {}",
+                        shadow.commit
+                    ),
+                );
+            }
+            shadow.log.truncate(t.saturating_sub(1) as usize);
+        }
+        for e in &fx.append {
+            if e.index != shadow.log.len() as Index + 1 {
+                return violation(
+                    "Log Matching",
+                    format!(
+                        "node {node} appended index {} after {}",
+                        e.index,
+                        shadow.log.len()
+                    ),
+                );
+            }
+            let id = EntryId::of(e);
+            let prev_epoch = shadow.log.last().map_or(0, |p| p.epoch);
+            match self.positions.get(&(e.index, e.epoch)) {
+                Some(&(seen, seen_prev)) if seen != id || seen_prev != prev_epoch => {
+                    return violation(
+                        "Log Matching",
+                        format!(
+                            "node {node} holds a different entry (or predecessor) at index {} epoch {}",
+                            e.index, e.epoch
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    self.positions.insert((e.index, e.epoch), (id, prev_epoch));
+                }
+            }
+            shadow.log.push(id);
+        }
+
+        // Committed entries never change (State Machine Safety).
+        if commit < shadow.commit {
+            // Commit is volatile only across restarts (handled by on_restart).
+            return violation(
+                "State Machine Safety",
+                format!(
+                    "node {node} commit index went back from {} to {commit}",
+                    shadow.commit
+                ),
+            );
+        }
+        if commit > shadow.log.len() as Index {
+            return violation(
+                "State Machine Safety",
+                format!(
+                    "node {node} committed {commit} beyond its persisted log ({})",
+                    shadow.log.len()
+                ),
+            );
+        }
+        for i in shadow.commit + 1..=commit {
+            let id = shadow.log[i as usize - 1];
+            match self.committed.get(i as usize - 1) {
+                Some(&(c, _)) if c != id => {
+                    return violation(
+                        "State Machine Safety",
+                        format!(
+                            "node {node} committed index {i} epoch {} but epoch {} was committed there",
+                            id.epoch, c.epoch
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => self.committed.push((id, after.epoch)),
+            }
+        }
+        shadow.commit = commit;
+
+        // Applied in order, the committed entries only.
+        for e in &fx.committed {
+            if e.index != shadow.applied + 1 {
+                return violation(
+                    "State Machine Safety",
+                    format!(
+                        "node {node} applied index {} after {}",
+                        e.index, shadow.applied
+                    ),
+                );
+            }
+            let committed = self.committed.get(e.index as usize - 1).map(|c| c.0);
+            if committed != Some(EntryId::of(e)) || e.index > commit {
+                return violation(
+                    "State Machine Safety",
+                    format!(
+                        "node {node} applied index {} that differs from the committed entry",
+                        e.index
+                    ),
+                );
+            }
+            shadow.applied = e.index;
+        }
+
+        if after.role == Role::Leader {
+            // Election Safety.
+            match self.leaders.get(&after.epoch) {
+                Some(&l) if l != node => {
+                    return violation(
+                        "Election Safety",
+                        format!("nodes {l} and {node} both lead epoch {}", after.epoch),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    self.leaders.insert(after.epoch, node);
+                    self.leaders_elected += 1;
+                    // Leader Completeness: everything committed in an earlier
+                    // epoch is in the new leader's log.
+                    for (i, &(c, at)) in self.committed.iter().enumerate() {
+                        if at < after.epoch && shadow.log.get(i) != Some(&c) {
+                            return violation(
+                                "Leader Completeness",
+                                format!(
+                                    "leader {node} of epoch {} lacks index {} committed in epoch {at}",
+                                    after.epoch,
+                                    i + 1
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

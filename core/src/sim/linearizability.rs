@@ -1,0 +1,277 @@
+//! A linearizability checker for key-value histories, in the style of
+//! Porcupine: the history is split by key (a register per key), and each
+//! part is searched with the Wing–Gong–Lowe algorithm, memoizing
+//! (linearized set, state) pairs so the same configuration is never explored
+//! twice.
+
+use std::collections::{BTreeMap, HashSet};
+
+/// What a client asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Write `value` to the key.
+    Put(u64),
+    /// Read the key; the output is what was read.
+    Get,
+}
+
+/// One client operation, with logical call and return times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// The client that issued it.
+    pub client: u64,
+    /// The key.
+    pub key: u8,
+    /// Put or Get.
+    pub kind: OpKind,
+    /// When it was called.
+    pub call: u64,
+    /// When it returned; `None` when the outcome is unknown (it may or may
+    /// not have taken effect, at any time after `call`).
+    pub ret: Option<u64>,
+    /// For a completed Get: the value read (`None`: key absent).
+    pub output: Option<u64>,
+}
+
+/// Result of a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Every key's history is linearizable.
+    Ok,
+    /// The history of `key` is not linearizable.
+    Illegal {
+        /// The first key found illegal.
+        key: u8,
+    },
+}
+
+/// Checks a whole history. Gets with unknown outcome are ignored (they
+/// change nothing); Puts with unknown outcome may take effect or not.
+pub fn check(history: &[Operation]) -> CheckResult {
+    let mut by_key: BTreeMap<u8, Vec<&Operation>> = BTreeMap::new();
+    for op in history {
+        if op.kind == OpKind::Get && op.ret.is_none() {
+            continue;
+        }
+        by_key.entry(op.key).or_default().push(op);
+    }
+    for (key, ops) in by_key {
+        if !check_register(&ops) {
+            return CheckResult::Illegal { key };
+        }
+    }
+    CheckResult::Ok
+}
+
+#[derive(Clone, Copy)]
+struct Event {
+    op: usize,
+    is_call: bool,
+}
+
+/// Register model step: `Some(new_state)` when `op` is legal in `state`.
+fn step(state: Option<u64>, op: &Operation) -> Option<Option<u64>> {
+    match op.kind {
+        OpKind::Put(v) => Some(Some(v)),
+        OpKind::Get => (op.output == state).then_some(state),
+    }
+}
+
+fn check_register(ops: &[&Operation]) -> bool {
+    // Events sorted by time; a call before a return at the same time
+    // (times are unique logical stamps, so ties do not happen in practice).
+    let mut events: Vec<(u64, bool, Event)> = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        events.push((
+            op.call,
+            false,
+            Event {
+                op: i,
+                is_call: true,
+            },
+        ));
+        let ret = op.ret.unwrap_or(u64::MAX);
+        events.push((
+            ret,
+            true,
+            Event {
+                op: i,
+                is_call: false,
+            },
+        ));
+    }
+    events.sort_by_key(|(t, is_ret, e)| (*t, *is_ret, e.op));
+    let n = events.len();
+    // Doubly linked list over events with a sentinel head at index n.
+    let mut next: Vec<usize> = (1..=n).collect();
+    let mut prev: Vec<usize> = Vec::with_capacity(n + 1);
+    prev.push(n);
+    prev.extend(0..n - 1);
+    next.push(0); // head.next
+    prev.push(n - 1);
+    let head = n;
+    let mut return_pos = vec![0usize; ops.len()];
+    for (pos, (_, _, e)) in events.iter().enumerate() {
+        if !e.is_call {
+            return_pos[e.op] = pos;
+        }
+    }
+    let words = ops.len().div_ceil(64);
+    let mut linearized = vec![0u64; words];
+    let mut cache: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
+    let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
+    let mut state: Option<u64> = None;
+    let mut entry = next[head];
+
+    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
+        let (p, nx) = (prev[i], next[i]);
+        next[p] = nx;
+        prev[nx] = p;
+    };
+    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
+        let (p, nx) = (prev[i], next[i]);
+        next[p] = i;
+        prev[nx] = i;
+    };
+
+    while next[head] != head {
+        if entry == head {
+            // Ran off the end without linearizing everything: backtrack.
+            let Some((call_pos, old_state)) = stack.pop() else {
+                return false;
+            };
+            let op = events[call_pos].2.op;
+            linearized[op / 64] &= !(1 << (op % 64));
+            state = old_state;
+            relink(&mut next, &mut prev, return_pos[op]);
+            relink(&mut next, &mut prev, call_pos);
+            entry = next[call_pos];
+            continue;
+        }
+        let ev = events[entry].2;
+        if ev.is_call {
+            let op = ev.op;
+            let mut advanced = false;
+            if let Some(new_state) = step(state, ops[op]) {
+                linearized[op / 64] |= 1 << (op % 64);
+                if cache.insert((linearized.clone(), new_state)) {
+                    stack.push((entry, state));
+                    state = new_state;
+                    unlink(&mut next, &mut prev, entry);
+                    unlink(&mut next, &mut prev, return_pos[op]);
+                    entry = next[head];
+                    advanced = true;
+                } else {
+                    linearized[op / 64] &= !(1 << (op % 64));
+                }
+            }
+            if !advanced {
+                entry = next[entry];
+            }
+        } else {
+            // A return whose call is not linearized yet: backtrack.
+            let Some((call_pos, old_state)) = stack.pop() else {
+                return false;
+            };
+            let op = events[call_pos].2.op;
+            linearized[op / 64] &= !(1 << (op % 64));
+            state = old_state;
+            relink(&mut next, &mut prev, return_pos[op]);
+            relink(&mut next, &mut prev, call_pos);
+            entry = next[call_pos];
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(client: u64, v: u64, call: u64, ret: Option<u64>) -> Operation {
+        Operation {
+            client,
+            key: 0,
+            kind: OpKind::Put(v),
+            call,
+            ret,
+            output: None,
+        }
+    }
+
+    fn get(client: u64, out: Option<u64>, call: u64, ret: u64) -> Operation {
+        Operation {
+            client,
+            key: 0,
+            kind: OpKind::Get,
+            call,
+            ret: Some(ret),
+            output: out,
+        }
+    }
+
+    #[test]
+    fn sequential_history_is_legal() {
+        let h = vec![
+            put(1, 1, 0, Some(1)),
+            get(2, Some(1), 2, 3),
+            put(1, 2, 4, Some(5)),
+            get(2, Some(2), 6, 7),
+        ];
+        assert_eq!(check(&h), CheckResult::Ok);
+    }
+
+    #[test]
+    fn stale_read_after_a_completed_write_is_illegal() {
+        let h = vec![
+            put(1, 1, 0, Some(1)),
+            put(1, 2, 2, Some(3)),
+            get(2, Some(1), 4, 5),
+        ];
+        assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
+    }
+
+    #[test]
+    fn concurrent_write_may_be_seen_either_way() {
+        let h = vec![
+            put(1, 1, 0, Some(1)),
+            put(1, 2, 2, Some(6)),
+            get(2, Some(1), 3, 4),
+            get(3, Some(2), 5, 7),
+        ];
+        assert_eq!(check(&h), CheckResult::Ok);
+        // But not back again once the newer value was seen and both finished.
+        let h = vec![
+            put(1, 1, 0, Some(1)),
+            put(1, 2, 2, Some(6)),
+            get(2, Some(2), 3, 4),
+            get(3, Some(1), 5, 7),
+        ];
+        assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
+    }
+
+    #[test]
+    fn unknown_put_may_or_may_not_happen() {
+        let h = vec![
+            put(1, 1, 0, Some(1)),
+            put(2, 9, 2, None),
+            get(3, Some(1), 3, 4),
+            get(3, Some(9), 5, 6),
+        ];
+        assert_eq!(check(&h), CheckResult::Ok);
+        // A read of a value nobody wrote is never legal.
+        let h = vec![put(1, 1, 0, Some(1)), get(3, Some(7), 3, 4)];
+        assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
+        // Reading an absent key before any write is fine.
+        let h = vec![get(3, None, 0, 1), put(1, 1, 2, Some(3))];
+        assert_eq!(check(&h), CheckResult::Ok);
+    }
+
+    #[test]
+    fn keys_are_checked_apart() {
+        let mut other = put(1, 5, 0, Some(1));
+        other.key = 1;
+        let h = vec![other, put(1, 1, 2, Some(3)), get(2, Some(1), 4, 5)];
+        assert_eq!(check(&h), CheckResult::Ok);
+    }
+}

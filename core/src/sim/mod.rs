@@ -1,0 +1,244 @@
+//! The deterministic simulator: protocol cores on a virtual clock and a
+//! seeded faulty network (partitions, loss, duplication, reordering, delay),
+//! with crash and restart where what was persisted survives and what was not
+//! is lost. Every event is checked against the safety properties, client
+//! histories against linearizability, and runs must show progress
+//! ("sometimes" properties) so they cannot pass by doing nothing.
+//!
+//! A failing seed replays exactly: [`SimFailure`] prints the command.
+
+mod checker;
+mod cluster;
+pub mod kv;
+pub mod linearizability;
+mod network;
+
+pub use checker::{EntryId, Invariants, RoleEpoch, Violation};
+pub use cluster::{SimCluster, SimStats, Submit, TICK};
+pub use network::{NetCounts, NetFaults, SimNetwork};
+
+use crate::consensus::Protocol;
+use crate::types::NodeId;
+
+/// Outcome of one seeded random run.
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Counters.
+    pub stats: SimStats,
+    /// Client operations issued.
+    pub ops: usize,
+}
+
+/// A failed run: what failed and how to replay it.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    /// The seed.
+    pub seed: u64,
+    /// Steps the run was asked for.
+    pub steps: u64,
+    /// Virtual time of the failure.
+    pub at: u64,
+    /// What failed.
+    pub reason: String,
+    /// Test binary and test that replay one seed.
+    pub replay_test: &'static str,
+}
+
+impl std::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} failed at t={}: {}\n  replay: CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture",
+            self.seed, self.at, self.reason, self.seed, self.steps, self.replay_test
+        )
+    }
+}
+
+/// The fault plan of a random run, drawn from its seed.
+#[derive(Clone, Copy, Debug)]
+pub struct FaultPlan {
+    /// Network faults during the chaotic phase.
+    pub net: NetFaults,
+    /// Partitions come and go.
+    pub partitions: bool,
+    /// Nodes crash and restart.
+    pub crashes: bool,
+}
+
+struct Client {
+    id: u64,
+    leader_hint: Option<NodeId>,
+    op: Option<(usize, u64)>,
+    next_value: u64,
+}
+
+/// Runs one seeded random run of `steps` time units with 3 clients doing
+/// puts and linearizable gets on 3 keys. The last quarter of the run is
+/// fault-free (every node up, network healed) so the cluster must converge.
+///
+/// # Errors
+/// A [`SimFailure`] naming the property that failed.
+pub fn run_random<P: Protocol>(
+    seed: u64,
+    steps: u64,
+    config: P::Config,
+    replay_test: &'static str,
+) -> Result<SimReport, SimFailure> {
+    let fail = |at: u64, reason: String| SimFailure {
+        seed,
+        steps,
+        at,
+        reason,
+        replay_test,
+    };
+    let mut plan_rng = crate::rng::Rng::new(seed ^ 0x005E_ED0F_FA17);
+    let n = if plan_rng.chance(0.5) { 3 } else { 5 };
+    let plan = FaultPlan {
+        net: NetFaults {
+            loss: [0.0, 0.0, 0.05, 0.1, 0.2][plan_rng.below(5) as usize],
+            duplicate: [0.0, 0.02, 0.05][plan_rng.below(3) as usize],
+            min_delay: 1,
+            max_delay: [3, 10, 30][plan_rng.below(3) as usize],
+        },
+        partitions: plan_rng.chance(0.5),
+        crashes: plan_rng.chance(0.5),
+    };
+    let mut sim = SimCluster::<P>::new(n, config, seed).map_err(|e| fail(0, e.to_string()))?;
+    sim.net.faults = plan.net;
+    let keys = 3u8;
+    let mut clients: Vec<Client> = (1..=3)
+        .map(|id| Client {
+            id,
+            leader_hint: None,
+            op: None,
+            next_value: 1,
+        })
+        .collect();
+    let chaos_until = steps * 3 / 4;
+    let op_timeout = 200;
+    let ids = sim.ids();
+    for t in 0..steps {
+        if t == chaos_until {
+            sim.net.heal();
+            sim.net.faults = NetFaults::reliable();
+            for &id in &ids {
+                sim.restart(id)
+                    .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
+            }
+        }
+        if t < chaos_until {
+            if plan.partitions {
+                if sim.net.cut_links() == 0 && sim.rng().below(300) == 0 {
+                    let mut a = Vec::new();
+                    let mut b = Vec::new();
+                    for &id in &ids {
+                        if sim.rng().chance(0.5) {
+                            a.push(id)
+                        } else {
+                            b.push(id)
+                        }
+                    }
+                    sim.partition(&[a, b]);
+                } else if sim.rng().below(200) == 0 {
+                    sim.net.heal();
+                } else if sim.net.cut_links() == 0 && sim.rng().below(300) == 0 {
+                    // Cut the leader off from everyone.
+                    if let Some(&(leader, _)) = sim.leaders().first() {
+                        sim.disconnect(leader);
+                    }
+                }
+            }
+            if plan.crashes {
+                if sim.rng().below(150) == 0 {
+                    // Crashing leaders is what leaves divergent logs behind.
+                    if let Some(&(leader, _)) = sim.leaders().first() {
+                        sim.crash(leader);
+                    }
+                }
+                if sim.rng().below(400) == 0 {
+                    let id = ids[sim.rng().below(n as u64) as usize];
+                    sim.crash(id);
+                }
+                if sim.rng().below(60) == 0 {
+                    let id = ids[sim.rng().below(n as u64) as usize];
+                    sim.restart(id)
+                        .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
+                }
+            }
+        }
+        for c in clients.iter_mut() {
+            if let Some((op, started)) = c.op {
+                if sim.is_complete(op) {
+                    c.op = None;
+                } else if sim.now >= started + op_timeout {
+                    sim.abandon(op);
+                    c.op = None;
+                    c.leader_hint = None;
+                }
+                continue;
+            }
+            if sim.rng().below(10) != 0 {
+                continue;
+            }
+            let target = match c.leader_hint {
+                Some(l) => l,
+                None => ids[sim.rng().below(n as u64) as usize],
+            };
+            let key = sim.rng().below(keys as u64) as u8;
+            let submitted = if sim.rng().chance(0.5) {
+                let value = (c.id << 32) | c.next_value;
+                c.next_value += 1;
+                sim.client_put(c.id, target, key, value)
+            } else {
+                sim.client_get(c.id, target, key)
+            }
+            .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
+            match submitted {
+                Submit::Pending(op) => {
+                    c.leader_hint = Some(target);
+                    if !sim.is_complete(op) {
+                        c.op = Some((op, sim.now));
+                    }
+                }
+                Submit::Refused(hint) => c.leader_hint = hint,
+            }
+        }
+        sim.step()
+            .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
+    }
+    if let linearizability::CheckResult::Illegal { key } = linearizability::check(&sim.history) {
+        return Err(fail(
+            sim.now,
+            format!("client history of key {key} is not linearizable"),
+        ));
+    }
+    let stats = sim.stats;
+    if stats.leaders_elected == 0 {
+        return Err(fail(sim.now, "no leader was ever elected".into()));
+    }
+    if stats.puts_ok == 0 || stats.gets_ok == 0 {
+        return Err(fail(
+            sim.now,
+            format!(
+                "no progress: {} puts and {} gets completed",
+                stats.puts_ok, stats.gets_ok
+            ),
+        ));
+    }
+    if sim.leaders().is_empty() {
+        return Err(fail(
+            sim.now,
+            "no leader at the end of the fault-free phase".into(),
+        ));
+    }
+    Ok(SimReport {
+        seed,
+        nodes: n,
+        stats,
+        ops: sim.history.len(),
+    })
+}

@@ -1,0 +1,122 @@
+//! In-memory storage, for tests, examples and benchmarks.
+
+use super::{Storage, StorageError};
+use crate::types::{Entry, Index};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+struct Inner {
+    hard_state: Option<Vec<u8>>,
+    entries: Vec<Entry>,
+    syncs: u64,
+}
+
+/// Storage held in memory. Clones share the same contents, so a test can keep
+/// a clone to restart a node "from disk" after stopping it. Thread-safe.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemStorage {
+    /// Empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many times [`Storage::sync`] ran (a measure of group commit).
+    pub fn sync_count(&self) -> u64 {
+        self.inner.lock().syncs
+    }
+
+    /// Number of stored entries.
+    pub fn len(&self) -> usize {
+        self.inner.lock().entries.len()
+    }
+
+    /// True when no entry is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Storage for MemStorage {
+    fn hard_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.inner.lock().hard_state.clone())
+    }
+
+    fn entries(&self) -> Result<Vec<Entry>, StorageError> {
+        Ok(self.inner.lock().entries.clone())
+    }
+
+    fn set_hard_state(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.inner.lock().hard_state = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn truncate_from(&mut self, index: Index) -> Result<(), StorageError> {
+        self.inner
+            .lock()
+            .entries
+            .truncate(index.saturating_sub(1) as usize);
+        Ok(())
+    }
+
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let mut inner = self.inner.lock();
+        if let Some(first) = entries.first() {
+            let expected = inner.entries.len() as Index + 1;
+            if first.index != expected {
+                return Err(StorageError::Corrupt(format!(
+                    "append at index {} but the log continues at {expected}",
+                    first.index
+                )));
+            }
+        }
+        inner.entries.extend_from_slice(entries);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.inner.lock().syncs += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::EntryKind;
+    use bytes::Bytes;
+
+    fn e(index: Index) -> Entry {
+        Entry {
+            epoch: 1,
+            index,
+            kind: EntryKind::Normal,
+            data: Bytes::from(vec![index as u8]),
+        }
+    }
+
+    #[test]
+    fn append_truncate_and_share_between_clones() {
+        let mut s = MemStorage::new();
+        let kept = s.clone();
+        s.append(&[e(1), e(2), e(3)]).unwrap();
+        s.truncate_from(2).unwrap();
+        s.append(&[e(2)]).unwrap();
+        s.set_hard_state(b"hs").unwrap();
+        s.sync().unwrap();
+        assert_eq!(kept.entries().unwrap(), vec![e(1), e(2)]);
+        assert_eq!(kept.hard_state().unwrap(), Some(b"hs".to_vec()));
+        assert_eq!(kept.sync_count(), 1);
+    }
+
+    #[test]
+    fn append_with_a_gap_is_an_error() {
+        let mut s = MemStorage::new();
+        assert!(matches!(s.append(&[e(2)]), Err(StorageError::Corrupt(_))));
+        assert!(s.is_empty());
+    }
+}

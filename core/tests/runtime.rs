@@ -1,0 +1,296 @@
+//! The threaded runtime on LocalNetwork: real nodes, real threads. These
+//! tests check behaviour, never timing (timeouts are generous upper bounds).
+
+use consenso::consensus::raft::{Raft, RaftConfig};
+use consenso::local::LocalCluster;
+use consenso::runtime::{CounterMachine, Node, NodeConfig, ReceiveError, StateMachine};
+use consenso::storage::MemStorage;
+use consenso::wire::WireError;
+use consenso::{ProposeError, Role};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Records every applied command, shared with the test.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        let mut v = self.0.lock().unwrap();
+        v.push(command.to_vec());
+        (v.len() as u64).to_le_bytes().to_vec()
+    }
+}
+
+#[test]
+fn three_nodes_elect_replicate_and_survive_losing_the_leader() {
+    let recorders: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
+    let rs = recorders.clone();
+    let mut cluster = LocalCluster::start(3, move |id| rs[id as usize - 1].clone()).unwrap();
+    let leader = cluster.wait_for_leader(WAIT).expect("a leader");
+    for i in 0..100u32 {
+        let reply = cluster.propose(&i.to_le_bytes(), WAIT).unwrap();
+        assert_eq!(reply, (i as u64 + 1).to_le_bytes().to_vec());
+    }
+    let idx = cluster.node(leader).unwrap().read_barrier(WAIT).unwrap();
+    assert!(
+        idx >= 101,
+        "read index {idx} covers the 100 commands and the no-op"
+    );
+    cluster.stop(leader);
+    let new_leader = cluster.wait_for_leader(WAIT).expect("a new leader");
+    assert_ne!(new_leader, leader);
+    cluster.propose(b"after", WAIT).unwrap();
+    cluster
+        .node(new_leader)
+        .unwrap()
+        .read_barrier(WAIT)
+        .unwrap();
+    let applied = recorders[new_leader as usize - 1].0.lock().unwrap().clone();
+    assert_eq!(applied.len(), 101);
+    for (i, cmd) in applied.iter().take(100).enumerate() {
+        assert_eq!(
+            cmd,
+            &(i as u32).to_le_bytes().to_vec(),
+            "command {i} kept its place"
+        );
+    }
+    // The old leader comes back from its storage and catches up.
+    let before_restart = recorders[leader as usize - 1].0.lock().unwrap().len();
+    cluster.restart(leader).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while recorders[leader as usize - 1].0.lock().unwrap().len() < before_restart + 101 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restarted node did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let old = recorders[leader as usize - 1].0.lock().unwrap().clone();
+    // After the restart it applies its log again from index 1.
+    assert_eq!(old[before_restart..], applied[..]);
+    cluster.shutdown();
+}
+
+#[test]
+fn follower_refuses_proposals_and_reads_with_a_leader_hint() {
+    let cluster = LocalCluster::start(3, |_| CounterMachine::default()).unwrap();
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    cluster.propose(b"x", WAIT).unwrap();
+    let follower = cluster.ids().into_iter().find(|&i| i != leader).unwrap();
+    let node = cluster.node(follower).unwrap();
+    // The follower learned the leader from the append it just got.
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.status().leader != Some(leader) {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        node.propose(b"y".to_vec(), WAIT),
+        Err(ProposeError::NotLeader {
+            leader: Some(leader)
+        })
+    );
+    assert_eq!(
+        node.read_barrier(WAIT),
+        Err(ProposeError::NotLeader {
+            leader: Some(leader)
+        })
+    );
+    assert!(node.status().proposals_failed >= 1);
+}
+
+#[test]
+fn bad_envelopes_are_rejected_counted_and_harmless() {
+    let cluster = LocalCluster::start(3, |_| CounterMachine::default()).unwrap();
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    let node = cluster.node(leader).unwrap();
+    let before = node.status().messages_rejected;
+    assert!(matches!(
+        node.receive(2, b""),
+        Err(ReceiveError::Wire(WireError::TooShort(0)))
+    ));
+    assert!(matches!(
+        node.receive(2, b"garbage bytes"),
+        Err(ReceiveError::Wire(WireError::BadMagic))
+    ));
+    let mut foreign = b"CNSO\x01\x01".to_vec();
+    foreign.extend_from_slice(&[99, 2, leader as u8, 0]);
+    assert!(matches!(
+        node.receive(2, &foreign),
+        Err(ReceiveError::Wire(WireError::WrongCluster {
+            found: 99,
+            ..
+        }))
+    ));
+    assert_eq!(node.status().messages_rejected, before + 3);
+    cluster.propose(b"still works", WAIT).unwrap();
+}
+
+#[test]
+fn callbacks_complete_exactly_once_even_across_shutdown() {
+    let cluster = LocalCluster::start(3, |_| CounterMachine::default()).unwrap();
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    let node = cluster.node(leader).unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let n = 2000;
+    for i in 0..n {
+        let (done, ok) = (Arc::clone(&done), Arc::clone(&ok));
+        node.propose_with(
+            (i as u32).to_le_bytes().to_vec(),
+            Box::new(move |r| {
+                if r.is_ok() {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+    }
+    node.shutdown();
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        n,
+        "every callback ran exactly once"
+    );
+    // After shutdown everything fails at once with Closed.
+    assert_eq!(
+        node.propose(b"late".to_vec(), WAIT),
+        Err(ProposeError::Closed)
+    );
+    assert_eq!(node.read_barrier(WAIT), Err(ProposeError::Closed));
+    assert!(matches!(node.receive(2, b"x"), Err(ReceiveError::Closed)));
+    assert!(node.is_closed());
+    drop(cluster);
+}
+
+#[test]
+fn single_node_commits_alone_and_restarts_from_storage() {
+    let storage = MemStorage::new();
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
+    config.tick_interval = Duration::from_millis(1);
+    let node = Node::<Raft>::start(
+        config.clone(),
+        storage.clone(),
+        |_, _| {},
+        CounterMachine::default(),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.status().role != Role::Leader {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for i in 1..=10u64 {
+        assert_eq!(
+            node.propose(vec![1], WAIT).unwrap(),
+            i.to_le_bytes().to_vec()
+        );
+    }
+    node.read_barrier(WAIT).unwrap();
+    let term = node.status().term;
+    node.shutdown();
+    assert!(storage.sync_count() > 0);
+    let node = Node::<Raft>::start(config, storage, |_, _| {}, CounterMachine::default()).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.status().role != Role::Leader {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        node.status().term > term,
+        "the restarted node campaigns in a later term"
+    );
+    // Replayed the 10 commands before this one.
+    assert_eq!(
+        node.propose(vec![1], WAIT).unwrap(),
+        11u64.to_le_bytes().to_vec()
+    );
+}
+
+#[test]
+fn invalid_configuration_is_a_clear_error() {
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1, 2, 3]);
+    config.protocol.election_ticks_max = 1;
+    let err = Node::<Raft>::start(
+        config,
+        MemStorage::new(),
+        |_, _| {},
+        CounterMachine::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("election_ticks_max"), "{err}");
+    let config = NodeConfig::<RaftConfig>::new(4, vec![1, 2, 3]);
+    let err = Node::<Raft>::start(
+        config,
+        MemStorage::new(),
+        |_, _| {},
+        CounterMachine::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("voters"), "{err}");
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
+    config.tick_interval = Duration::ZERO;
+    let err = Node::<Raft>::start(
+        config,
+        MemStorage::new(),
+        |_, _| {},
+        CounterMachine::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("tick_interval"), "{err}");
+}
+
+#[test]
+fn state_changes_are_reported() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = Arc::clone(&seen);
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
+    config.tick_interval = Duration::from_millis(1);
+    let node = Node::<Raft>::start_observed(
+        config,
+        MemStorage::new(),
+        |_, _| {},
+        CounterMachine::default(),
+        Some(Box::new(move |c| s2.lock().unwrap().push(c))),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !seen.lock().unwrap().iter().any(|c| c.role == Role::Leader) {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let changes = seen.lock().unwrap().clone();
+    let lead = changes.iter().find(|c| c.role == Role::Leader).unwrap();
+    assert_eq!(lead.leader, Some(1));
+    drop(node);
+}
+
+#[test]
+fn a_partitioned_leader_steps_down_and_the_majority_moves_on() {
+    let cluster = LocalCluster::start(3, |_| CounterMachine::default()).unwrap();
+    let leader = cluster.wait_for_leader(WAIT).unwrap();
+    cluster.network().isolate(leader);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let old = cluster.node(leader).unwrap().status();
+        let others_have_leader = cluster
+            .ids()
+            .into_iter()
+            .filter(|&i| i != leader)
+            .any(|i| cluster.node(i).unwrap().status().role == Role::Leader);
+        if old.role != Role::Leader && others_have_leader {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old leader did not step down (CheckQuorum)"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.network().heal();
+    cluster.propose(b"after heal", WAIT).unwrap();
+}

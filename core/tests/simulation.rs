@@ -1,0 +1,108 @@
+//! Seeded random simulation runs of Raft under partitions, loss,
+//! duplication, reordering, delay, crashes and restarts.
+//!
+//! `CONSENSO_SIM_SEEDS` (default 500) and `CONSENSO_SIM_STEPS` (default 5000)
+//! set the range; `CONSENSO_SIM_SEED` replays one seed with `replay_one`.
+
+use consenso::consensus::raft::{Raft, RaftConfig};
+use consenso::rng::Rng;
+use consenso::sim::{run_random, SimFailure, SimReport};
+use std::time::Instant;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Each seed also draws the replication limits, so small batches and
+/// narrow pipelines (where acknowledgements split a batch) are explored.
+fn config_for(seed: u64) -> RaftConfig {
+    let mut rng = Rng::new(seed ^ 0xC0F1_6000);
+    RaftConfig {
+        max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
+        max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
+        max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        ..RaftConfig::default()
+    }
+}
+
+fn run_range(seeds: u64, steps: u64) -> (Vec<SimReport>, Vec<SimFailure>) {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4) as u64;
+    let results: Vec<(Vec<SimReport>, Vec<SimFailure>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    let mut failed = Vec::new();
+                    let mut seed = w;
+                    while seed < seeds {
+                        match run_random::<Raft>(seed, steps, config_for(seed), "replay_one") {
+                            Ok(r) => ok.push(r),
+                            Err(f) => failed.push(f),
+                        }
+                        seed += workers;
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker panicked"))
+            .collect()
+    });
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (o, f) in results {
+        ok.extend(o);
+        failed.extend(f);
+    }
+    failed.sort_by_key(|f| f.seed);
+    (ok, failed)
+}
+
+#[test]
+fn raft_seed_range() {
+    let seeds = env_u64("CONSENSO_SIM_SEEDS", 500);
+    let steps = env_u64("CONSENSO_SIM_STEPS", 5000);
+    let start = Instant::now();
+    let (ok, failed) = run_range(seeds, steps);
+    let elections: u64 = ok.iter().map(|r| r.stats.leaders_elected).sum();
+    let crashes: u64 = ok.iter().map(|r| r.stats.crashes).sum();
+    let puts: u64 = ok.iter().map(|r| r.stats.puts_ok).sum();
+    let gets: u64 = ok.iter().map(|r| r.stats.gets_ok).sum();
+    println!(
+        "raft simulation: {} seeds x {steps} steps in {:.1?}: {} passed, {} failed; {elections} leaders elected, {crashes} crashes, {puts} puts and {gets} gets completed",
+        seeds,
+        start.elapsed(),
+        ok.len(),
+        failed.len()
+    );
+    for f in failed.iter().take(10) {
+        println!("{f}");
+    }
+    assert!(
+        failed.is_empty(),
+        "{} seeds failed; first: {}",
+        failed.len(),
+        failed[0]
+    );
+    // Sometimes properties over the range: faults really happened and the
+    // cluster really worked through them.
+    assert!(crashes > 0, "no run crashed a node");
+    assert!(elections as usize > ok.len(), "no run saw a re-election");
+}
+
+#[test]
+fn replay_one() {
+    let seed = env_u64("CONSENSO_SIM_SEED", 0);
+    let steps = env_u64("CONSENSO_SIM_STEPS", 5000);
+    match run_random::<Raft>(seed, steps, config_for(seed), "replay_one") {
+        Ok(r) => println!("seed {seed}: {r:?}"),
+        Err(f) => panic!("{f}"),
+    }
+}
