@@ -1,1 +1,204 @@
-fn main() {}
+//! Cluster throughput: 3 Raft nodes in one process on LocalNetwork, in-memory
+//! storage, N closed-loop proposers (each waits for its commit before it
+//! proposes again), empty or 100-byte commands. Prints commits/s and p50/p99
+//! commit latency per point. In the spirit of openraft's `benchmarks/minimal`.
+//!
+//! ```text
+//! cargo bench -p consenso --bench throughput -- [--proposers 1,64,256,4096]
+//!     [--payload 0,100] [--seconds 3]
+//! ```
+
+use bytes::Bytes;
+use consenso::consensus::raft::Raft;
+use consenso::local::LocalCluster;
+use consenso::runtime::{NodeHandle, NullMachine};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Log-linear latency histogram in nanoseconds (16 sub-buckets per power of
+/// two, so percentiles are within ~6%). Lock-free.
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+}
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            buckets: (0..64 * 16).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn bucket(ns: u64) -> usize {
+        let ns = ns.max(1);
+        let exp = 63 - ns.leading_zeros() as usize;
+        let sub = if exp >= 4 {
+            ((ns >> (exp - 4)) & 15) as usize
+        } else {
+            0
+        };
+        exp * 16 + sub
+    }
+
+    fn lower_bound(bucket: usize) -> u64 {
+        let (exp, sub) = (bucket / 16, bucket % 16);
+        if exp >= 4 {
+            (1u64 << exp) + ((sub as u64) << (exp - 4))
+        } else {
+            1u64 << exp
+        }
+    }
+
+    fn record(&self, d: Duration) {
+        self.buckets[Self::bucket(d.as_nanos() as u64)].fetch_add(1, Relaxed);
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let target = ((total as f64) * p).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= target {
+                return Duration::from_nanos(Self::lower_bound(i));
+            }
+        }
+        Duration::ZERO
+    }
+}
+
+struct Run {
+    stop: AtomicBool,
+    measure_from: Instant,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+    latency: Histogram,
+}
+
+/// One closed-loop proposer: proposes, and proposes again from the
+/// completion callback until the run stops.
+fn propose_loop(node: NodeHandle<Raft>, run: Arc<Run>, payload: Bytes) {
+    let started = Instant::now();
+    run.in_flight.fetch_add(1, Relaxed);
+    let n = node.clone();
+    let (r, p) = (Arc::clone(&run), payload.clone());
+    node.propose_with(
+        payload,
+        Box::new(move |result| {
+            let now = Instant::now();
+            r.in_flight.fetch_sub(1, Relaxed);
+            match result {
+                Ok(_) => {
+                    if now >= r.measure_from && !r.stop.load(Relaxed) {
+                        r.completed.fetch_add(1, Relaxed);
+                        r.latency.record(now - started);
+                    }
+                    if !r.stop.load(Relaxed) {
+                        propose_loop(n, r, p);
+                    }
+                }
+                Err(_) => {
+                    r.failed.fetch_add(1, Relaxed);
+                }
+            }
+        }),
+    );
+}
+
+struct Point {
+    payload: usize,
+    proposers: usize,
+    commits_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    failed: u64,
+}
+
+fn measure(payload: usize, proposers: usize, seconds: f64) -> Result<Point, String> {
+    let cluster = LocalCluster::start(3, |_| NullMachine).map_err(|e| e.to_string())?;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .ok_or("no leader")?;
+    let node = cluster.node(leader).ok_or("no leader node")?.handle();
+    let warmup = Duration::from_millis(500);
+    let run = Arc::new(Run {
+        stop: AtomicBool::new(false),
+        measure_from: Instant::now() + warmup,
+        completed: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        latency: Histogram::new(),
+    });
+    let data = Bytes::from(vec![0xAB; payload]);
+    for _ in 0..proposers {
+        propose_loop(node.clone(), Arc::clone(&run), data.clone());
+    }
+    std::thread::sleep(warmup + Duration::from_secs_f64(seconds));
+    run.stop.store(true, Relaxed);
+    let elapsed = run.measure_from.elapsed().as_secs_f64();
+    let completed = run.completed.load(Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run.in_flight.load(Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cluster.shutdown();
+    Ok(Point {
+        payload,
+        proposers,
+        commits_per_sec: completed as f64 / elapsed,
+        p50: run.latency.percentile(0.50),
+        p99: run.latency.percentile(0.99),
+        failed: run.failed.load(Relaxed),
+    })
+}
+
+fn list(arg: Option<String>, default: &[usize]) -> Vec<usize> {
+    arg.map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn main() {
+    let mut proposers = None;
+    let mut payloads = None;
+    let mut seconds = 3.0;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--proposers" => proposers = args.next(),
+            "--payload" => payloads = args.next(),
+            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
+            _ => {} // `cargo bench` passes --bench
+        }
+    }
+    let proposers = list(proposers, &[1, 64, 256, 4096]);
+    let payloads = list(payloads, &[0, 100]);
+    println!("| payload | proposers | commits/s | p50 latency | p99 latency |");
+    println!("|--------:|----------:|----------:|------------:|------------:|");
+    for &payload in &payloads {
+        for &n in &proposers {
+            match measure(payload, n, seconds) {
+                Ok(p) => {
+                    println!(
+                        "| {} B | {} | {:.0} | {:.1?} | {:.1?} |{}",
+                        p.payload,
+                        p.proposers,
+                        p.commits_per_sec,
+                        p.p50,
+                        p.p99,
+                        if p.failed > 0 {
+                            format!(" ({} failed)", p.failed)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                Err(e) => println!("| {payload} B | {n} | error: {e} | | |"),
+            }
+        }
+    }
+}

@@ -32,7 +32,7 @@ pub struct NodeConfig<P> {
 
 impl<P: Default> NodeConfig<P> {
     /// Defaults for node `id` among `voters`: 10 ms ticks (so Raft's default
-    /// election timeout is 100–200 ms and heartbeats go every 20 ms).
+    /// election timeout is 150–300 ms and heartbeats go every 50 ms).
     pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
         NodeConfig {
             id,

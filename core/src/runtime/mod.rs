@@ -14,7 +14,7 @@ mod status;
 
 pub use config::NodeConfig;
 pub use machines::{CounterMachine, NullMachine};
-pub use node::{Inbox, Node, ReceiveError, StartError};
+pub use node::{Inbox, Node, NodeHandle, ReceiveError, StartError};
 pub use status::Status;
 
 use crate::types::{Index, NodeId};

@@ -100,16 +100,47 @@ impl<P: Protocol> Shared<P> {
 }
 
 /// A running node: a protocol core on its own driver thread plus an apply
-/// thread. All methods take `&self` and are safe to call from any thread.
-/// Dropping the handle shuts the node down.
+/// thread. It owns the threads: dropping it (or [`Node::shutdown`]) stops
+/// them. Everything else is on [`NodeHandle`], which `Node` dereferences to.
 pub struct Node<P: Protocol> {
-    shared: Arc<Shared<P>>,
+    handle: NodeHandle<P>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A cheap, cloneable handle to a running node: propose, read, receive and
+/// status. All methods take `&self` and are safe to call from any thread,
+/// including from the node's own callbacks. It does not keep the node
+/// running: after the [`Node`] is shut down every call fails with `Closed`.
+pub struct NodeHandle<P: Protocol> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: Protocol> Clone for NodeHandle<P> {
+    fn clone(&self) -> Self {
+        NodeHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 impl<P: Protocol> std::fmt::Debug for Node<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node").field("id", &self.shared.id).finish()
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for NodeHandle<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+impl<P: Protocol> std::ops::Deref for Node<P> {
+    type Target = NodeHandle<P>;
+    fn deref(&self) -> &NodeHandle<P> {
+        &self.handle
     }
 }
 
@@ -232,11 +263,38 @@ impl<P: Protocol> Node<P> {
         shared.threads.lock().push(driver_handle.thread().id());
         handles.push(driver_handle);
         Ok(Node {
-            shared,
+            handle: NodeHandle { shared },
             handles: Mutex::new(handles),
         })
     }
 
+    /// A cloneable handle for proposing, reading and receiving from other
+    /// threads or callbacks.
+    pub fn handle(&self) -> NodeHandle<P> {
+        self.handle.clone()
+    }
+
+    /// Stops the node: pending proposals and reads fail with `Closed`,
+    /// entries already handed to the apply thread are applied, and both
+    /// threads are joined. Idempotent. Called from one of this node's own
+    /// callbacks, it stops the node without joining (that would deadlock).
+    pub fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let _ = self.shared.input.send(Input::Shutdown);
+        let me = std::thread::current().id();
+        if self.shared.threads.lock().contains(&me) {
+            return;
+        }
+        let handles: Vec<_> = self.handles.lock().drain(..).collect();
+        for h in handles {
+            if h.join().is_err() {
+                ::log::error!("node {}: a node thread panicked", self.shared.id);
+            }
+        }
+    }
+}
+
+impl<P: Protocol> NodeHandle<P> {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.shared.id
@@ -355,25 +413,6 @@ impl<P: Protocol> Node<P> {
     /// A snapshot of role, term, leader, indexes and counters. Lock-free.
     pub fn status(&self) -> Status {
         self.shared.status.snapshot(self.shared.id)
-    }
-
-    /// Stops the node: pending proposals and reads fail with `Closed`,
-    /// entries already handed to the apply thread are applied, and both
-    /// threads are joined. Idempotent. Called from one of this node's own
-    /// callbacks, it stops the node without joining (that would deadlock).
-    pub fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::Release);
-        let _ = self.shared.input.send(Input::Shutdown);
-        let me = std::thread::current().id();
-        if self.shared.threads.lock().contains(&me) {
-            return;
-        }
-        let handles: Vec<_> = self.handles.lock().drain(..).collect();
-        for h in handles {
-            if h.join().is_err() {
-                ::log::error!("node {}: a node thread panicked", self.shared.id);
-            }
-        }
     }
 
     /// True when the calling thread is one of this node's threads (where

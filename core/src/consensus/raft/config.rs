@@ -36,9 +36,9 @@ pub struct RaftConfig {
 impl Default for RaftConfig {
     fn default() -> Self {
         RaftConfig {
-            election_ticks_min: 10,
-            election_ticks_max: 20,
-            heartbeat_ticks: 2,
+            election_ticks_min: 15,
+            election_ticks_max: 30,
+            heartbeat_ticks: 5,
             pre_vote: true,
             check_quorum: true,
             max_entries_per_message: 4096,
