@@ -3,9 +3,12 @@
 //! proposes again), empty or 100-byte commands. Prints commits/s and p50/p99
 //! commit latency per point. In the spirit of openraft's `benchmarks/minimal`.
 //!
+//! Each point runs `--repeat` times (a fresh cluster each time) and reports
+//! the median run: thread scheduling on a small machine is noisy.
+//!
 //! ```text
 //! cargo bench -p consenso --bench throughput -- [--proposers 1,64,256,4096]
-//!     [--payload 0,100] [--seconds 3]
+//!     [--payload 0,100] [--seconds 3] [--repeat 3]
 //! ```
 
 use bytes::Bytes;
@@ -80,15 +83,25 @@ struct Run {
     latency: Histogram,
 }
 
+/// A fresh command, as a client would build one (sharing one buffer between
+/// all proposals would measure refcount contention instead).
+fn command(size: usize) -> Bytes {
+    if size == 0 {
+        Bytes::new()
+    } else {
+        Bytes::from(vec![0xAB; size])
+    }
+}
+
 /// One closed-loop proposer: proposes, and proposes again from the
 /// completion callback until the run stops.
-fn propose_loop(node: NodeHandle<Raft>, run: Arc<Run>, payload: Bytes) {
+fn propose_loop(node: NodeHandle<Raft>, run: Arc<Run>, size: usize) {
     let started = Instant::now();
     run.in_flight.fetch_add(1, Relaxed);
     let n = node.clone();
-    let (r, p) = (Arc::clone(&run), payload.clone());
+    let r = Arc::clone(&run);
     node.propose_with(
-        payload,
+        command(size),
         Box::new(move |result| {
             let now = Instant::now();
             r.in_flight.fetch_sub(1, Relaxed);
@@ -99,7 +112,7 @@ fn propose_loop(node: NodeHandle<Raft>, run: Arc<Run>, payload: Bytes) {
                         r.latency.record(now - started);
                     }
                     if !r.stop.load(Relaxed) {
-                        propose_loop(n, r, p);
+                        propose_loop(n, r, size);
                     }
                 }
                 Err(_) => {
@@ -134,9 +147,8 @@ fn measure(payload: usize, proposers: usize, seconds: f64) -> Result<Point, Stri
         in_flight: AtomicU64::new(0),
         latency: Histogram::new(),
     });
-    let data = Bytes::from(vec![0xAB; payload]);
     for _ in 0..proposers {
-        propose_loop(node.clone(), Arc::clone(&run), data.clone());
+        propose_loop(node.clone(), Arc::clone(&run), payload);
     }
     std::thread::sleep(warmup + Duration::from_secs_f64(seconds));
     run.stop.store(true, Relaxed);
@@ -166,12 +178,20 @@ fn main() {
     let mut proposers = None;
     let mut payloads = None;
     let mut seconds = 3.0;
+    let mut repeat = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--proposers" => proposers = args.next(),
             "--payload" => payloads = args.next(),
             "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
+            "--repeat" => {
+                repeat = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(repeat)
+                    .max(1)
+            }
             _ => {} // `cargo bench` passes --bench
         }
     }
@@ -181,7 +201,21 @@ fn main() {
     println!("|--------:|----------:|----------:|------------:|------------:|");
     for &payload in &payloads {
         for &n in &proposers {
-            match measure(payload, n, seconds) {
+            let mut runs: Vec<Point> = Vec::new();
+            let mut error = None;
+            for _ in 0..repeat {
+                match measure(payload, n, seconds) {
+                    Ok(p) => runs.push(p),
+                    Err(e) => error = Some(e),
+                }
+            }
+            runs.sort_by(|a, b| a.commits_per_sec.total_cmp(&b.commits_per_sec));
+            let median = if runs.is_empty() {
+                None
+            } else {
+                Some(runs.swap_remove(runs.len() / 2))
+            };
+            match median.ok_or_else(|| error.unwrap_or_default()) {
                 Ok(p) => {
                     println!(
                         "| {} B | {} | {:.0} | {:.1?} | {:.1?} |{}",

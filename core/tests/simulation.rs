@@ -1,7 +1,7 @@
 //! Seeded random simulation runs of Raft under partitions, loss,
 //! duplication, reordering, delay, crashes and restarts.
 //!
-//! `CONSENSO_SIM_SEEDS` (default 500) and `CONSENSO_SIM_STEPS` (default 5000)
+//! `CONSENSO_SIM_SEEDS` (default 1000) and `CONSENSO_SIM_STEPS` (default 5000)
 //! set the range; `CONSENSO_SIM_SEED` replays one seed with `replay_one`.
 
 use consenso::consensus::raft::{Raft, RaftConfig};
@@ -67,7 +67,7 @@ fn run_range(seeds: u64, steps: u64) -> (Vec<SimReport>, Vec<SimFailure>) {
 
 #[test]
 fn raft_seed_range() {
-    let seeds = env_u64("CONSENSO_SIM_SEEDS", 500);
+    let seeds = env_u64("CONSENSO_SIM_SEEDS", 1000);
     let steps = env_u64("CONSENSO_SIM_STEPS", 5000);
     let start = Instant::now();
     let (ok, failed) = run_range(seeds, steps);

@@ -7,6 +7,7 @@
 //! in this order: persist hard state and log changes, then send messages,
 //! then apply committed entries and serve ready reads.
 
+pub mod entry_codec;
 pub mod quorum;
 pub mod raft;
 

@@ -106,14 +106,15 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if let Some(input) = first {
-                if let Flow::Stop = self.handle(input) {
+                let deadline = Instant::now() + self.proposal_timeout;
+                if let Flow::Stop = self.handle(input, deadline) {
                     break;
                 }
                 let mut stop = false;
                 for _ in 1..self.max_batch {
                     match self.input.try_recv() {
                         Ok(input) => {
-                            if let Flow::Stop = self.handle(input) {
+                            if let Flow::Stop = self.handle(input, deadline) {
                                 stop = true;
                                 break;
                             }
@@ -144,7 +145,8 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         self.close();
     }
 
-    fn handle(&mut self, input: Input<P::Message>) -> Flow {
+    /// Handles one input; a proposal gives up at `deadline`.
+    fn handle(&mut self, input: Input<P::Message>, deadline: Instant) -> Flow {
         match input {
             Input::Messages(from, msgs) => {
                 for m in msgs {
@@ -156,7 +158,7 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                     let p = PendingProposal {
                         epoch,
                         index,
-                        deadline: Instant::now() + self.proposal_timeout,
+                        deadline,
                         done,
                     };
                     let at_back = self

@@ -41,6 +41,8 @@ struct SimNode<P: Protocol> {
     reads: BTreeMap<ReadId, Waiting>,
     next_read: ReadId,
     tick_phase: u64,
+    /// Crash during the next event, before its effects are persisted.
+    torn: bool,
 }
 
 /// Per-run counters, used for "sometimes" properties.
@@ -126,6 +128,7 @@ impl<P: Protocol> SimCluster<P> {
                 reads: BTreeMap::new(),
                 next_read: 1,
                 tick_phase: rng.below(TICK),
+                torn: false,
             });
         }
         Ok(SimCluster {
@@ -224,6 +227,18 @@ impl<P: Protocol> SimCluster<P> {
         let mut fx = std::mem::take(&mut self.fx);
         let r = f(core, &mut fx);
         core.flush(&mut fx);
+        if self.nodes[i].torn {
+            // Crash before the batch was synced: nothing of it was persisted
+            // or sent, and the core's memory is gone with the process.
+            self.nodes[i].torn = false;
+            fx.clear();
+            self.fx = fx;
+            self.crash(id);
+            return Ok(None);
+        }
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return Ok(None);
+        };
         let after = Self::role_epoch(core);
         let commit = core.commit_index();
         let result = self.carry_out(id, before, after, commit, &mut fx);
@@ -474,6 +489,16 @@ impl<P: Protocol> SimCluster<P> {
         }
         n.proposals.clear();
         n.reads.clear();
+    }
+
+    /// Crashes node `id` in the middle of its next event: the core handles
+    /// the input, but the process dies before the batch is synced, so none of
+    /// its effects persist or leave the node.
+    pub fn crash_before_sync(&mut self, id: NodeId) {
+        let n = &mut self.nodes[Self::idx(id)];
+        if n.core.is_some() {
+            n.torn = true;
+        }
     }
 
     /// Restarts a crashed node from its disk (no-op when it runs).

@@ -161,7 +161,11 @@ pub fn run_random<P: Protocol>(
                 }
                 if sim.rng().below(400) == 0 {
                     let id = ids[sim.rng().below(n as u64) as usize];
-                    sim.crash(id);
+                    if sim.rng().chance(0.5) {
+                        sim.crash(id);
+                    } else {
+                        sim.crash_before_sync(id);
+                    }
                 }
                 if sim.rng().below(60) == 0 {
                     let id = ids[sim.rng().below(n as u64) as usize];

@@ -5,10 +5,16 @@ use crate::types::{Entry, Index};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
+/// The log is kept the way a write-ahead log keeps it: each entry
+/// postcard-encoded into one growing byte buffer, with the offset where each
+/// entry starts. That costs a few bytes per entry instead of a full `Entry`
+/// (the core holds the decoded log), and appending copies no `Entry`.
 #[derive(Debug, Default)]
 struct Inner {
     hard_state: Option<Vec<u8>>,
-    entries: Vec<Entry>,
+    wal: Vec<u8>,
+    /// `offsets[i]` is where entry `i + 1` starts in `wal`.
+    offsets: Vec<usize>,
     syncs: u64,
 }
 
@@ -32,7 +38,7 @@ impl MemStorage {
 
     /// Number of stored entries.
     pub fn len(&self) -> usize {
-        self.inner.lock().entries.len()
+        self.inner.lock().offsets.len()
     }
 
     /// True when no entry is stored.
@@ -47,7 +53,16 @@ impl Storage for MemStorage {
     }
 
     fn entries(&self) -> Result<Vec<Entry>, StorageError> {
-        Ok(self.inner.lock().entries.clone())
+        let inner = self.inner.lock();
+        let mut out = Vec::with_capacity(inner.offsets.len());
+        let mut rest = &inner.wal[..];
+        for _ in 0..inner.offsets.len() {
+            let (e, r) = postcard::take_from_bytes::<Entry>(rest)
+                .map_err(|e| StorageError::Corrupt(format!("log entry: {e}")))?;
+            out.push(e);
+            rest = r;
+        }
+        Ok(out)
     }
 
     fn set_hard_state(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
@@ -56,17 +71,20 @@ impl Storage for MemStorage {
     }
 
     fn truncate_from(&mut self, index: Index) -> Result<(), StorageError> {
-        self.inner
-            .lock()
-            .entries
-            .truncate(index.saturating_sub(1) as usize);
+        let mut inner = self.inner.lock();
+        let keep = index.saturating_sub(1) as usize;
+        if keep < inner.offsets.len() {
+            let cut = inner.offsets[keep];
+            inner.wal.truncate(cut);
+            inner.offsets.truncate(keep);
+        }
         Ok(())
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let mut inner = self.inner.lock();
         if let Some(first) = entries.first() {
-            let expected = inner.entries.len() as Index + 1;
+            let expected = inner.offsets.len() as Index + 1;
             if first.index != expected {
                 return Err(StorageError::Corrupt(format!(
                     "append at index {} but the log continues at {expected}",
@@ -74,7 +92,13 @@ impl Storage for MemStorage {
                 )));
             }
         }
-        inner.entries.extend_from_slice(entries);
+        let inner = &mut *inner;
+        for e in entries {
+            inner.offsets.push(inner.wal.len());
+            let wal = std::mem::take(&mut inner.wal);
+            inner.wal = postcard::to_extend(e, wal)
+                .map_err(|err| StorageError::Corrupt(format!("entry {}: {err}", e.index)))?;
+        }
         Ok(())
     }
 

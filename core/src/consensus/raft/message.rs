@@ -71,7 +71,8 @@ pub enum Message {
         prev_index: Index,
         /// Term of that entry.
         prev_term: Epoch,
-        /// Entries to append (possibly none).
+        /// Entries to append (possibly none), consecutive from `prev_index + 1`.
+        #[serde(with = "crate::consensus::entry_codec")]
         entries: Vec<Entry>,
         /// Leader's commit index.
         commit: Index,

@@ -435,6 +435,17 @@ impl Raft {
                 return;
             }
         }
+        let consecutive = entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.index == prev_index + 1 + i as Index);
+        if !consecutive {
+            ::log::warn!(
+                "node {}: ignoring an append whose entries do not follow {prev_index}",
+                self.id
+            );
+            return;
+        }
         let last_new = prev_index + entries.len() as Index;
         for entry in entries {
             match self.log.term(entry.index) {
