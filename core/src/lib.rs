@@ -5,7 +5,7 @@
 //! survive a restart, the versioned [`wire`] envelope, the in-process
 //! [`local::LocalNetwork`] and the deterministic simulator in [`sim`].
 //!
-//! ```no_run
+//! ```
 //! use consenso::local::LocalCluster;
 //! use consenso::runtime::CounterMachine;
 //! use std::time::Duration;

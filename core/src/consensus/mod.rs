@@ -8,8 +8,11 @@
 //! then apply committed entries and serve ready reads.
 
 pub mod entry_codec;
+pub mod log;
+pub mod progress;
 pub mod quorum;
 pub mod raft;
+pub mod read_index;
 
 use crate::error::ProposeError;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};

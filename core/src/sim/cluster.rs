@@ -6,6 +6,7 @@ use super::checker::{Invariants, RoleEpoch, Violation};
 use super::kv::KvStore;
 use super::linearizability::{OpKind, Operation};
 use super::network::{NetFaults, SimNetwork};
+use super::protocols::{ExtraChecks, SimProtocol};
 use crate::consensus::{Effects, Protocol, ReadId, Recovered};
 use crate::error::ProposeError;
 use crate::rng::Rng;
@@ -63,7 +64,7 @@ pub struct SimStats {
 }
 
 /// A simulated cluster of `P` cores with ids `1..=n`.
-pub struct SimCluster<P: Protocol> {
+pub struct SimCluster<P: SimProtocol> {
     /// Virtual time.
     pub now: u64,
     nodes: Vec<SimNode<P>>,
@@ -71,6 +72,7 @@ pub struct SimCluster<P: Protocol> {
     pub net: SimNetwork<P::Message>,
     rng: Rng,
     checker: Invariants,
+    extra: P::Checks,
     config: P::Config,
     seed: u64,
     fx: Effects<P::Message, P::HardState>,
@@ -98,7 +100,7 @@ pub enum Submit {
     Refused(Option<NodeId>),
 }
 
-impl<P: Protocol> SimCluster<P> {
+impl<P: SimProtocol> SimCluster<P> {
     /// `n` nodes on a reliable network, everything drawn from `seed`.
     ///
     /// # Errors
@@ -136,7 +138,8 @@ impl<P: Protocol> SimCluster<P> {
             nodes,
             net: SimNetwork::new(NetFaults::reliable()),
             rng,
-            checker: Invariants::new(),
+            checker: Invariants::new(P::LOG_MATCHING),
+            extra: P::Checks::default(),
             config,
             seed,
             fx: Effects::default(),
@@ -257,6 +260,9 @@ impl<P: Protocol> SimCluster<P> {
         fx: &mut Effects<P::Message, P::HardState>,
     ) -> Result<(), Violation> {
         self.checker.on_effects(id, before, after, commit, fx)?;
+        if let Some(core) = self.nodes[Self::idx(id)].core.as_ref() {
+            self.extra.check(id, core, fx, self.checker.committed())?;
+        }
         self.stats.leaders_elected = self.checker.leaders_elected;
         self.stats.committed = self.checker.committed_len();
         let i = Self::idx(id);

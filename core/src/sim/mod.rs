@@ -12,12 +12,13 @@ mod cluster;
 pub mod kv;
 pub mod linearizability;
 mod network;
+mod protocols;
 
 pub use checker::{EntryId, Invariants, RoleEpoch, Violation};
 pub use cluster::{SimCluster, SimStats, Submit, TICK};
 pub use network::{NetCounts, NetFaults, SimNetwork};
+pub use protocols::{ExtraChecks, NoExtraChecks, SimProtocol};
 
-use crate::consensus::Protocol;
 use crate::types::NodeId;
 
 /// Outcome of one seeded random run.
@@ -82,7 +83,7 @@ struct Client {
 ///
 /// # Errors
 /// A [`SimFailure`] naming the property that failed.
-pub fn run_random<P: Protocol>(
+pub fn run_random<P: SimProtocol>(
     seed: u64,
     steps: u64,
     config: P::Config,

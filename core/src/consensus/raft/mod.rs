@@ -8,19 +8,18 @@
 //! a role changes.
 
 mod config;
-mod log;
 mod message;
-mod progress;
-mod reads;
 #[cfg(test)]
 mod tests;
 
 pub use config::RaftConfig;
-pub use log::RaftLog;
 pub use message::{HardState, Message, Rejection};
-pub use progress::{Progress, ReplicationState};
+
+use crate::consensus::log::Log;
+use crate::consensus::progress::{Progress, ReplicationState};
 
 use crate::consensus::quorum::{self, VoteResult};
+use crate::consensus::read_index::ReadQueue;
 use crate::consensus::{
     Effects, Protocol, ProtocolKind, ReadFailed, ReadId, ReadReady, Recovered, RoleChange,
 };
@@ -28,7 +27,6 @@ use crate::error::{ConfigError, ProposeError};
 use crate::rng::Rng;
 use crate::types::{Entry, EntryKind, Epoch, Index, NodeId, Role};
 use bytes::Bytes;
-use reads::ReadQueue;
 
 /// Effects of a Raft core.
 pub type RaftEffects = Effects<Message, HardState>;
@@ -45,7 +43,7 @@ pub struct Raft {
     cfg: RaftConfig,
     term: Epoch,
     vote: Option<NodeId>,
-    log: RaftLog,
+    log: Log,
     role: Role,
     leader: Option<NodeId>,
     election_elapsed: u32,
@@ -85,7 +83,7 @@ impl Raft {
     }
 
     /// The log (read-only), for tests and status.
-    pub fn log(&self) -> &RaftLog {
+    pub fn log(&self) -> &Log {
         &self.log
     }
 
@@ -712,7 +710,7 @@ impl Protocol for Raft {
             .position(|&v| v == id)
             .ok_or_else(|| ConfigError::new("voters", format!("must include this node ({id})")))?;
         let hs = recovered.hard_state.unwrap_or_default();
-        let log = RaftLog::from_entries(recovered.entries, hs.commit)
+        let log = Log::from_entries(recovered.entries, hs.commit)
             .map_err(|e| ConfigError::new("recovered", e))?;
         let mut raft = Raft {
             id,

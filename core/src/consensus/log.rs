@@ -1,4 +1,5 @@
-//! The in-memory Raft log: entries, commit index and term lookups.
+//! The in-memory log shared by the protocol cores: contiguous entries from
+//! index 1, the commit index, and epoch lookups.
 
 use crate::types::{Entry, Epoch, Index};
 
@@ -6,12 +7,12 @@ use crate::types::{Entry, Epoch, Index};
 ///
 /// Invariant: `entries[i].index == i + 1`; `commit <= last_index()`.
 #[derive(Debug, Default)]
-pub struct RaftLog {
+pub struct Log {
     entries: Vec<Entry>,
     commit: Index,
 }
 
-impl RaftLog {
+impl Log {
     /// A log holding `entries`, which must start at index 1 and be contiguous.
     ///
     /// # Errors
@@ -33,7 +34,7 @@ impl RaftLog {
             }
         }
         let last = entries.len() as Index;
-        Ok(RaftLog {
+        Ok(Log {
             entries,
             commit: commit.min(last),
         })
@@ -105,7 +106,7 @@ impl RaftLog {
     }
 
     /// True when a log ending at `(last_term, last_index)` is at least as
-    /// up to date as this one (Raft §5.4.1).
+    /// up to date as this one (Raft §5.4.1; ZAB orders by zxid the same way).
     pub fn is_up_to_date(&self, last_index: Index, last_term: Epoch) -> bool {
         last_term > self.last_term()
             || (last_term == self.last_term() && last_index >= self.last_index())

@@ -1,4 +1,5 @@
-//! The leader's view of each follower: how far it matches and what is in flight.
+//! The leader's view of each follower (or acceptor): how far it matches and
+//! what is in flight. Shared by the protocol cores.
 
 use crate::types::Index;
 use std::collections::VecDeque;
