@@ -4,6 +4,7 @@
 //! `CONSENSO_SIM_SEEDS` (default 1000) and `CONSENSO_SIM_STEPS` (default 5000)
 //! set the range; `CONSENSO_SIM_SEED` replays one seed with `replay_one`.
 
+use consenso::consensus::paxos::{MultiPaxos, PaxosConfig};
 use consenso::consensus::raft::{Raft, RaftConfig};
 use consenso::rng::Rng;
 use consenso::sim::{run_random, SimFailure, SimReport};
@@ -28,7 +29,26 @@ fn config_for(seed: u64) -> RaftConfig {
     }
 }
 
-fn run_range(seeds: u64, steps: u64) -> (Vec<SimReport>, Vec<SimFailure>) {
+fn paxos_config_for(seed: u64) -> PaxosConfig {
+    let mut rng = Rng::new(seed ^ 0xC0F1_6000);
+    PaxosConfig {
+        max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
+        max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
+        max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        ..PaxosConfig::default()
+    }
+}
+
+/// Runs one seed of protocol `name`.
+fn run_one(name: &str, seed: u64, steps: u64) -> Result<SimReport, SimFailure> {
+    match name {
+        "raft" => run_random::<Raft>(seed, steps, config_for(seed), "replay_one"),
+        "paxos" => run_random::<MultiPaxos>(seed, steps, paxos_config_for(seed), "replay_one"),
+        other => panic!("unknown protocol {other}"),
+    }
+}
+
+fn run_range(name: &'static str, seeds: u64, steps: u64) -> (Vec<SimReport>, Vec<SimFailure>) {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(4) as u64;
@@ -40,7 +60,7 @@ fn run_range(seeds: u64, steps: u64) -> (Vec<SimReport>, Vec<SimFailure>) {
                     let mut failed = Vec::new();
                     let mut seed = w;
                     while seed < seeds {
-                        match run_random::<Raft>(seed, steps, config_for(seed), "replay_one") {
+                        match run_one(name, seed, steps) {
                             Ok(r) => ok.push(r),
                             Err(f) => failed.push(f),
                         }
@@ -65,18 +85,17 @@ fn run_range(seeds: u64, steps: u64) -> (Vec<SimReport>, Vec<SimFailure>) {
     (ok, failed)
 }
 
-#[test]
-fn raft_seed_range() {
+fn seed_range(name: &'static str) {
     let seeds = env_u64("CONSENSO_SIM_SEEDS", 1000);
     let steps = env_u64("CONSENSO_SIM_STEPS", 5000);
     let start = Instant::now();
-    let (ok, failed) = run_range(seeds, steps);
+    let (ok, failed) = run_range(name, seeds, steps);
     let elections: u64 = ok.iter().map(|r| r.stats.leaders_elected).sum();
     let crashes: u64 = ok.iter().map(|r| r.stats.crashes).sum();
     let puts: u64 = ok.iter().map(|r| r.stats.puts_ok).sum();
     let gets: u64 = ok.iter().map(|r| r.stats.gets_ok).sum();
     println!(
-        "raft simulation: {} seeds x {steps} steps in {:.1?}: {} passed, {} failed; {elections} leaders elected, {crashes} crashes, {puts} puts and {gets} gets completed",
+        "{name} simulation: {} seeds x {steps} steps in {:.1?}: {} passed, {} failed; {elections} leaders elected, {crashes} crashes, {puts} puts and {gets} gets completed",
         seeds,
         start.elapsed(),
         ok.len(),
@@ -98,11 +117,22 @@ fn raft_seed_range() {
 }
 
 #[test]
+fn raft_seed_range() {
+    seed_range("raft");
+}
+
+#[test]
+fn paxos_seed_range() {
+    seed_range("paxos");
+}
+
+#[test]
 fn replay_one() {
     let seed = env_u64("CONSENSO_SIM_SEED", 0);
     let steps = env_u64("CONSENSO_SIM_STEPS", 5000);
-    match run_random::<Raft>(seed, steps, config_for(seed), "replay_one") {
-        Ok(r) => println!("seed {seed}: {r:?}"),
+    let protocol = std::env::var("CONSENSO_SIM_PROTOCOL").unwrap_or_else(|_| "raft".into());
+    match run_one(&protocol, seed, steps) {
+        Ok(r) => println!("{protocol} seed {seed}: {r:?}"),
         Err(f) => panic!("{f}"),
     }
 }

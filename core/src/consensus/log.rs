@@ -13,7 +13,8 @@ pub struct Log {
 }
 
 impl Log {
-    /// A log holding `entries`, which must start at index 1 and be contiguous.
+    /// A log holding `entries`, which must start at index 1 and be contiguous
+    /// (protocols with more rules about epochs check those themselves).
     ///
     /// # Errors
     /// A description of the first gap.
@@ -24,12 +25,6 @@ impl Log {
                     "entry {} found where index {} was expected",
                     e.index,
                     i + 1
-                ));
-            }
-            if i > 0 && e.epoch < entries[i - 1].epoch {
-                return Err(format!(
-                    "entry {} has a lower term than its predecessor",
-                    e.index
                 ));
             }
         }
@@ -66,11 +61,26 @@ impl Log {
         self.entries.get(index as usize - 1)
     }
 
-    /// Entries in `[from, to]` (clamped to the log).
+    /// Entries in `[from, to]` (clamped to the log; empty when `from` is past it).
     pub fn slice(&self, from: Index, to: Index) -> &[Entry] {
-        let lo = from.max(1) as usize - 1;
+        let lo = (from.max(1) as usize - 1).min(self.entries.len());
         let hi = (to.min(self.last_index()) as usize).max(lo);
         &self.entries[lo..hi]
+    }
+
+    /// How many entries from `from` on fit in one message under the limits,
+    /// and their size in bytes. At least one entry goes when any is there.
+    pub fn batch_from(&self, from: Index, max_entries: usize, max_bytes: usize) -> (usize, usize) {
+        let mut bytes = 0usize;
+        let mut count = 0usize;
+        for e in self.slice(from, self.last_index()) {
+            if count >= max_entries || (count > 0 && bytes + e.size() > max_bytes) {
+                break;
+            }
+            bytes += e.size();
+            count += 1;
+        }
+        (count, bytes)
     }
 
     /// Commit index.

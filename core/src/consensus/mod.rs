@@ -9,10 +9,13 @@
 
 pub mod entry_codec;
 pub mod log;
+pub mod paxos;
 pub mod progress;
 pub mod quorum;
 pub mod raft;
 pub mod read_index;
+#[cfg(test)]
+pub mod testing;
 
 use crate::error::ProposeError;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
@@ -34,6 +37,26 @@ pub enum ProtocolKind {
 }
 
 impl ProtocolKind {
+    /// Short lower-case name: `raft`, `paxos` or `zab`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolKind::Raft => "raft",
+            ProtocolKind::MultiPaxos => "paxos",
+            ProtocolKind::Zab => "zab",
+        }
+    }
+
+    /// The kind named `name` (as [`ProtocolKind::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ProtocolKind::Raft,
+            ProtocolKind::MultiPaxos,
+            ProtocolKind::Zab,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+
     /// The kind with wire code `code`, if any.
     pub fn from_code(code: u8) -> Option<Self> {
         match code {
@@ -43,6 +66,81 @@ impl ProtocolKind {
             _ => None,
         }
     }
+}
+
+/// Checks the timing settings every protocol has: heartbeats at least every
+/// tick, and a randomized election timeout range above the heartbeat.
+///
+/// # Errors
+/// A [`crate::ConfigError`] naming the first bad field.
+pub fn validate_timing(
+    heartbeat_ticks: u32,
+    election_ticks_min: u32,
+    election_ticks_max: u32,
+) -> Result<(), crate::ConfigError> {
+    use crate::ConfigError;
+    if heartbeat_ticks == 0 {
+        return Err(ConfigError::new("heartbeat_ticks", "must be at least 1"));
+    }
+    if election_ticks_min <= heartbeat_ticks {
+        return Err(ConfigError::new(
+            "election_ticks_min",
+            format!("must be greater than heartbeat_ticks ({heartbeat_ticks}), got {election_ticks_min}"),
+        ));
+    }
+    if election_ticks_max <= election_ticks_min {
+        return Err(ConfigError::new(
+            "election_ticks_max",
+            format!("must be greater than election_ticks_min ({election_ticks_min}), got {election_ticks_max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that every named limit is at least 1.
+///
+/// # Errors
+/// A [`crate::ConfigError`] naming the first zero field.
+pub fn validate_limits(limits: &[(&'static str, usize)]) -> Result<(), crate::ConfigError> {
+    match limits.iter().find(|(_, v)| *v == 0) {
+        Some((field, _)) => Err(crate::ConfigError::new(field, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
+/// Checks a membership: `id` non-zero and among `voters`, no duplicates, no
+/// zero id, at most `max` voters. Returns the position of `id`.
+///
+/// # Errors
+/// A [`crate::ConfigError`] on `id` or `voters`.
+pub fn validate_membership(
+    id: NodeId,
+    voters: &[NodeId],
+    max: usize,
+) -> Result<usize, crate::ConfigError> {
+    use crate::ConfigError;
+    if id == 0 {
+        return Err(ConfigError::new("id", "node id 0 is reserved"));
+    }
+    let mut sorted = voters.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != voters.len() {
+        return Err(ConfigError::new("voters", "duplicate node id"));
+    }
+    if voters.len() > max {
+        return Err(ConfigError::new(
+            "voters",
+            format!("at most {max} voters, got {}", voters.len()),
+        ));
+    }
+    if sorted.contains(&0) {
+        return Err(ConfigError::new("voters", "node id 0 is reserved"));
+    }
+    voters
+        .iter()
+        .position(|&v| v == id)
+        .ok_or_else(|| ConfigError::new("voters", format!("must include this node ({id})")))
 }
 
 /// Caller-chosen identifier of a linearizable read request.

@@ -88,6 +88,9 @@ pub struct SimCluster<P: SimProtocol> {
     pub bytes_sent: u64,
     /// Completed client operations: op index -> done.
     completed: Vec<bool>,
+    /// Print every write, apply, read, completion and role change
+    /// (`CONSENSO_SIM_TRACE` set when the cluster was built).
+    pub trace: bool,
 }
 
 /// How an operation submitted with [`SimCluster::client_put`] or
@@ -149,6 +152,7 @@ impl<P: SimProtocol> SimCluster<P> {
             measure_bytes: false,
             bytes_sent: 0,
             completed: Vec::new(),
+            trace: std::env::var_os("CONSENSO_SIM_TRACE").is_some(),
         })
     }
 
@@ -269,6 +273,21 @@ impl<P: SimProtocol> SimCluster<P> {
         let n_nodes = self.nodes.len();
         let node = &mut self.nodes[i];
         // Persist.
+        if self.trace && (fx.truncate_from.is_some() || !fx.append.is_empty()) {
+            println!(
+                "t={} node {id} write trunc {:?} append {:?}",
+                self.now,
+                fx.truncate_from,
+                fx.append
+                    .iter()
+                    .map(|e| (
+                        e.index,
+                        e.epoch,
+                        super::kv::decode_put(&e.data).map(|x| x.1)
+                    ))
+                    .collect::<Vec<_>>()
+            );
+        }
         if let Some(hs) = fx.hard_state.take() {
             node.disk.hard_state = Some(hs);
         }
@@ -287,12 +306,37 @@ impl<P: SimProtocol> SimCluster<P> {
             self.net.send(&mut self.rng, self.now, id, to, msg);
         }
         // Apply.
+        if self.trace {
+            if let Some(rc) = fx.role_change {
+                println!(
+                    "t={} node {id} {:?} epoch {} leader {:?}",
+                    self.now, rc.role, rc.epoch, rc.leader
+                );
+            }
+            for e in fx.committed.iter() {
+                println!(
+                    "t={} node {id} apply {} epoch {} data {:?}",
+                    self.now,
+                    e.index,
+                    e.epoch,
+                    super::kv::decode_put(&e.data)
+                );
+            }
+        }
         for e in fx.committed.drain(..) {
             if e.kind == crate::types::EntryKind::Normal {
                 node.kv.apply(&e.data);
                 node.applied.push((e.index, e.data.clone()));
             }
             if let Some(w) = node.proposals.remove(&(e.index, e.epoch)) {
+                if self.trace {
+                    println!(
+                        "t={} node {id} completes op {} at stamp {}",
+                        self.now,
+                        w.op,
+                        self.stamp + 1
+                    );
+                }
                 self.stamp += 1;
                 complete(
                     &mut self.history,
@@ -314,10 +358,26 @@ impl<P: SimProtocol> SimCluster<P> {
             }
         }
         for r in fx.reads_ready.drain(..) {
+            if self.trace {
+                println!(
+                    "t={} node {id} read ready at {} (applied {})",
+                    self.now,
+                    r.index,
+                    node.applied.last().map_or(0, |a| a.0)
+                );
+            }
             if let Some(w) = node.reads.remove(&r.id) {
                 // The simulator applies synchronously, so `r.index` is applied.
                 let key = self.history[w.op].key;
                 let value = node.kv.get(key);
+                if self.trace {
+                    println!(
+                        "t={} node {id} read op {} key {key} -> {value:?} stamp {}",
+                        self.now,
+                        w.op,
+                        self.stamp + 1
+                    );
+                }
                 self.stamp += 1;
                 complete(
                     &mut self.history,
@@ -407,6 +467,9 @@ impl<P: SimProtocol> SimCluster<P> {
                     .map(|(_, d)| d.as_ref() == cmd.as_slice());
                 match applied_now {
                     Some(true) => {
+                        if self.trace {
+                            println!("t={} node {id} completes op {op} at once", self.now);
+                        }
                         self.stamp += 1;
                         complete(&mut self.history, &mut self.completed, op, self.stamp, None);
                         self.stats.puts_ok += 1;

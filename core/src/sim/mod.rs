@@ -17,7 +17,7 @@ mod protocols;
 pub use checker::{EntryId, Invariants, RoleEpoch, Violation};
 pub use cluster::{SimCluster, SimStats, Submit, TICK};
 pub use network::{NetCounts, NetFaults, SimNetwork};
-pub use protocols::{ExtraChecks, NoExtraChecks, SimProtocol};
+pub use protocols::{ExtraChecks, NoExtraChecks, PaxosChecks, SimProtocol};
 
 use crate::types::NodeId;
 
@@ -47,14 +47,16 @@ pub struct SimFailure {
     pub reason: String,
     /// Test binary and test that replay one seed.
     pub replay_test: &'static str,
+    /// The protocol's name (`CONSENSO_SIM_PROTOCOL`).
+    pub protocol: &'static str,
 }
 
 impl std::fmt::Display for SimFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {} failed at t={}: {}\n  replay: CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture",
-            self.seed, self.at, self.reason, self.seed, self.steps, self.replay_test
+            "{} seed {} failed at t={}: {}\n  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
+            self.protocol, self.seed, self.at, self.reason, self.protocol, self.seed, self.steps, self.replay_test
         )
     }
 }
@@ -95,6 +97,7 @@ pub fn run_random<P: SimProtocol>(
         at,
         reason,
         replay_test,
+        protocol: P::KIND.name(),
     };
     let mut plan_rng = crate::rng::Rng::new(seed ^ 0x005E_ED0F_FA17);
     let n = if plan_rng.chance(0.5) { 3 } else { 5 };
@@ -216,6 +219,11 @@ pub fn run_random<P: SimProtocol>(
             .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
     }
     if let linearizability::CheckResult::Illegal { key } = linearizability::check(&sim.history) {
+        if sim.trace {
+            for (i, op) in sim.history.iter().enumerate().filter(|(_, o)| o.key == key) {
+                println!("op {i}: {op:?}");
+            }
+        }
         return Err(fail(
             sim.now,
             format!("client history of key {key} is not linearizable"),

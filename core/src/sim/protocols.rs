@@ -3,9 +3,11 @@
 //! the protocol's own.
 
 use super::checker::{EntryId, Violation};
+use crate::consensus::paxos::{self, Ballot, MultiPaxos};
 use crate::consensus::raft::Raft;
 use crate::consensus::{Effects, Protocol};
 use crate::types::{Epoch, NodeId};
+use std::collections::HashMap;
 
 /// Checks a protocol adds to the common ones, run after every event.
 pub trait ExtraChecks<P: Protocol>: Default {
@@ -52,4 +54,63 @@ pub trait SimProtocol: Protocol + Sized {
 impl SimProtocol for Raft {
     const LOG_MATCHING: bool = true;
     type Checks = NoExtraChecks;
+}
+
+impl SimProtocol for MultiPaxos {
+    const LOG_MATCHING: bool = false;
+    type Checks = PaxosChecks;
+}
+
+/// Multi-Paxos's own invariants: promises never go backwards, and once a
+/// value is chosen in a slot every higher-ballot proposal for that slot
+/// carries the same value. (At most one value chosen per slot is the common
+/// "committed entries never change" check.)
+#[derive(Default, Debug)]
+pub struct PaxosChecks {
+    promised: HashMap<NodeId, Ballot>,
+}
+
+impl ExtraChecks<MultiPaxos> for PaxosChecks {
+    fn check(
+        &mut self,
+        node: NodeId,
+        _core: &MultiPaxos,
+        fx: &Effects<paxos::Message, paxos::HardState>,
+        committed: &[(EntryId, Epoch)],
+    ) -> Result<(), Violation> {
+        if let Some(hs) = &fx.hard_state {
+            let before = self.promised.insert(node, hs.promised).unwrap_or(0);
+            if hs.promised < before {
+                return Err(Violation {
+                    property: "Promises Never Go Backwards",
+                    detail: format!(
+                        "node {node} persisted promise {} after {before}",
+                        hs.promised
+                    ),
+                });
+            }
+        }
+        for (_, msg) in &fx.messages {
+            if let paxos::Message::Accept {
+                ballot, entries, ..
+            } = msg
+            {
+                for e in entries {
+                    let Some((chosen, _)) = committed.get(e.index as usize - 1) else {
+                        break;
+                    };
+                    if *ballot > chosen.epoch && EntryId::of(e).hash != chosen.hash {
+                        return Err(Violation {
+                            property: "Chosen Values Stay Chosen",
+                            detail: format!(
+                                "node {node} proposes another value for chosen slot {} in ballot {ballot}",
+                                e.index
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -56,39 +56,18 @@ impl RaftConfig {
     /// # Errors
     /// A [`ConfigError`] naming the first field that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.heartbeat_ticks == 0 {
-            return Err(ConfigError::new("heartbeat_ticks", "must be at least 1"));
-        }
-        if self.election_ticks_min <= self.heartbeat_ticks {
-            return Err(ConfigError::new(
-                "election_ticks_min",
-                format!(
-                    "must be greater than heartbeat_ticks ({}), got {}",
-                    self.heartbeat_ticks, self.election_ticks_min
-                ),
-            ));
-        }
-        if self.election_ticks_max <= self.election_ticks_min {
-            return Err(ConfigError::new(
-                "election_ticks_max",
-                format!(
-                    "must be greater than election_ticks_min ({}), got {}",
-                    self.election_ticks_min, self.election_ticks_max
-                ),
-            ));
-        }
-        for (field, v) in [
+        crate::consensus::validate_timing(
+            self.heartbeat_ticks,
+            self.election_ticks_min,
+            self.election_ticks_max,
+        )?;
+        crate::consensus::validate_limits(&[
             ("max_entries_per_message", self.max_entries_per_message),
             ("max_bytes_per_message", self.max_bytes_per_message),
             ("max_inflight_messages", self.max_inflight_messages),
             ("max_inflight_bytes", self.max_inflight_bytes),
             ("max_uncommitted_bytes", self.max_uncommitted_bytes),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::new(field, "must be at least 1"));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 

@@ -571,17 +571,11 @@ impl Raft {
                 let Some(prev_term) = self.log.term(prev_index) else {
                     break;
                 };
-                let mut bytes = 0usize;
-                let mut count = 0usize;
-                for e in self.log.slice(pr.next, last_index) {
-                    if count >= self.cfg.max_entries_per_message
-                        || (count > 0 && bytes + e.size() > self.cfg.max_bytes_per_message)
-                    {
-                        break;
-                    }
-                    bytes += e.size();
-                    count += 1;
-                }
+                let (count, bytes) = self.log.batch_from(
+                    pr.next,
+                    self.cfg.max_entries_per_message,
+                    self.cfg.max_bytes_per_message,
+                );
                 let entries = self
                     .log
                     .slice(pr.next, pr.next + count as Index - 1)
@@ -687,29 +681,18 @@ impl Protocol for Raft {
         seed: u64,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        if id == 0 {
-            return Err(ConfigError::new("id", "node id 0 is reserved"));
-        }
-        let mut sorted = voters.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != voters.len() {
-            return Err(ConfigError::new("voters", "duplicate node id"));
-        }
-        if voters.len() > MAX_VOTERS {
+        let self_pos = crate::consensus::validate_membership(id, voters, MAX_VOTERS)?;
+        let hs = recovered.hard_state.unwrap_or_default();
+        if let Some(w) = recovered
+            .entries
+            .windows(2)
+            .find(|w| w[1].epoch < w[0].epoch)
+        {
             return Err(ConfigError::new(
-                "voters",
-                format!("at most {MAX_VOTERS} voters, got {}", voters.len()),
+                "recovered",
+                format!("entry {} has a lower term than its predecessor", w[1].index),
             ));
         }
-        if sorted.contains(&0) {
-            return Err(ConfigError::new("voters", "node id 0 is reserved"));
-        }
-        let self_pos = voters
-            .iter()
-            .position(|&v| v == id)
-            .ok_or_else(|| ConfigError::new("voters", format!("must include this node ({id})")))?;
-        let hs = recovered.hard_state.unwrap_or_default();
         let log = Log::from_entries(recovered.entries, hs.commit)
             .map_err(|e| ConfigError::new("recovered", e))?;
         let mut raft = Raft {

@@ -2,132 +2,43 @@
 //! so each test controls exactly what arrives where.
 
 use super::*;
-use std::collections::{BTreeMap, VecDeque};
 
-/// Cores plus a queue of messages in flight, delivered only when a test says.
-struct Net {
-    nodes: BTreeMap<NodeId, Raft>,
-    queue: VecDeque<(NodeId, NodeId, Message)>,
-    /// Effects of the last call on each node (after flush), minus messages.
-    last: BTreeMap<NodeId, RaftEffects>,
-}
+type Net = crate::consensus::testing::Net<Raft>;
 
 fn cfg() -> RaftConfig {
     RaftConfig::default()
 }
 
-impl Net {
-    fn new(n: u64, config: RaftConfig) -> Net {
-        let voters: Vec<NodeId> = (1..=n).collect();
-        let nodes = voters
-            .iter()
-            .map(|&id| {
-                (
-                    id,
-                    Raft::new(id, &voters, config.clone(), Recovered::default(), 7).unwrap(),
-                )
-            })
-            .collect();
-        Net {
-            nodes,
-            queue: VecDeque::new(),
-            last: BTreeMap::new(),
-        }
-    }
-
-    fn with_logs(config: RaftConfig, logs: &[(NodeId, Epoch, Vec<Epoch>)]) -> Net {
-        let voters: Vec<NodeId> = logs.iter().map(|l| l.0).collect();
-        let nodes = logs
-            .iter()
-            .map(|(id, term, terms)| {
-                let entries = terms
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &t)| Entry {
-                        epoch: t,
-                        index: i as Index + 1,
-                        kind: EntryKind::Normal,
-                        data: Bytes::from(vec![i as u8, t as u8]),
-                    })
-                    .collect();
-                let rec = Recovered {
-                    hard_state: Some(HardState {
-                        term: *term,
-                        vote: None,
-                        commit: 0,
-                    }),
-                    entries,
-                };
-                (
-                    *id,
-                    Raft::new(*id, &voters, config.clone(), rec, 7).unwrap(),
-                )
-            })
-            .collect();
-        Net {
-            nodes,
-            queue: VecDeque::new(),
-            last: BTreeMap::new(),
-        }
-    }
-
-    fn node(&self, id: NodeId) -> &Raft {
-        &self.nodes[&id]
-    }
-
-    fn call<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Raft, &mut RaftEffects) -> R) -> R {
-        let mut fx = RaftEffects::default();
-        let node = self.nodes.get_mut(&id).unwrap();
-        let r = f(node, &mut fx);
-        node.flush(&mut fx);
-        for (to, m) in fx.messages.drain(..) {
-            self.queue.push_back((id, to, m));
-        }
-        self.last.insert(id, fx);
-        r
-    }
-
-    fn tick(&mut self, id: NodeId, n: u32) {
-        for _ in 0..n {
-            self.call(id, |r, fx| r.tick(fx));
-        }
-    }
-
-    /// Delivers the messages queued now for which `keep` holds and drops the
-    /// rest; the answers they cause stay queued for the next call.
-    fn deliver_once(&mut self, mut keep: impl FnMut(NodeId, NodeId, &Message) -> bool) -> usize {
-        let now: Vec<_> = self.queue.drain(..).collect();
-        let mut n = 0;
-        for (from, to, m) in now {
-            if keep(from, to, &m) {
-                n += 1;
-                self.call(to, |r, fx| r.step(from, m, fx));
-            }
-        }
-        n
-    }
-
-    /// Delivers everything, including what it causes, until quiet.
-    fn deliver_all(&mut self) -> usize {
-        let mut n = 0;
-        while !self.queue.is_empty() {
-            n += self.deliver_once(|_, _, _| true);
-        }
-        n
-    }
-
-    /// Makes `id` campaign now and delivers everything.
-    fn elect(&mut self, id: NodeId) {
-        let timeout = self.nodes[&id].randomized_timeout;
-        self.tick(id, timeout);
-        self.deliver_all();
-        assert_eq!(self.node(id).role(), Role::Leader);
-    }
-
-    fn propose(&mut self, id: NodeId, data: &[u8]) -> Result<(Epoch, Index), ProposeError> {
-        let data = Bytes::copy_from_slice(data);
-        self.call(id, |r, fx| r.propose(data, fx))
-    }
+fn with_logs(config: RaftConfig, logs: &[(NodeId, Epoch, Vec<Epoch>)]) -> Net {
+    let voters: Vec<NodeId> = logs.iter().map(|l| l.0).collect();
+    let nodes = logs
+        .iter()
+        .map(|(id, term, terms)| {
+            let entries = terms
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| Entry {
+                    epoch: t,
+                    index: i as Index + 1,
+                    kind: EntryKind::Normal,
+                    data: Bytes::from(vec![i as u8, t as u8]),
+                })
+                .collect();
+            let rec = Recovered {
+                hard_state: Some(HardState {
+                    term: *term,
+                    vote: None,
+                    commit: 0,
+                }),
+                entries,
+            };
+            (
+                *id,
+                Raft::new(*id, &voters, config.clone(), rec, 7).unwrap(),
+            )
+        })
+        .collect();
+    Net::from_nodes(nodes)
 }
 
 #[test]
@@ -205,7 +116,7 @@ fn a_node_votes_at_most_once_per_term() {
 #[test]
 fn a_candidate_with_a_stale_log_is_refused() {
     // Node 3 missed term 2's entry; nodes 1 and 2 must refuse it.
-    let mut net = Net::with_logs(
+    let mut net = with_logs(
         RaftConfig {
             pre_vote: false,
             ..cfg()
@@ -230,7 +141,7 @@ fn figure_8_an_old_term_entry_is_not_committed_by_counting_replicas() {
         pre_vote: false,
         ..cfg()
     };
-    let mut net = Net::with_logs(
+    let mut net = with_logs(
         one,
         &[
             (1, 3, vec![1, 2]),
@@ -274,7 +185,7 @@ fn fast_backtracking_skips_a_whole_conflicting_term_per_round_trip() {
     leader_log.extend(std::iter::repeat_n(3, 50));
     let mut follower_log = vec![1u64; 10];
     follower_log.extend(std::iter::repeat_n(2, 50));
-    let mut net = Net::with_logs(
+    let mut net = with_logs(
         RaftConfig {
             pre_vote: false,
             ..cfg()
@@ -309,7 +220,7 @@ fn fast_backtracking_skips_a_whole_conflicting_term_per_round_trip() {
 
 #[test]
 fn a_follower_truncates_a_conflicting_suffix() {
-    let mut net = Net::with_logs(
+    let mut net = with_logs(
         RaftConfig {
             pre_vote: false,
             ..cfg()
