@@ -3,11 +3,14 @@
 //! committed was lost.
 //!
 //! ```text
-//! cargo run --release --example cluster [-- --protocol raft] [--commands N]
+//! cargo run --release --example cluster [-- --protocol raft|paxos] [--commands N]
 //! ```
 
+use consenso::consensus::paxos::MultiPaxos;
+use consenso::consensus::raft::Raft;
+use consenso::consensus::{Protocol, ProtocolKind};
 use consenso::local::LocalCluster;
-use consenso::runtime::StateMachine;
+use consenso::runtime::{NodeConfig, StateMachine};
 use consenso::types::NodeId;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -40,19 +43,23 @@ impl StateMachine for Ledger {
 }
 
 struct Args {
-    protocol: String,
+    protocol: ProtocolKind,
     commands: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        protocol: "raft".into(),
+        protocol: ProtocolKind::Raft,
         commands: 10_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--protocol" => args.protocol = it.next().ok_or("--protocol needs a value")?,
+            "--protocol" => {
+                let name = it.next().ok_or("--protocol needs a value")?;
+                args.protocol = ProtocolKind::from_name(&name)
+                    .ok_or_else(|| format!("unknown protocol {name:?} (raft, paxos or zab)"))?;
+            }
             "--commands" => {
                 args.commands = it
                     .next()
@@ -62,30 +69,39 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if args.protocol != "raft" {
-        return Err(format!(
-            "protocol {:?} is not available yet (raft is; multi-paxos and zab are planned)",
-            args.protocol
-        ));
-    }
     Ok(args)
 }
 
 fn run(args: Args) -> Result<(), String> {
+    match args.protocol {
+        ProtocolKind::Raft => run_with::<Raft>(args),
+        ProtocolKind::MultiPaxos => run_with::<MultiPaxos>(args),
+        ProtocolKind::Zab => {
+            Err("protocol \"zab\" is not available yet (raft and paxos are)".into())
+        }
+    }
+}
+
+fn run_with<P: Protocol>(args: Args) -> Result<(), String>
+where
+    P::Config: Default,
+{
     let ledgers: Vec<Ledger> = (0..3).map(|_| Ledger::default()).collect();
     let for_nodes = ledgers.clone();
     let ledger = move |id: NodeId| ledgers[id as usize - 1].clone();
-    let mut cluster = LocalCluster::start(3, move |id| for_nodes[id as usize - 1].clone())
-        .map_err(|e| format!("start: {e}"))?;
+    let config = NodeConfig::<P::Config>::new(1, vec![1, 2, 3]);
+    let mut cluster =
+        LocalCluster::<P>::start_with(config, move |id| for_nodes[id as usize - 1].clone())
+            .map_err(|e| format!("start: {e}"))?;
     println!(
         "consenso {}: 3 {} nodes on an in-process network",
         consenso::VERSION,
-        args.protocol
+        args.protocol.name()
     );
 
     let leader = cluster.wait_for_leader(WAIT).ok_or("no leader elected")?;
     let term = cluster.node(leader).map(|n| n.status().term).unwrap_or(0);
-    println!("node {leader} elected leader in term {term}");
+    println!("node {leader} elected leader in epoch {term}");
 
     // Replicate with up to 256 proposals in flight.
     let node = cluster.node(leader).ok_or("leader vanished")?;
@@ -125,7 +141,7 @@ fn run(args: Args) -> Result<(), String> {
         .node(new_leader)
         .map(|n| n.status().term)
         .unwrap_or(0);
-    println!("node {new_leader} elected leader in term {term}");
+    println!("node {new_leader} elected leader in epoch {term}");
 
     cluster
         .propose(&u64::MAX.to_le_bytes(), WAIT)
@@ -174,7 +190,7 @@ fn run(args: Args) -> Result<(), String> {
         .ok_or("new leader vanished")?
         .status();
     println!(
-        "leader status: term {}, commit {}, applied {}, {} envelopes sent",
+        "leader status: epoch {}, commit {}, applied {}, {} envelopes sent",
         status.term, status.commit_index, status.applied_index, status.messages_sent
     );
     cluster.shutdown();

@@ -1,4 +1,4 @@
-//! Cluster throughput: 3 Raft nodes in one process on LocalNetwork, in-memory
+//! Cluster throughput: 3 nodes (Raft or Multi-Paxos) in one process on LocalNetwork, in-memory
 //! storage, N closed-loop proposers (each waits for its commit before it
 //! proposes again), empty or 100-byte commands. Prints commits/s and p50/p99
 //! commit latency per point. In the spirit of openraft's `benchmarks/minimal`.
@@ -7,14 +7,16 @@
 //! the median run: thread scheduling on a small machine is noisy.
 //!
 //! ```text
-//! cargo bench -p consenso --bench throughput -- [--proposers 1,64,256,4096]
-//!     [--payload 0,100] [--seconds 3] [--repeat 3]
+//! cargo bench -p consenso --bench throughput -- [--protocol raft,paxos]
+//!     [--proposers 1,64,256,4096] [--payload 0,100] [--seconds 3] [--repeat 3]
 //! ```
 
 use bytes::Bytes;
+use consenso::consensus::paxos::MultiPaxos;
 use consenso::consensus::raft::Raft;
+use consenso::consensus::{Protocol, ProtocolKind};
 use consenso::local::LocalCluster;
-use consenso::runtime::{NodeHandle, NullMachine};
+use consenso::runtime::{NodeConfig, NodeHandle, NullMachine};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,7 +97,7 @@ fn command(size: usize) -> Bytes {
 
 /// One closed-loop proposer: proposes, and proposes again from the
 /// completion callback until the run stops.
-fn propose_loop(node: NodeHandle<Raft>, run: Arc<Run>, size: usize) {
+fn propose_loop<P: Protocol>(node: NodeHandle<P>, run: Arc<Run>, size: usize) {
     let started = Instant::now();
     run.in_flight.fetch_add(1, Relaxed);
     let n = node.clone();
@@ -132,8 +134,30 @@ struct Point {
     failed: u64,
 }
 
-fn measure(payload: usize, proposers: usize, seconds: f64) -> Result<Point, String> {
-    let cluster = LocalCluster::start(3, |_| NullMachine).map_err(|e| e.to_string())?;
+fn measure(
+    protocol: ProtocolKind,
+    payload: usize,
+    proposers: usize,
+    seconds: f64,
+) -> Result<Point, String> {
+    match protocol {
+        ProtocolKind::Raft => measure_with::<Raft>(payload, proposers, seconds),
+        ProtocolKind::MultiPaxos => measure_with::<MultiPaxos>(payload, proposers, seconds),
+        ProtocolKind::Zab => Err("zab is not available yet".into()),
+    }
+}
+
+fn measure_with<P: Protocol>(
+    payload: usize,
+    proposers: usize,
+    seconds: f64,
+) -> Result<Point, String>
+where
+    P::Config: Default,
+{
+    let config = NodeConfig::<P::Config>::new(1, vec![1, 2, 3]);
+    let cluster =
+        LocalCluster::<P>::start_with(config, |_| NullMachine).map_err(|e| e.to_string())?;
     let leader = cluster
         .wait_for_leader(Duration::from_secs(10))
         .ok_or("no leader")?;
@@ -175,6 +199,7 @@ fn list(arg: Option<String>, default: &[usize]) -> Vec<usize> {
 }
 
 fn main() {
+    let mut protocols = None;
     let mut proposers = None;
     let mut payloads = None;
     let mut seconds = 3.0;
@@ -182,6 +207,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--protocol" => protocols = args.next(),
             "--proposers" => proposers = args.next(),
             "--payload" => payloads = args.next(),
             "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
@@ -197,41 +223,53 @@ fn main() {
     }
     let proposers = list(proposers, &[1, 64, 256, 4096]);
     let payloads = list(payloads, &[0, 100]);
-    println!("| payload | proposers | commits/s | p50 latency | p99 latency |");
-    println!("|--------:|----------:|----------:|------------:|------------:|");
-    for &payload in &payloads {
-        for &n in &proposers {
-            let mut runs: Vec<Point> = Vec::new();
-            let mut error = None;
-            for _ in 0..repeat {
-                match measure(payload, n, seconds) {
-                    Ok(p) => runs.push(p),
-                    Err(e) => error = Some(e),
+    let protocols: Vec<ProtocolKind> = protocols
+        .as_deref()
+        .unwrap_or("raft,paxos")
+        .split(',')
+        .filter_map(|n| ProtocolKind::from_name(n.trim()))
+        .collect();
+    println!("| protocol | payload | proposers | commits/s | p50 latency | p99 latency |");
+    println!("|----------|--------:|----------:|----------:|------------:|------------:|");
+    for &protocol in &protocols {
+        for &payload in &payloads {
+            for &n in &proposers {
+                let mut runs: Vec<Point> = Vec::new();
+                let mut error = None;
+                for _ in 0..repeat {
+                    match measure(protocol, payload, n, seconds) {
+                        Ok(p) => runs.push(p),
+                        Err(e) => error = Some(e),
+                    }
                 }
-            }
-            runs.sort_by(|a, b| a.commits_per_sec.total_cmp(&b.commits_per_sec));
-            let median = if runs.is_empty() {
-                None
-            } else {
-                Some(runs.swap_remove(runs.len() / 2))
-            };
-            match median.ok_or_else(|| error.unwrap_or_default()) {
-                Ok(p) => {
-                    println!(
-                        "| {} B | {} | {:.0} | {:.1?} | {:.1?} |{}",
-                        p.payload,
-                        p.proposers,
-                        p.commits_per_sec,
-                        p.p50,
-                        p.p99,
-                        if p.failed > 0 {
-                            format!(" ({} failed)", p.failed)
-                        } else {
-                            String::new()
-                        }
-                    );
+                runs.sort_by(|a, b| a.commits_per_sec.total_cmp(&b.commits_per_sec));
+                let median = if runs.is_empty() {
+                    None
+                } else {
+                    Some(runs.swap_remove(runs.len() / 2))
+                };
+                match median.ok_or_else(|| error.unwrap_or_default()) {
+                    Ok(p) => {
+                        println!(
+                            "| {} | {} B | {} | {:.0} | {:.1?} | {:.1?} |{}",
+                            protocol.name(),
+                            p.payload,
+                            p.proposers,
+                            p.commits_per_sec,
+                            p.p50,
+                            p.p99,
+                            if p.failed > 0 {
+                                format!(" ({} failed)", p.failed)
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                    Err(e) => println!(
+                        "| {} | {payload} B | {n} | error: {e} | | |",
+                        protocol.name()
+                    ),
                 }
-                Err(e) => println!("| {payload} B | {n} | error: {e} | | |"),
             }
         }
     }
