@@ -6,6 +6,7 @@
 
 use consenso::consensus::paxos::{MultiPaxos, PaxosConfig};
 use consenso::consensus::raft::{Raft, RaftConfig};
+use consenso::consensus::zab::{Zab, ZabConfig};
 use consenso::rng::Rng;
 use consenso::sim::{run_random, SimFailure, SimReport};
 use std::time::Instant;
@@ -39,11 +40,22 @@ fn paxos_config_for(seed: u64) -> PaxosConfig {
     }
 }
 
+fn zab_config_for(seed: u64) -> ZabConfig {
+    let mut rng = Rng::new(seed ^ 0xC0F1_6000);
+    ZabConfig {
+        max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
+        max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
+        max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        ..ZabConfig::default()
+    }
+}
+
 /// Runs one seed of protocol `name`.
 fn run_one(name: &str, seed: u64, steps: u64) -> Result<SimReport, SimFailure> {
     match name {
         "raft" => run_random::<Raft>(seed, steps, config_for(seed), "replay_one"),
         "paxos" => run_random::<MultiPaxos>(seed, steps, paxos_config_for(seed), "replay_one"),
+        "zab" => run_random::<Zab>(seed, steps, zab_config_for(seed), "replay_one"),
         other => panic!("unknown protocol {other}"),
     }
 }
@@ -124,6 +136,11 @@ fn raft_seed_range() {
 #[test]
 fn paxos_seed_range() {
     seed_range("paxos");
+}
+
+#[test]
+fn zab_seed_range() {
+    seed_range("zab");
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod raft;
 pub mod read_index;
 #[cfg(test)]
 pub mod testing;
+pub mod zab;
 
 use crate::error::ProposeError;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};

@@ -17,7 +17,7 @@ mod protocols;
 pub use checker::{EntryId, Invariants, RoleEpoch, Violation};
 pub use cluster::{SimCluster, SimStats, Submit, TICK};
 pub use network::{NetCounts, NetFaults, SimNetwork};
-pub use protocols::{ExtraChecks, NoExtraChecks, PaxosChecks, SimProtocol};
+pub use protocols::{ExtraChecks, NoExtraChecks, PaxosChecks, SimProtocol, ZabChecks};
 
 use crate::types::NodeId;
 
