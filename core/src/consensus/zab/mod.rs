@@ -253,7 +253,19 @@ impl Zab {
                 },
                 PeerState::Following,
             ),
-            Phase::Leading { .. } => (self.self_vote(), PeerState::Leading),
+            // A leader reports the epoch it leads; still in discovery, it will
+            // pick one above every joiner's, so it reports the largest.
+            Phase::Leading { stage, .. } => (
+                Vote {
+                    peer_epoch: if *stage == LeadStage::Discovery {
+                        Epoch::MAX
+                    } else {
+                        self.new_epoch
+                    },
+                    ..self.self_vote()
+                },
+                PeerState::Leading,
+            ),
         };
         Message::Notification {
             vote,
@@ -388,14 +400,18 @@ impl Zab {
             .count();
         let round_backing = el.received.iter().filter(|v| **v == Some(vote)).count();
         let backing = settled_backing.max(round_backing);
-        let leader_leads = self
+        let accepted = self.accepted_epoch;
+        // The leader itself must say it leads, in an epoch this server can
+        // accept (a lower one would be refused at discovery: keep looking
+        // instead of bouncing off it).
+        let leader_ready = self
             .pos(leader)
             .and_then(|lp| match &self.phase {
                 Phase::Looking(el) => el.settled[lp],
                 _ => None,
             })
-            .is_some_and(|(_, s)| s == PeerState::Leading);
-        if leader != self.id && leader_leads && quorum::has_majority(backing, self.voters.len()) {
+            .is_some_and(|(v, s)| s == PeerState::Leading && v.peer_epoch >= accepted);
+        if leader != self.id && leader_ready && quorum::has_majority(backing, self.voters.len()) {
             self.election_epoch = self.election_epoch.max(e);
             self.decide(leader, out);
         }
@@ -571,6 +587,12 @@ impl Zab {
                 if *stage == LeadStage::Discovery {
                     peers[p] = PeerPhase::Info(accepted_epoch);
                     self.lead_discovery(out);
+                } else if accepted_epoch >= new_epoch {
+                    // This server promised an epoch at least as high as ours
+                    // (to a leader that never got established) and can never
+                    // follow us. Step down: the next discovery includes it and
+                    // picks an epoch above its promise.
+                    self.start_looking(out);
                 } else {
                     peers[p] = PeerPhase::Info(accepted_epoch);
                     self.send(from, Message::LeaderInfo { epoch: new_epoch }, out);
@@ -823,7 +845,37 @@ impl Zab {
         if from != leader {
             return;
         }
-        self.elapsed = 0;
+        let session = match stage {
+            FollowStage::Discovery => None,
+            FollowStage::AckedEpoch(e) | FollowStage::Synced(e) | FollowStage::Broadcast(e) => {
+                Some(e)
+            }
+        };
+        let msg_epoch = match &msg {
+            Message::Sync { epoch, .. }
+            | Message::UpToDate { epoch, .. }
+            | Message::Proposal { epoch, .. }
+            | Message::Ping { epoch, .. } => Some(*epoch),
+            _ => None,
+        };
+        match (session, msg_epoch) {
+            (Some(mine), Some(theirs)) if theirs > mine => {
+                // The same server leads a newer epoch (it went through an
+                // election we missed): register with it again.
+                self.phase = Phase::Following {
+                    leader,
+                    stage: FollowStage::Discovery,
+                };
+                let info = Message::FollowerInfo {
+                    accepted_epoch: self.accepted_epoch,
+                };
+                self.send(from, info, out);
+                return;
+            }
+            (Some(mine), Some(theirs)) if theirs < mine => return,
+            // Only the current session keeps this follower from timing out.
+            _ => self.elapsed = 0,
+        }
         match msg {
             Message::LeaderInfo { epoch } => {
                 if stage != FollowStage::Discovery && stage != FollowStage::AckedEpoch(epoch) {
