@@ -1,5 +1,5 @@
 # consenso: the two commands of the README, plus helpers.
-#   make demo   builds and runs the 3-node cluster example
+#   make demo   runs the 3-node cluster example on Raft, Multi-Paxos and ZAB
 #   make test   formatting, lints, every Rust test (simulator seed range included)
 
 CARGO ?= cargo
@@ -7,7 +7,9 @@ CARGO ?= cargo
 .PHONY: demo test lint fmt bench sim-long python-check
 
 demo:
-	$(CARGO) run --release --example cluster
+	$(CARGO) run --release --example cluster -- --protocol raft
+	$(CARGO) run --release --example cluster -- --protocol paxos
+	$(CARGO) run --release --example cluster -- --protocol zab
 
 test: lint
 	$(CARGO) test --workspace
@@ -25,6 +27,6 @@ fmt:
 bench:
 	$(CARGO) bench -p consenso --bench throughput
 
-# A longer simulator run: 5,000 seeds.
+# A longer simulator run: 5,000 seeds per protocol.
 sim-long:
-	CONSENSO_SIM_SEEDS=5000 $(CARGO) test -p consenso --test simulation raft_seed_range -- --nocapture
+	CONSENSO_SIM_SEEDS=5000 $(CARGO) test --release -p consenso --test simulation seed_range -- --nocapture

@@ -3,11 +3,12 @@
 //! committed was lost.
 //!
 //! ```text
-//! cargo run --release --example cluster [-- --protocol raft|paxos] [--commands N]
+//! cargo run --release --example cluster [-- --protocol raft|paxos|zab] [--commands N]
 //! ```
 
 use consenso::consensus::paxos::MultiPaxos;
 use consenso::consensus::raft::Raft;
+use consenso::consensus::zab::Zab;
 use consenso::consensus::{Protocol, ProtocolKind};
 use consenso::local::LocalCluster;
 use consenso::runtime::{NodeConfig, StateMachine};
@@ -76,9 +77,7 @@ fn run(args: Args) -> Result<(), String> {
     match args.protocol {
         ProtocolKind::Raft => run_with::<Raft>(args),
         ProtocolKind::MultiPaxos => run_with::<MultiPaxos>(args),
-        ProtocolKind::Zab => {
-            Err("protocol \"zab\" is not available yet (raft and paxos are)".into())
-        }
+        ProtocolKind::Zab => run_with::<Zab>(args),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Cluster throughput: 3 nodes (Raft or Multi-Paxos) in one process on LocalNetwork, in-memory
+//! Cluster throughput: 3 nodes (Raft, Multi-Paxos or ZAB) in one process on LocalNetwork, in-memory
 //! storage, N closed-loop proposers (each waits for its commit before it
 //! proposes again), empty or 100-byte commands. Prints commits/s and p50/p99
 //! commit latency per point. In the spirit of openraft's `benchmarks/minimal`.
@@ -7,13 +7,14 @@
 //! the median run: thread scheduling on a small machine is noisy.
 //!
 //! ```text
-//! cargo bench -p consenso --bench throughput -- [--protocol raft,paxos]
+//! cargo bench -p consenso --bench throughput -- [--protocol raft,paxos,zab]
 //!     [--proposers 1,64,256,4096] [--payload 0,100] [--seconds 3] [--repeat 3]
 //! ```
 
 use bytes::Bytes;
 use consenso::consensus::paxos::MultiPaxos;
 use consenso::consensus::raft::Raft;
+use consenso::consensus::zab::Zab;
 use consenso::consensus::{Protocol, ProtocolKind};
 use consenso::local::LocalCluster;
 use consenso::runtime::{NodeConfig, NodeHandle, NullMachine};
@@ -143,7 +144,7 @@ fn measure(
     match protocol {
         ProtocolKind::Raft => measure_with::<Raft>(payload, proposers, seconds),
         ProtocolKind::MultiPaxos => measure_with::<MultiPaxos>(payload, proposers, seconds),
-        ProtocolKind::Zab => Err("zab is not available yet".into()),
+        ProtocolKind::Zab => measure_with::<Zab>(payload, proposers, seconds),
     }
 }
 
@@ -225,7 +226,7 @@ fn main() {
     let payloads = list(payloads, &[0, 100]);
     let protocols: Vec<ProtocolKind> = protocols
         .as_deref()
-        .unwrap_or("raft,paxos")
+        .unwrap_or("raft,paxos,zab")
         .split(',')
         .filter_map(|n| ProtocolKind::from_name(n.trim()))
         .collect();

@@ -365,3 +365,63 @@ fn partition_then_heal_converges() {
         }
     }
 }
+
+/// Elect, replicate, lose the leader, elect again, lose nothing: the same
+/// runtime drives every protocol.
+fn failover_keeps_everything<P: consenso::consensus::Protocol>()
+where
+    P::Config: Default,
+{
+    let recorders: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
+    let rs = recorders.clone();
+    let config = NodeConfig::<P::Config>::new(1, vec![1, 2, 3]);
+    let mut cluster =
+        LocalCluster::<P>::start_with(config, move |id| rs[id as usize - 1].clone()).unwrap();
+    let leader = cluster.wait_for_leader(WAIT).expect("a leader");
+    for i in 0..200u32 {
+        cluster.propose(&i.to_le_bytes(), WAIT).unwrap();
+    }
+    cluster.stop(leader);
+    let next = cluster.wait_for_leader(WAIT).expect("a new leader");
+    assert_ne!(next, leader);
+    cluster.propose(b"after", WAIT).unwrap();
+    cluster.node(next).unwrap().read_barrier(WAIT).unwrap();
+    let applied = recorders[next as usize - 1].0.lock().unwrap().clone();
+    assert_eq!(applied.len(), 201);
+    for (i, cmd) in applied.iter().take(200).enumerate() {
+        assert_eq!(cmd, &(i as u32).to_le_bytes().to_vec());
+    }
+    // A node of another protocol is refused at the envelope.
+    let node = cluster.node(next).unwrap();
+    let foreign = consenso::wire::Header {
+        protocol: if P::KIND == consenso::consensus::ProtocolKind::Raft {
+            2
+        } else {
+            1
+        },
+        cluster: 1,
+        from: leader,
+        to: next,
+    };
+    let bytes = consenso::wire::encode::<u8>(&foreign, &[], Vec::new()).unwrap();
+    assert!(matches!(
+        node.receive(leader, &bytes),
+        Err(ReceiveError::Wire(WireError::WrongProtocol { .. }))
+    ));
+    cluster.shutdown();
+}
+
+#[test]
+fn paxos_runs_in_the_same_runtime() {
+    failover_keeps_everything::<consenso::consensus::paxos::MultiPaxos>();
+}
+
+#[test]
+fn zab_runs_in_the_same_runtime() {
+    failover_keeps_everything::<consenso::consensus::zab::Zab>();
+}
+
+#[test]
+fn raft_runs_in_the_same_runtime() {
+    failover_keeps_everything::<Raft>();
+}
