@@ -14,6 +14,7 @@ pub mod progress;
 pub mod quorum;
 pub mod raft;
 pub mod read_index;
+pub mod replication;
 #[cfg(test)]
 pub mod testing;
 pub mod zab;

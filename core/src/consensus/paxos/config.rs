@@ -42,6 +42,16 @@ impl Default for PaxosConfig {
 }
 
 impl PaxosConfig {
+    /// The batching and pipelining limits.
+    pub fn batch_limits(&self) -> crate::consensus::replication::BatchLimits {
+        crate::consensus::replication::BatchLimits {
+            max_entries: self.max_entries_per_message,
+            max_bytes: self.max_bytes_per_message,
+            max_inflight_messages: self.max_inflight_messages,
+            max_inflight_bytes: self.max_inflight_bytes,
+        }
+    }
+
     /// Checks every field.
     ///
     /// # Errors

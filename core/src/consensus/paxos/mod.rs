@@ -25,9 +25,10 @@ pub use config::PaxosConfig;
 pub use message::{ballot, round_of, Acked, Ballot, HardState, Message, Promised, Refusal};
 
 use crate::consensus::log::Log;
-use crate::consensus::progress::{Progress, ReplicationState};
+use crate::consensus::progress::ReplicationState;
 use crate::consensus::quorum;
 use crate::consensus::read_index::ReadQueue;
+use crate::consensus::replication::Replication;
 use crate::consensus::{
     Effects, Protocol, ProtocolKind, ReadFailed, ReadId, ReadReady, Recovered, RoleChange,
 };
@@ -66,9 +67,9 @@ pub struct MultiPaxos {
     rng: Rng,
     /// Phase 1 answers by voter position (own position: `Some` with no entries).
     promises: Vec<Option<Promised>>,
-    progress: Vec<Progress>,
+    /// Leader only: progress by voter position and the unchosen budget.
+    repl: Replication,
     reads: ReadQueue,
-    uncommitted_bytes: usize,
     /// Acceptor: highest slot known to hold a chosen value or one accepted
     /// in `match_ballot`, contiguous from the chosen prefix.
     match_ballot: Ballot,
@@ -78,7 +79,6 @@ pub struct MultiPaxos {
     emitted_commit: Index,
     persisted: HardState,
     reported: Option<RoleChange>,
-    scratch: Vec<Index>,
 }
 
 impl MultiPaxos {
@@ -128,7 +128,7 @@ impl MultiPaxos {
         self.role = Role::Follower;
         self.leader = leader;
         self.promises.iter_mut().for_each(|p| *p = None);
-        self.uncommitted_bytes = 0;
+        self.repl.clear_budget();
         self.reset_timers();
     }
 
@@ -185,18 +185,14 @@ impl MultiPaxos {
         self.role = Role::Leader;
         self.leader = Some(self.id);
         self.reset_timers();
-        let next_for_others = self.log.commit() + 1;
-        self.progress = self
-            .voters
-            .iter()
-            .map(|_| Progress::new(next_for_others))
-            .collect();
+        let last = self.log.last_index();
+        self.repl
+            .reset(self.voters.len(), self.log.commit() + 1, last);
         for (i, p) in &promises {
             if *i != self.self_pos {
-                self.progress[*i].next = p.commit + 1;
+                self.repl.progress[*i].next = p.commit + 1;
             }
         }
-        self.progress[self.self_pos].recent_active = true;
         // A no-op after every re-proposed slot: once it is chosen, everything
         // chosen before this leadership is below the commit point (ReadIndex
         // needs that; a re-proposed slot of this ballot is not enough).
@@ -237,22 +233,17 @@ impl MultiPaxos {
             kind,
             data,
         };
-        let index = entry.index;
-        self.uncommitted_bytes += entry.size();
+        let (index, size) = (entry.index, entry.size());
         out.append.push(entry.clone());
         self.log.push(entry);
-        self.progress[self.self_pos].matched = index;
+        self.repl.appended(index, size);
         index
     }
 
     fn maybe_commit(&mut self) {
-        let acked: Vec<Index> = self.progress.iter().map(|p| p.matched).collect();
-        let c = quorum::committed_index(&acked, &mut self.scratch);
-        let old = self.log.commit();
-        if self.log.commit_to(c) {
-            let freed: usize = self.log.slice(old + 1, c).iter().map(Entry::size).sum();
-            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(freed);
-        }
+        // Every slot counted was accepted in this ballot (or is chosen).
+        let c = self.repl.quorum_index();
+        self.repl.commit(&mut self.log, c);
     }
 
     /// Follows `from`, the leader of `b` (already promised).
@@ -383,7 +374,7 @@ impl MultiPaxos {
         let last = self.log.last_index();
         match result {
             Ok(a) => {
-                let pr = &mut self.progress[p];
+                let pr = &mut self.repl.progress[p];
                 pr.recent_active = true;
                 let matched = a.matched.min(last);
                 let moved = pr.acknowledge(matched);
@@ -399,7 +390,7 @@ impl MultiPaxos {
                 }
             }
             Err(Refusal::Gap { commit }) => {
-                let pr = &mut self.progress[p];
+                let pr = &mut self.repl.progress[p];
                 pr.recent_active = true;
                 pr.probe_from(commit + 1);
             }
@@ -537,7 +528,7 @@ impl MultiPaxos {
     fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64, out: &mut PaxosEffects) {
         let Some(p) = self.pos(from) else { return };
         let last = self.log.last_index();
-        let pr = &mut self.progress[p];
+        let pr = &mut self.repl.progress[p];
         pr.recent_active = true;
         match pr.state {
             ReplicationState::Probe => pr.paused = false,
@@ -552,53 +543,33 @@ impl MultiPaxos {
     }
 
     fn send_accepts(&mut self, out: &mut PaxosEffects) {
-        let last = self.log.last_index();
         let commit = self.log.commit();
+        let limits = self.cfg.batch_limits();
         for p in 0..self.voters.len() {
             if p == self.self_pos {
                 continue;
             }
             let to = self.voters[p];
             let mut sent_any = false;
-            loop {
-                let pr = &self.progress[p];
-                if pr.is_full(self.cfg.max_inflight_messages, self.cfg.max_inflight_bytes)
-                    || (pr.state == ReplicationState::Replicate && pr.next > last)
-                {
-                    break;
-                }
-                let first = pr.next;
-                let (count, bytes) = self.log.batch_from(
-                    first,
-                    self.cfg.max_entries_per_message,
-                    self.cfg.max_bytes_per_message,
-                );
-                let entries = self.log.slice(first, first + count as Index - 1).to_vec();
-                self.progress[p].sent(first + count as Index - 1, bytes);
+            while let Some(batch) = self.repl.next_batch(p, &self.log, &limits) {
                 sent_any = true;
                 let msg = Message::Accept {
                     ballot: self.my_ballot,
-                    first,
-                    entries,
+                    first: batch.first,
+                    entries: batch.entries,
                     commit,
                 };
                 self.send(to, msg, out);
-                if self.progress[p].state == ReplicationState::Probe {
-                    break;
-                }
             }
-            let pr = &mut self.progress[p];
-            if std::mem::take(&mut pr.check_needed)
-                && !sent_any
-                && pr.state == ReplicationState::Replicate
-            {
+            if let Some(next) = self.repl.take_check(p).filter(|_| !sent_any) {
                 // An empty accept at the next slot: the answer shows whether
                 // pipelined accepts were lost.
+                let matched = self.repl.progress[p].matched;
                 let msg = Message::Accept {
                     ballot: self.my_ballot,
-                    first: pr.next,
+                    first: next,
                     entries: Vec::new(),
-                    commit: commit.min(pr.matched),
+                    commit: commit.min(matched),
                 };
                 self.send(to, msg, out);
             }
@@ -610,7 +581,7 @@ impl MultiPaxos {
             if p != self.self_pos {
                 let msg = Message::Heartbeat {
                     ballot: self.my_ballot,
-                    commit: self.log.commit().min(self.progress[p].matched),
+                    commit: self.log.commit().min(self.repl.progress[p].matched),
                     read_round,
                 };
                 self.send(self.voters[p], msg, out);
@@ -623,15 +594,11 @@ impl MultiPaxos {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.cfg.election_ticks_min {
             self.election_elapsed = 0;
-            let active = self.progress.iter().filter(|p| p.recent_active).count();
-            if !quorum::has_majority(active, self.voters.len()) {
+            if !self.repl.quorum_active() {
                 // Cut off from a quorum: stop taking proposals that cannot
                 // be chosen.
                 self.become_follower(None, out);
                 return;
-            }
-            for (i, p) in self.progress.iter_mut().enumerate() {
-                p.recent_active = i == self.self_pos;
             }
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
@@ -646,12 +613,8 @@ impl MultiPaxos {
     }
 
     fn emit_committed(&mut self, out: &mut PaxosEffects) {
-        let commit = self.log.commit();
-        if commit > self.emitted_commit {
-            out.committed
-                .extend_from_slice(self.log.slice(self.emitted_commit + 1, commit));
-            self.emitted_commit = commit;
-        }
+        self.log
+            .take_committed(&mut self.emitted_commit, &mut out.committed);
     }
 }
 
@@ -732,16 +695,14 @@ impl Protocol for MultiPaxos {
             randomized_timeout: config.election_ticks_min,
             rng: Rng::new(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             promises: vec![None; voters.len()],
-            progress: Vec::new(),
+            repl: Replication::new(self_pos),
             reads: ReadQueue::default(),
-            uncommitted_bytes: 0,
             match_ballot: 0,
             matched: 0,
             pending_ack: None,
             emitted_commit: 0,
             persisted: hs.clone(),
             reported: None,
-            scratch: Vec::with_capacity(voters.len()),
             cfg: config,
         };
         node.reset_timers();
@@ -773,12 +734,8 @@ impl Protocol for MultiPaxos {
                 leader: self.leader,
             });
         }
-        let size = data.len() + 24;
-        if self.uncommitted_bytes > 0
-            && self.uncommitted_bytes + size > self.cfg.max_uncommitted_bytes
-        {
-            return Err(ProposeError::Busy);
-        }
+        self.repl
+            .admit(data.len() + 24, self.cfg.max_uncommitted_bytes)?;
         let index = self.append_local(EntryKind::Normal, data, out);
         if self.voters.len() == 1 {
             self.maybe_commit();

@@ -17,6 +17,7 @@ pub use message::{HardState, Message, Rejection};
 
 use crate::consensus::log::Log;
 use crate::consensus::progress::{Progress, ReplicationState};
+use crate::consensus::replication::Replication;
 
 use crate::consensus::quorum::{self, VoteResult};
 use crate::consensus::read_index::ReadQueue;
@@ -52,17 +53,15 @@ pub struct Raft {
     rng: Rng,
     /// Votes received in the current (pre-)campaign: `Some(granted)` by voter position.
     votes: Vec<Option<bool>>,
-    /// Leader only: progress by voter position (own entry tracks the local log).
-    progress: Vec<Progress>,
+    /// Leader only: progress by voter position and the uncommitted budget.
+    repl: Replication,
     reads: ReadQueue,
-    uncommitted_bytes: usize,
     /// Follower: the highest match to acknowledge to the leader at flush.
     pending_ack: Option<(NodeId, Index)>,
     /// Entries up to here were handed out in `Effects::committed`.
     emitted_commit: Index,
     persisted_hard_state: HardState,
     reported: Option<RoleChange>,
-    scratch: Vec<Index>,
 }
 
 impl Raft {
@@ -92,7 +91,7 @@ impl Raft {
         if self.role != Role::Leader {
             return None;
         }
-        self.pos(id).map(|p| &self.progress[p])
+        self.pos(id).map(|p| &self.repl.progress[p])
     }
 
     /// Vote cast in the current term.
@@ -123,7 +122,7 @@ impl Raft {
         ) as u32;
         self.votes.iter_mut().for_each(|v| *v = None);
         self.pending_ack = None;
-        self.uncommitted_bytes = 0;
+        self.repl.clear_budget();
     }
 
     fn become_follower(&mut self, term: Epoch, leader: Option<NodeId>, out: &mut RaftEffects) {
@@ -151,10 +150,8 @@ impl Raft {
         self.reset(term, out);
         self.role = Role::Leader;
         self.leader = Some(self.id);
-        let next = self.log.last_index() + 1;
-        self.progress = self.voters.iter().map(|_| Progress::new(next)).collect();
-        self.progress[self.self_pos].matched = self.log.last_index();
-        self.progress[self.self_pos].recent_active = true;
+        let last = self.log.last_index();
+        self.repl.reset(self.voters.len(), last + 1, last);
         // A no-op in the new term lets the leader commit what earlier terms
         // left behind (Raft §5.4.2) and makes ReadIndex usable.
         self.append_local(EntryKind::Noop, Bytes::new(), out);
@@ -168,11 +165,10 @@ impl Raft {
             kind,
             data,
         };
-        let index = entry.index;
-        self.uncommitted_bytes += entry.size();
+        let (index, size) = (entry.index, entry.size());
         out.append.push(entry.clone());
         self.log.push(entry);
-        self.progress[self.self_pos].matched = index;
+        self.repl.appended(index, size);
         index
     }
 
@@ -477,7 +473,7 @@ impl Raft {
     fn handle_append_response(&mut self, from: NodeId, result: Result<Index, Rejection>) {
         let Some(p) = self.pos(from) else { return };
         let last_index = self.log.last_index();
-        let pr = &mut self.progress[p];
+        let pr = &mut self.repl.progress[p];
         pr.recent_active = true;
         match result {
             Ok(matched) => {
@@ -505,7 +501,7 @@ impl Raft {
                         None => rej.hint_index,
                     },
                 };
-                let pr = &mut self.progress[p];
+                let pr = &mut self.repl.progress[p];
                 pr.probe_from(next.min(rej.rejected));
             }
         }
@@ -514,7 +510,7 @@ impl Raft {
     fn handle_heartbeat_response(&mut self, from: NodeId, read_round: u64, out: &mut RaftEffects) {
         let Some(p) = self.pos(from) else { return };
         let last_index = self.log.last_index();
-        let pr = &mut self.progress[p];
+        let pr = &mut self.repl.progress[p];
         pr.recent_active = true;
         match pr.state {
             ReplicationState::Probe => pr.paused = false,
@@ -531,19 +527,10 @@ impl Raft {
     }
 
     fn maybe_commit(&mut self) {
-        let acked: Vec<Index> = self.progress.iter().map(|p| p.matched).collect();
-        let candidate = quorum::committed_index(&acked, &mut self.scratch);
+        let candidate = self.repl.quorum_index();
         // Figure 8: only entries of the current term commit by counting.
-        if candidate > self.log.commit() && self.log.term(candidate) == Some(self.term) {
-            let old = self.log.commit();
-            self.log.commit_to(candidate);
-            let freed: usize = self
-                .log
-                .slice(old + 1, candidate)
-                .iter()
-                .map(Entry::size)
-                .sum();
-            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(freed);
+        if self.log.term(candidate) == Some(self.term) {
+            self.repl.commit(&mut self.log, candidate);
         }
     }
 
@@ -552,67 +539,43 @@ impl Raft {
     }
 
     fn send_appends(&mut self, out: &mut RaftEffects) {
-        let last_index = self.log.last_index();
         let commit = self.log.commit();
+        let limits = self.cfg.batch_limits();
         for p in 0..self.voters.len() {
             if p == self.self_pos {
                 continue;
             }
             let to = self.voters[p];
-            loop {
-                let pr = &self.progress[p];
-                if pr.is_full(self.cfg.max_inflight_messages, self.cfg.max_inflight_bytes) {
-                    break;
-                }
-                if pr.state == ReplicationState::Replicate && pr.next > last_index {
-                    break;
-                }
-                let prev_index = pr.next - 1;
+            let mut sent_any = false;
+            while let Some(batch) = self.repl.next_batch(p, &self.log, &limits) {
+                sent_any = true;
+                let prev_index = batch.first - 1;
                 let Some(prev_term) = self.log.term(prev_index) else {
                     break;
                 };
-                let (count, bytes) = self.log.batch_from(
-                    pr.next,
-                    self.cfg.max_entries_per_message,
-                    self.cfg.max_bytes_per_message,
-                );
-                let entries = self
-                    .log
-                    .slice(pr.next, pr.next + count as Index - 1)
-                    .to_vec();
-                let last = prev_index + count as Index;
-                self.progress[p].check_needed = false;
-                self.progress[p].sent(last, bytes);
-                self.send(
-                    to,
-                    Message::Append {
+                let msg = Message::Append {
+                    term: self.term,
+                    prev_index,
+                    prev_term,
+                    entries: batch.entries,
+                    commit,
+                };
+                self.send(to, msg, out);
+            }
+            let check = self.repl.take_check(p).filter(|_| !sent_any);
+            if let Some(next) = check {
+                // An empty append at the last sent index: a rejection shows
+                // pipelined messages were lost.
+                let prev_index = next - 1;
+                if let Some(prev_term) = self.log.term(prev_index) {
+                    let msg = Message::Append {
                         term: self.term,
                         prev_index,
                         prev_term,
-                        entries,
-                        commit,
-                    },
-                    out,
-                );
-                if self.progress[p].state == ReplicationState::Probe {
-                    break;
-                }
-            }
-            let pr = &mut self.progress[p];
-            if pr.check_needed {
-                pr.check_needed = false;
-                if pr.state == ReplicationState::Replicate {
-                    let prev_index = pr.next - 1;
-                    if let Some(prev_term) = self.log.term(prev_index) {
-                        let msg = Message::Append {
-                            term: self.term,
-                            prev_index,
-                            prev_term,
-                            entries: Vec::new(),
-                            commit: commit.min(prev_index),
-                        };
-                        self.send(to, msg, out);
-                    }
+                        entries: Vec::new(),
+                        commit: commit.min(prev_index),
+                    };
+                    self.send(to, msg, out);
                 }
             }
         }
@@ -623,7 +586,7 @@ impl Raft {
             if p == self.self_pos {
                 continue;
             }
-            let commit = self.log.commit().min(self.progress[p].matched);
+            let commit = self.log.commit().min(self.repl.progress[p].matched);
             let msg = Message::Heartbeat {
                 term: self.term,
                 commit,
@@ -638,16 +601,10 @@ impl Raft {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.cfg.election_ticks_min {
             self.election_elapsed = 0;
-            if self.cfg.check_quorum {
-                let active = self.progress.iter().filter(|p| p.recent_active).count();
-                if !quorum::has_majority(active, self.voters.len()) {
-                    let term = self.term;
-                    self.become_follower(term, None, out);
-                    return;
-                }
-                for (i, p) in self.progress.iter_mut().enumerate() {
-                    p.recent_active = i == self.self_pos;
-                }
+            if self.cfg.check_quorum && !self.repl.quorum_active() {
+                let term = self.term;
+                self.become_follower(term, None, out);
+                return;
             }
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
@@ -658,12 +615,8 @@ impl Raft {
     }
 
     fn emit_committed(&mut self, out: &mut RaftEffects) {
-        let commit = self.log.commit();
-        if commit > self.emitted_commit {
-            out.committed
-                .extend_from_slice(self.log.slice(self.emitted_commit + 1, commit));
-            self.emitted_commit = commit;
-        }
+        self.log
+            .take_committed(&mut self.emitted_commit, &mut out.committed);
     }
 }
 
@@ -709,14 +662,12 @@ impl Protocol for Raft {
             randomized_timeout: config.election_ticks_min,
             rng: Rng::new(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             votes: vec![None; voters.len()],
-            progress: Vec::new(),
+            repl: Replication::new(self_pos),
             reads: ReadQueue::default(),
-            uncommitted_bytes: 0,
             pending_ack: None,
             emitted_commit: 0,
             persisted_hard_state: hs.clone(),
             reported: None,
-            scratch: Vec::with_capacity(voters.len()),
             cfg: config,
         };
         let mut ignored = RaftEffects::default();
@@ -750,12 +701,8 @@ impl Protocol for Raft {
                 leader: self.leader,
             });
         }
-        let size = data.len() + 24;
-        if self.uncommitted_bytes > 0
-            && self.uncommitted_bytes + size > self.cfg.max_uncommitted_bytes
-        {
-            return Err(ProposeError::Busy);
-        }
+        self.repl
+            .admit(data.len() + 24, self.cfg.max_uncommitted_bytes)?;
         let index = self.append_local(EntryKind::Normal, data, out);
         if self.is_single() {
             self.maybe_commit();

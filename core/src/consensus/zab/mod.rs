@@ -32,6 +32,7 @@ use crate::consensus::log::Log;
 use crate::consensus::progress::{Progress, ReplicationState};
 use crate::consensus::quorum;
 use crate::consensus::read_index::ReadQueue;
+use crate::consensus::replication::Replication;
 use crate::consensus::{
     Effects, Protocol, ProtocolKind, ReadFailed, ReadId, ReadReady, Recovered, RoleChange,
 };
@@ -124,14 +125,13 @@ pub struct Zab {
     heartbeat_elapsed: u32,
     randomized_timeout: u32,
     rng: Rng,
-    progress: Vec<Progress>,
+    /// Leader only: progress by voter position and the uncommitted budget.
+    repl: Replication,
     reads: ReadQueue,
-    uncommitted_bytes: usize,
     pending_ack: Option<(NodeId, Epoch, Index)>,
     emitted_commit: Index,
     persisted: HardState,
     reported: Option<RoleChange>,
-    scratch: Vec<Index>,
 }
 
 /// Common prefix of the leader's log and a follower history given as the
@@ -229,7 +229,7 @@ impl Zab {
                 .fail_all(|id| out.reads_failed.push(ReadFailed { id, leader: None }));
         }
         self.pending_ack = None;
-        self.uncommitted_bytes = 0;
+        self.repl.clear_budget();
     }
 
     fn is_established(&self) -> bool {
@@ -322,7 +322,7 @@ impl Zab {
                 stage: LeadStage::Discovery,
                 peers,
             };
-            self.progress = self.voters.iter().map(|_| Progress::new(1)).collect();
+            self.repl.reset(self.voters.len(), 1, self.log.last_index());
             self.lead_discovery(out);
         } else {
             self.phase = Phase::Following {
@@ -523,7 +523,7 @@ impl Zab {
             newleader: last,
         };
         self.send(self.voters[p], msg, out);
-        let pr = &mut self.progress[p];
+        let pr = &mut self.repl.progress[p];
         *pr = Progress::new(last + 1);
         pr.start_replicating();
         pr.next = last + 1;
@@ -559,8 +559,8 @@ impl Zab {
             .collect();
         // The whole synced history is committed, and UPTODATE says so.
         self.log.commit_to(self.newleader);
-        self.progress[self_pos].matched = self.log.last_index();
-        self.progress[self_pos].recent_active = true;
+        self.repl.progress[self_pos].matched = self.log.last_index();
+        self.repl.progress[self_pos].recent_active = true;
         self.reset_timers();
         let commit = self.log.commit();
         for i in synced_peers {
@@ -641,7 +641,7 @@ impl Zab {
                     return;
                 }
                 peers[p] = PeerPhase::Synced;
-                let pr = &mut self.progress[p];
+                let pr = &mut self.repl.progress[p];
                 pr.recent_active = true;
                 pr.acknowledge(newleader);
                 if stage == LeadStage::Established {
@@ -657,7 +657,7 @@ impl Zab {
                     return;
                 }
                 let last = self.log.last_index();
-                let pr = &mut self.progress[p];
+                let pr = &mut self.repl.progress[p];
                 pr.recent_active = true;
                 match result {
                     Ok(i) => {
@@ -677,7 +677,7 @@ impl Zab {
                     return;
                 }
                 let last = self.log.last_index();
-                let pr = &mut self.progress[p];
+                let pr = &mut self.repl.progress[p];
                 pr.recent_active = true;
                 match pr.state {
                     ReplicationState::Probe => pr.paused = false,
@@ -702,21 +702,15 @@ impl Zab {
     }
 
     fn maybe_commit(&mut self) {
-        if !self.is_established() {
-            return;
-        }
-        let acked: Vec<Index> = self.progress.iter().map(|p| p.matched).collect();
-        let c = quorum::committed_index(&acked, &mut self.scratch);
-        let old = self.log.commit();
-        if self.log.commit_to(c) {
-            let freed: usize = self.log.slice(old + 1, c).iter().map(Entry::size).sum();
-            self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(freed);
+        if self.is_established() {
+            let c = self.repl.quorum_index();
+            self.repl.commit(&mut self.log, c);
         }
     }
 
     fn send_proposals(&mut self, out: &mut ZabEffects) {
-        let last = self.log.last_index();
         let commit = self.log.commit();
+        let limits = self.cfg.batch_limits();
         let Phase::Leading { peers, .. } = &self.phase else {
             return;
         };
@@ -731,60 +725,32 @@ impl Zab {
         for p in targets {
             let to = self.voters[p];
             let mut sent_any = false;
-            loop {
-                let pr = &self.progress[p];
-                if pr.is_full(self.cfg.max_inflight_messages, self.cfg.max_inflight_bytes)
-                    || (pr.state == ReplicationState::Replicate && pr.next > last)
-                {
-                    break;
-                }
-                let prev_index = pr.next - 1;
-                let Some(prev_epoch) = self.log.term(prev_index) else {
-                    break;
-                };
-                let (count, bytes) = self.log.batch_from(
-                    pr.next,
-                    self.cfg.max_entries_per_message,
-                    self.cfg.max_bytes_per_message,
-                );
-                let entries = self
-                    .log
-                    .slice(pr.next, pr.next + count as Index - 1)
-                    .to_vec();
-                self.progress[p].sent(prev_index + count as Index, bytes);
+            let mut sends: Vec<(Index, Vec<Entry>, Index)> = Vec::new();
+            while let Some(batch) = self.repl.next_batch(p, &self.log, &limits) {
                 sent_any = true;
+                sends.push((batch.first - 1, batch.entries, commit));
+            }
+            if let Some(next) = self.repl.take_check(p).filter(|_| !sent_any) {
+                // An empty proposal after the last one sent: a gap answer
+                // shows pipelined proposals were lost.
+                let matched = self.repl.progress[p].matched;
+                sends.push((next - 1, Vec::new(), commit.min(matched)));
+            }
+            for (prev_index, entries, commit) in sends {
+                let Some(prev_epoch) = self.log.term(prev_index) else {
+                    continue;
+                };
+                let prev = Zxid {
+                    epoch: prev_epoch,
+                    index: prev_index,
+                };
                 let msg = Message::Proposal {
                     epoch: self.new_epoch,
-                    prev: Zxid {
-                        epoch: prev_epoch,
-                        index: prev_index,
-                    },
+                    prev,
                     entries,
                     commit,
                 };
                 self.send(to, msg, out);
-                if self.progress[p].state == ReplicationState::Probe {
-                    break;
-                }
-            }
-            let pr = &mut self.progress[p];
-            if std::mem::take(&mut pr.check_needed)
-                && !sent_any
-                && pr.state == ReplicationState::Replicate
-            {
-                let prev_index = pr.next - 1;
-                if let Some(prev_epoch) = self.log.term(prev_index) {
-                    let msg = Message::Proposal {
-                        epoch: self.new_epoch,
-                        prev: Zxid {
-                            epoch: prev_epoch,
-                            index: prev_index,
-                        },
-                        entries: Vec::new(),
-                        commit: commit.min(pr.matched),
-                    };
-                    self.send(to, msg, out);
-                }
             }
         }
     }
@@ -794,7 +760,7 @@ impl Zab {
             if p != self.self_pos {
                 let msg = Message::Ping {
                     epoch: self.new_epoch,
-                    commit: self.log.commit().min(self.progress[p].matched),
+                    commit: self.log.commit().min(self.repl.progress[p].matched),
                     read_round,
                 };
                 self.send(self.voters[p], msg, out);
@@ -814,13 +780,9 @@ impl Zab {
             }
         } else if self.elapsed >= self.cfg.election_ticks_min {
             self.elapsed = 0;
-            let active = self.progress.iter().filter(|p| p.recent_active).count();
-            if !quorum::has_majority(active, self.voters.len()) {
+            if !self.repl.quorum_active() {
                 self.start_looking(out);
                 return;
-            }
-            for (i, p) in self.progress.iter_mut().enumerate() {
-                p.recent_active = i == self.self_pos;
             }
         }
         // Ping once synchronization started; before that a follower's own
@@ -1090,12 +1052,8 @@ impl Zab {
     }
 
     fn emit_committed(&mut self, out: &mut ZabEffects) {
-        let commit = self.log.commit();
-        if commit > self.emitted_commit {
-            out.committed
-                .extend_from_slice(self.log.slice(self.emitted_commit + 1, commit));
-            self.emitted_commit = commit;
-        }
+        self.log
+            .take_committed(&mut self.emitted_commit, &mut out.committed);
     }
 
     fn leader_hint(&self) -> Option<NodeId> {
@@ -1170,14 +1128,12 @@ impl Protocol for Zab {
             heartbeat_elapsed: 0,
             randomized_timeout: config.election_ticks_min,
             rng: Rng::new(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            progress: Vec::new(),
+            repl: Replication::new(self_pos),
             reads: ReadQueue::default(),
-            uncommitted_bytes: 0,
             pending_ack: None,
             emitted_commit: 0,
             persisted: hs.clone(),
             reported: None,
-            scratch: Vec::with_capacity(voters.len()),
             cfg: config,
         };
         zab.reset_timers();
@@ -1240,23 +1196,18 @@ impl Protocol for Zab {
                 leader: self.leader_hint(),
             });
         }
-        let size = data.len() + 24;
-        if self.uncommitted_bytes > 0
-            && self.uncommitted_bytes + size > self.cfg.max_uncommitted_bytes
-        {
-            return Err(ProposeError::Busy);
-        }
+        self.repl
+            .admit(data.len() + 24, self.cfg.max_uncommitted_bytes)?;
         let entry = Entry {
             epoch: self.new_epoch,
             index: self.log.last_index() + 1,
             kind: EntryKind::Normal,
             data,
         };
-        let index = entry.index;
-        self.uncommitted_bytes += entry.size();
+        let (index, size) = (entry.index, entry.size());
         out.append.push(entry.clone());
         self.log.push(entry);
-        self.progress[self.self_pos].matched = index;
+        self.repl.appended(index, size);
         if self.voters.len() == 1 {
             self.maybe_commit();
         }
