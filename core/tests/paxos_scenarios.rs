@@ -5,6 +5,8 @@
 
 mod common;
 
+use consenso::consensus::replication::ReplicationLimits;
+
 use common::{pos, scenarios, Harness, ELECTION_TIMEOUT};
 use consenso::consensus::paxos::{round_of, MultiPaxos, PaxosConfig};
 use consenso::types::{NodeId, Role};
@@ -118,8 +120,11 @@ fn figure8_reliable() {
 #[test]
 fn figure8_one_entry_per_message() {
     let config = PaxosConfig {
-        max_entries_per_message: 1,
-        max_inflight_messages: 1,
+        limits: ReplicationLimits {
+            max_entries_per_message: 1,
+            max_inflight_messages: 1,
+            ..ReplicationLimits::default()
+        },
         ..cfg()
     };
     for seed in 0..10 {
@@ -180,7 +185,10 @@ fn a_leader_cut_off_from_the_quorum_steps_down() {
 #[test]
 fn the_unchosen_bytes_limit_refuses_a_flood_of_proposals() {
     let config = PaxosConfig {
-        max_uncommitted_bytes: 10_000,
+        limits: ReplicationLimits {
+            max_uncommitted_bytes: 10_000,
+            ..ReplicationLimits::default()
+        },
         ..cfg()
     };
     let mut h = Harness::<MultiPaxos>::new(3, 0, config);

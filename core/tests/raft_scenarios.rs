@@ -4,6 +4,8 @@
 
 mod common;
 
+use consenso::consensus::replication::ReplicationLimits;
+
 use common::{pos, scenarios, Harness, ELECTION_TIMEOUT};
 use consenso::consensus::raft::{Raft, RaftConfig};
 use consenso::types::{NodeId, Role};
@@ -105,8 +107,11 @@ fn figure8_reliable() {
 #[test]
 fn figure8_one_entry_per_message() {
     let config = RaftConfig {
-        max_entries_per_message: 1,
-        max_inflight_messages: 1,
+        limits: ReplicationLimits {
+            max_entries_per_message: 1,
+            max_inflight_messages: 1,
+            ..ReplicationLimits::default()
+        },
         ..RaftConfig::default()
     };
     for seed in 0..10 {
@@ -233,7 +238,10 @@ fn check_quorum_off_leaves_a_cut_off_leader_in_place() {
 #[test]
 fn uncommitted_bytes_limit_refuses_a_flood_of_proposals() {
     let config = RaftConfig {
-        max_uncommitted_bytes: 10_000,
+        limits: ReplicationLimits {
+            max_uncommitted_bytes: 10_000,
+            ..ReplicationLimits::default()
+        },
         ..RaftConfig::default()
     };
     let mut h = Harness::<Raft>::new(3, 0, config);

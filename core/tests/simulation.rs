@@ -1,11 +1,12 @@
-//! Seeded random simulation runs of Raft under partitions, loss,
-//! duplication, reordering, delay, crashes and restarts.
+//! Seeded random simulation runs of Raft, Multi-Paxos and ZAB under
+//! partitions, loss, duplication, reordering, delay, crashes and restarts.
 //!
 //! `CONSENSO_SIM_SEEDS` (default 1000) and `CONSENSO_SIM_STEPS` (default 5000)
 //! set the range; `CONSENSO_SIM_SEED` replays one seed with `replay_one`.
 
 use consenso::consensus::paxos::{MultiPaxos, PaxosConfig};
 use consenso::consensus::raft::{Raft, RaftConfig};
+use consenso::consensus::replication::ReplicationLimits;
 use consenso::consensus::zab::{Zab, ZabConfig};
 use consenso::rng::Rng;
 use consenso::sim::{run_random, SimFailure, SimReport};
@@ -23,9 +24,12 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn config_for(seed: u64) -> RaftConfig {
     let mut rng = Rng::new(seed ^ 0xC0F1_6000);
     RaftConfig {
-        max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
-        max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
-        max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        limits: ReplicationLimits {
+            max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
+            max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
+            max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+            ..ReplicationLimits::default()
+        },
         ..RaftConfig::default()
     }
 }
@@ -33,9 +37,12 @@ fn config_for(seed: u64) -> RaftConfig {
 fn paxos_config_for(seed: u64) -> PaxosConfig {
     let mut rng = Rng::new(seed ^ 0xC0F1_6000);
     PaxosConfig {
-        max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
-        max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
-        max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        limits: ReplicationLimits {
+            max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
+            max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
+            max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+            ..ReplicationLimits::default()
+        },
         ..PaxosConfig::default()
     }
 }
@@ -43,9 +50,12 @@ fn paxos_config_for(seed: u64) -> PaxosConfig {
 fn zab_config_for(seed: u64) -> ZabConfig {
     let mut rng = Rng::new(seed ^ 0xC0F1_6000);
     ZabConfig {
-        max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
-        max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
-        max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        limits: ReplicationLimits {
+            max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
+            max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
+            max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+            ..ReplicationLimits::default()
+        },
         ..ZabConfig::default()
     }
 }

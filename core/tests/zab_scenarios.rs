@@ -9,6 +9,8 @@
 
 mod common;
 
+use consenso::consensus::replication::ReplicationLimits;
+
 use common::{scenarios, Harness, ELECTION_TIMEOUT};
 use consenso::consensus::zab::{Zab, ZabConfig};
 use consenso::types::{NodeId, Role};
@@ -122,8 +124,11 @@ fn figure8_reliable() {
 #[test]
 fn figure8_one_entry_per_message() {
     let config = ZabConfig {
-        max_entries_per_message: 1,
-        max_inflight_messages: 1,
+        limits: ReplicationLimits {
+            max_entries_per_message: 1,
+            max_inflight_messages: 1,
+            ..ReplicationLimits::default()
+        },
         ..cfg()
     };
     for seed in 0..10 {

@@ -9,17 +9,50 @@ use crate::consensus::quorum;
 use crate::error::ProposeError;
 use crate::types::{Entry, Index};
 
-/// Batching and pipelining limits (the cores' configs carry them).
+/// Batching, pipelining and memory limits of a leader, the same for every
+/// protocol (each protocol's config carries one). `Default` gives values
+/// that work; [`ReplicationLimits::validate`] rejects zeros.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchLimits {
-    /// Most entries per message.
-    pub max_entries: usize,
-    /// Most entry bytes per message (at least one entry always goes).
-    pub max_bytes: usize,
+pub struct ReplicationLimits {
+    /// Most entries in one replication message.
+    pub max_entries_per_message: usize,
+    /// Most entry bytes in one message (at least one entry always goes).
+    pub max_bytes_per_message: usize,
     /// Most messages in flight to one peer.
     pub max_inflight_messages: usize,
     /// Most entry bytes in flight to one peer.
     pub max_inflight_bytes: usize,
+    /// Most bytes of proposed but uncommitted entries at the leader; further
+    /// proposals fail with `Busy`.
+    pub max_uncommitted_bytes: usize,
+}
+
+impl Default for ReplicationLimits {
+    fn default() -> Self {
+        ReplicationLimits {
+            max_entries_per_message: 4096,
+            max_bytes_per_message: 1 << 20,
+            max_inflight_messages: 64,
+            max_inflight_bytes: 32 << 20,
+            max_uncommitted_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ReplicationLimits {
+    /// Checks that every limit is at least 1.
+    ///
+    /// # Errors
+    /// A [`crate::ConfigError`] naming the first zero field.
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        crate::consensus::validate_limits(&[
+            ("max_entries_per_message", self.max_entries_per_message),
+            ("max_bytes_per_message", self.max_bytes_per_message),
+            ("max_inflight_messages", self.max_inflight_messages),
+            ("max_inflight_bytes", self.max_inflight_bytes),
+            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
+        ])
+    }
 }
 
 /// One batch for one peer: entries from `first` on (possibly none: a probe).
@@ -120,7 +153,7 @@ impl Replication {
     /// `None` when the pipeline is full, a probe is outstanding, or (when
     /// pipelining) there is nothing new. A probing peer gets one batch,
     /// empty if it is caught up.
-    pub fn next_batch(&mut self, p: usize, log: &Log, limits: &BatchLimits) -> Option<Batch> {
+    pub fn next_batch(&mut self, p: usize, log: &Log, limits: &ReplicationLimits) -> Option<Batch> {
         let pr = &self.progress[p];
         if pr.is_full(limits.max_inflight_messages, limits.max_inflight_bytes)
             || (pr.state == ReplicationState::Replicate && pr.next > log.last_index())
@@ -128,7 +161,11 @@ impl Replication {
             return None;
         }
         let first = pr.next;
-        let (count, bytes) = log.batch_from(first, limits.max_entries, limits.max_bytes);
+        let (count, bytes) = log.batch_from(
+            first,
+            limits.max_entries_per_message,
+            limits.max_bytes_per_message,
+        );
         let entries = log.slice(first, first + count as Index - 1).to_vec();
         let pr = &mut self.progress[p];
         pr.check_needed = false;
@@ -196,11 +233,10 @@ mod tests {
     #[test]
     fn batches_respect_limits_and_probes_go_one_at_a_time() {
         let log = log_of(10);
-        let limits = BatchLimits {
-            max_entries: 4,
-            max_bytes: 1 << 20,
+        let limits = ReplicationLimits {
+            max_entries_per_message: 4,
             max_inflight_messages: 2,
-            max_inflight_bytes: 1 << 20,
+            ..ReplicationLimits::default()
         };
         let mut r = Replication::new(0);
         r.reset(2, 1, 10);

@@ -1,5 +1,6 @@
 //! Multi-Paxos settings, validated before a core is built.
 
+use crate::consensus::replication::ReplicationLimits;
 use crate::error::ConfigError;
 
 /// Multi-Paxos settings, in ticks and bytes. `Default` gives values that
@@ -13,17 +14,8 @@ pub struct PaxosConfig {
     pub election_ticks_max: u32,
     /// The leader sends heartbeats (with the commit point) every this many ticks.
     pub heartbeat_ticks: u32,
-    /// Most entries in one Accept message.
-    pub max_entries_per_message: usize,
-    /// Most entry bytes in one Accept message (at least one entry always goes).
-    pub max_bytes_per_message: usize,
-    /// Most Accept messages in flight to one acceptor.
-    pub max_inflight_messages: usize,
-    /// Most entry bytes in flight to one acceptor.
-    pub max_inflight_bytes: usize,
-    /// Most bytes of proposed but unchosen entries at the leader; further
-    /// proposals fail with `Busy`.
-    pub max_uncommitted_bytes: usize,
+    /// Batching, pipelining and uncommitted-bytes limits.
+    pub limits: ReplicationLimits,
 }
 
 impl Default for PaxosConfig {
@@ -32,26 +24,12 @@ impl Default for PaxosConfig {
             election_ticks_min: 15,
             election_ticks_max: 30,
             heartbeat_ticks: 5,
-            max_entries_per_message: 4096,
-            max_bytes_per_message: 1 << 20,
-            max_inflight_messages: 64,
-            max_inflight_bytes: 32 << 20,
-            max_uncommitted_bytes: 64 << 20,
+            limits: ReplicationLimits::default(),
         }
     }
 }
 
 impl PaxosConfig {
-    /// The batching and pipelining limits.
-    pub fn batch_limits(&self) -> crate::consensus::replication::BatchLimits {
-        crate::consensus::replication::BatchLimits {
-            max_entries: self.max_entries_per_message,
-            max_bytes: self.max_bytes_per_message,
-            max_inflight_messages: self.max_inflight_messages,
-            max_inflight_bytes: self.max_inflight_bytes,
-        }
-    }
-
     /// Checks every field.
     ///
     /// # Errors
@@ -62,12 +40,6 @@ impl PaxosConfig {
             self.election_ticks_min,
             self.election_ticks_max,
         )?;
-        crate::consensus::validate_limits(&[
-            ("max_entries_per_message", self.max_entries_per_message),
-            ("max_bytes_per_message", self.max_bytes_per_message),
-            ("max_inflight_messages", self.max_inflight_messages),
-            ("max_inflight_bytes", self.max_inflight_bytes),
-            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
-        ])
+        self.limits.validate()
     }
 }

@@ -544,7 +544,7 @@ impl MultiPaxos {
 
     fn send_accepts(&mut self, out: &mut PaxosEffects) {
         let commit = self.log.commit();
-        let limits = self.cfg.batch_limits();
+        let limits = self.cfg.limits;
         for p in 0..self.voters.len() {
             if p == self.self_pos {
                 continue;
@@ -735,7 +735,7 @@ impl Protocol for MultiPaxos {
             });
         }
         self.repl
-            .admit(data.len() + 24, self.cfg.max_uncommitted_bytes)?;
+            .admit(data.len() + 24, self.cfg.limits.max_uncommitted_bytes)?;
         let index = self.append_local(EntryKind::Normal, data, out);
         if self.voters.len() == 1 {
             self.maybe_commit();

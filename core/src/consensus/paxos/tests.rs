@@ -1,6 +1,7 @@
 //! Sans-IO tests of the Multi-Paxos core, messages routed by hand.
 
 use super::*;
+use crate::consensus::replication::ReplicationLimits;
 use std::collections::BTreeMap;
 
 type Net = crate::consensus::testing::Net<MultiPaxos>;
@@ -301,8 +302,11 @@ fn a_lagging_acceptor_is_caught_up_from_its_chosen_prefix() {
 #[test]
 fn batches_and_pipelining_respect_the_limits() {
     let config = PaxosConfig {
-        max_entries_per_message: 10,
-        max_inflight_messages: 3,
+        limits: ReplicationLimits {
+            max_entries_per_message: 10,
+            max_inflight_messages: 3,
+            ..ReplicationLimits::default()
+        },
         ..cfg()
     };
     let mut net = Net::new(2, config);
@@ -421,7 +425,10 @@ fn config_and_membership_are_validated() {
     };
     assert_eq!(bad.validate().unwrap_err().field, "heartbeat_ticks");
     let bad = PaxosConfig {
-        max_inflight_bytes: 0,
+        limits: ReplicationLimits {
+            max_inflight_bytes: 0,
+            ..ReplicationLimits::default()
+        },
         ..cfg()
     };
     assert_eq!(bad.validate().unwrap_err().field, "max_inflight_bytes");

@@ -1,5 +1,6 @@
 //! Raft settings, validated before a core is built.
 
+use crate::consensus::replication::ReplicationLimits;
 use crate::error::ConfigError;
 
 /// Raft settings, in ticks (the runtime turns ticks into time) and bytes.
@@ -19,18 +20,8 @@ pub struct RaftConfig {
     /// election timeout; followers ignore vote requests while they hear from
     /// a leader.
     pub check_quorum: bool,
-    /// Most entries in one AppendEntries message.
-    pub max_entries_per_message: usize,
-    /// Most entry bytes in one AppendEntries message (at least one entry is
-    /// always sent).
-    pub max_bytes_per_message: usize,
-    /// Most AppendEntries messages in flight to one follower.
-    pub max_inflight_messages: usize,
-    /// Most entry bytes in flight to one follower.
-    pub max_inflight_bytes: usize,
-    /// Most bytes of proposed but uncommitted entries at the leader; further
-    /// proposals fail with `Busy`.
-    pub max_uncommitted_bytes: usize,
+    /// Batching, pipelining and uncommitted-bytes limits.
+    pub limits: ReplicationLimits,
 }
 
 impl Default for RaftConfig {
@@ -41,26 +32,12 @@ impl Default for RaftConfig {
             heartbeat_ticks: 5,
             pre_vote: true,
             check_quorum: true,
-            max_entries_per_message: 4096,
-            max_bytes_per_message: 1 << 20,
-            max_inflight_messages: 64,
-            max_inflight_bytes: 32 << 20,
-            max_uncommitted_bytes: 64 << 20,
+            limits: ReplicationLimits::default(),
         }
     }
 }
 
 impl RaftConfig {
-    /// The batching and pipelining limits.
-    pub fn batch_limits(&self) -> crate::consensus::replication::BatchLimits {
-        crate::consensus::replication::BatchLimits {
-            max_entries: self.max_entries_per_message,
-            max_bytes: self.max_bytes_per_message,
-            max_inflight_messages: self.max_inflight_messages,
-            max_inflight_bytes: self.max_inflight_bytes,
-        }
-    }
-
     /// Checks every field.
     ///
     /// # Errors
@@ -71,13 +48,7 @@ impl RaftConfig {
             self.election_ticks_min,
             self.election_ticks_max,
         )?;
-        crate::consensus::validate_limits(&[
-            ("max_entries_per_message", self.max_entries_per_message),
-            ("max_bytes_per_message", self.max_bytes_per_message),
-            ("max_inflight_messages", self.max_inflight_messages),
-            ("max_inflight_bytes", self.max_inflight_bytes),
-            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
-        ])
+        self.limits.validate()
     }
 }
 
@@ -100,7 +71,10 @@ mod tests {
         };
         assert_eq!(bad.validate().unwrap_err().field, "election_ticks_max");
         let bad = RaftConfig {
-            max_inflight_messages: 0,
+            limits: ReplicationLimits {
+                max_inflight_messages: 0,
+                ..ReplicationLimits::default()
+            },
             ..RaftConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().field, "max_inflight_messages");

@@ -540,7 +540,7 @@ impl Raft {
 
     fn send_appends(&mut self, out: &mut RaftEffects) {
         let commit = self.log.commit();
-        let limits = self.cfg.batch_limits();
+        let limits = self.cfg.limits;
         for p in 0..self.voters.len() {
             if p == self.self_pos {
                 continue;
@@ -702,7 +702,7 @@ impl Protocol for Raft {
             });
         }
         self.repl
-            .admit(data.len() + 24, self.cfg.max_uncommitted_bytes)?;
+            .admit(data.len() + 24, self.cfg.limits.max_uncommitted_bytes)?;
         let index = self.append_local(EntryKind::Normal, data, out);
         if self.is_single() {
             self.maybe_commit();

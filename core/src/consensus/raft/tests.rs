@@ -2,6 +2,7 @@
 //! so each test controls exactly what arrives where.
 
 use super::*;
+use crate::consensus::replication::ReplicationLimits;
 
 type Net = crate::consensus::testing::Net<Raft>;
 
@@ -136,8 +137,11 @@ fn figure_8_an_old_term_entry_is_not_committed_by_counting_replicas() {
     // Raft paper, Figure 8 (c): S1 leads term 4 with an entry of term 2 at
     // index 2 that S2 holds too; S5 holds a term-3 entry at index 2.
     let one = RaftConfig {
-        max_entries_per_message: 1,
-        max_inflight_messages: 1,
+        limits: ReplicationLimits {
+            max_entries_per_message: 1,
+            max_inflight_messages: 1,
+            ..ReplicationLimits::default()
+        },
         pre_vote: false,
         ..cfg()
     };
@@ -267,9 +271,12 @@ fn proposals_in_one_batch_go_out_in_one_append_per_follower() {
 #[test]
 fn batches_split_by_entries_and_bytes_and_pipeline_up_to_the_limit() {
     let config = RaftConfig {
-        max_entries_per_message: 10,
-        max_bytes_per_message: 1 << 20,
-        max_inflight_messages: 3,
+        limits: ReplicationLimits {
+            max_entries_per_message: 10,
+            max_bytes_per_message: 1 << 20,
+            max_inflight_messages: 3,
+            ..ReplicationLimits::default()
+        },
         ..cfg()
     };
     let mut net = Net::new(2, config);
@@ -295,7 +302,10 @@ fn batches_split_by_entries_and_bytes_and_pipeline_up_to_the_limit() {
     );
     // A byte limit smaller than one entry still sends one entry per message.
     let config = RaftConfig {
-        max_bytes_per_message: 1,
+        limits: ReplicationLimits {
+            max_bytes_per_message: 1,
+            ..ReplicationLimits::default()
+        },
         ..cfg()
     };
     let mut net = Net::new(2, config);
@@ -390,7 +400,10 @@ fn the_uncommitted_bytes_limit_refuses_proposals_until_entries_commit() {
     let mut net = Net::new(
         3,
         RaftConfig {
-            max_uncommitted_bytes: 1000,
+            limits: ReplicationLimits {
+                max_uncommitted_bytes: 1000,
+                ..ReplicationLimits::default()
+            },
             ..cfg()
         },
     );

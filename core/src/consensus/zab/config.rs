@@ -1,5 +1,6 @@
 //! ZAB settings, validated before a core is built.
 
+use crate::consensus::replication::ReplicationLimits;
 use crate::error::ConfigError;
 
 /// ZAB settings, in ticks and bytes. `Default` gives values that work;
@@ -17,17 +18,8 @@ pub struct ZabConfig {
     /// Fast Leader Election's finalize wait: once a quorum agrees, wait this
     /// many ticks for a better vote before deciding.
     pub finalize_ticks: u32,
-    /// Most entries in one Proposal message.
-    pub max_entries_per_message: usize,
-    /// Most entry bytes in one Proposal message (at least one entry goes).
-    pub max_bytes_per_message: usize,
-    /// Most Proposal messages in flight to one follower.
-    pub max_inflight_messages: usize,
-    /// Most entry bytes in flight to one follower.
-    pub max_inflight_bytes: usize,
-    /// Most bytes of proposed but uncommitted entries at the leader; further
-    /// proposals fail with `Busy`.
-    pub max_uncommitted_bytes: usize,
+    /// Batching, pipelining and uncommitted-bytes limits.
+    pub limits: ReplicationLimits,
 }
 
 impl Default for ZabConfig {
@@ -37,26 +29,12 @@ impl Default for ZabConfig {
             election_ticks_max: 30,
             heartbeat_ticks: 5,
             finalize_ticks: 2,
-            max_entries_per_message: 4096,
-            max_bytes_per_message: 1 << 20,
-            max_inflight_messages: 64,
-            max_inflight_bytes: 32 << 20,
-            max_uncommitted_bytes: 64 << 20,
+            limits: ReplicationLimits::default(),
         }
     }
 }
 
 impl ZabConfig {
-    /// The batching and pipelining limits.
-    pub fn batch_limits(&self) -> crate::consensus::replication::BatchLimits {
-        crate::consensus::replication::BatchLimits {
-            max_entries: self.max_entries_per_message,
-            max_bytes: self.max_bytes_per_message,
-            max_inflight_messages: self.max_inflight_messages,
-            max_inflight_bytes: self.max_inflight_bytes,
-        }
-    }
-
     /// Checks every field.
     ///
     /// # Errors
@@ -76,12 +54,6 @@ impl ZabConfig {
                 ),
             ));
         }
-        crate::consensus::validate_limits(&[
-            ("max_entries_per_message", self.max_entries_per_message),
-            ("max_bytes_per_message", self.max_bytes_per_message),
-            ("max_inflight_messages", self.max_inflight_messages),
-            ("max_inflight_bytes", self.max_inflight_bytes),
-            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
-        ])
+        self.limits.validate()
     }
 }

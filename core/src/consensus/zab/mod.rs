@@ -710,7 +710,7 @@ impl Zab {
 
     fn send_proposals(&mut self, out: &mut ZabEffects) {
         let commit = self.log.commit();
-        let limits = self.cfg.batch_limits();
+        let limits = self.cfg.limits;
         let Phase::Leading { peers, .. } = &self.phase else {
             return;
         };
@@ -1197,7 +1197,7 @@ impl Protocol for Zab {
             });
         }
         self.repl
-            .admit(data.len() + 24, self.cfg.max_uncommitted_bytes)?;
+            .admit(data.len() + 24, self.cfg.limits.max_uncommitted_bytes)?;
         let entry = Entry {
             epoch: self.new_epoch,
             index: self.log.last_index() + 1,
