@@ -14,7 +14,7 @@ demo:
 test: lint
 	$(CARGO) test --workspace
 	$(CARGO) check -p consenso-python
-	$(CARGO) build --release --example cluster --bench throughput
+	$(CARGO) build --release --example cluster --bench throughput --bench hashing
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,6 +26,7 @@ fmt:
 # The cluster throughput benchmark (see BENCHMARKS.md).
 bench:
 	$(CARGO) bench -p consenso --bench throughput
+	$(CARGO) bench -p consenso --bench hashing
 
 # A longer simulator run: 5,000 seeds per protocol.
 sim-long:

@@ -22,6 +22,7 @@
 
 pub mod consensus;
 pub mod error;
+pub mod hashing;
 pub mod local;
 pub mod rng;
 pub mod runtime;
