@@ -1,0 +1,625 @@
+//! The balancer: immutable snapshots of the endpoint set, published
+//! atomically, and lock-free picks over them.
+
+use super::clock::{Clock, SystemClock};
+use super::policy::{Health, Policy};
+use super::stats::Stats;
+use crate::hashing::{mix64, HashError, HashRing};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a balancer call failed. Nothing changed when it did.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum BalanceError {
+    /// There is no endpoint to pick.
+    #[error("no endpoints")]
+    Empty,
+    /// No endpoint has that name.
+    #[error("unknown endpoint {0:?}")]
+    Unknown(String),
+    /// The name is taken.
+    #[error("endpoint {0:?} already exists")]
+    Duplicate(String),
+    /// Weights must be at least 1.
+    #[error("endpoint {0:?}: weight must be at least 1")]
+    ZeroWeight(String),
+    /// Consistent hashing needs a key.
+    #[error("the consistent_hash policy needs a key")]
+    KeyRequired,
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+    /// The hash ring could not be built.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded.
+    Success,
+    /// It failed (counts toward ejection).
+    Failure,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    name: Arc<str>,
+    weight: u32,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    endpoints: Vec<Endpoint>,
+    /// Smooth weighted round robin: one cycle of picks.
+    wrr: Vec<u32>,
+    ring: Option<HashRing>,
+}
+
+/// Statistics of one endpoint, from [`Balancer::stats`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointStats {
+    /// The endpoint's name.
+    pub name: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Requests in flight.
+    pub in_flight: u64,
+    /// Peak-EWMA latency in seconds (0 with no sample).
+    pub ewma_latency: f64,
+    /// Requests that succeeded.
+    pub successes: u64,
+    /// Requests that failed.
+    pub failures: u64,
+    /// Ejected now.
+    pub ejected: bool,
+    /// Times it was ejected.
+    pub ejections: u32,
+}
+
+struct Inner {
+    snapshot: ArcSwap<Snapshot>,
+    policy: Policy,
+    health: Health,
+    clock: Arc<dyn Clock>,
+    rng: AtomicU64,
+    turn: AtomicU64,
+    /// Serializes writers only; picks never take it.
+    writer: Mutex<()>,
+}
+
+/// A load balancer over named, weighted endpoints. Thread-safe and cheap to
+/// clone (clones share it). Picks never take a lock an update holds:
+/// updates build a new immutable snapshot and publish it atomically, and
+/// per-endpoint statistics survive updates.
+#[derive(Clone)]
+pub struct Balancer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer")
+            .field("policy", &self.inner.policy)
+            .field("endpoints", &self.inner.snapshot.load().endpoints.len())
+            .finish()
+    }
+}
+
+/// A picked endpoint. It counts as in flight until [`Pick::finish`]
+/// records the outcome (or it is dropped, which records nothing).
+#[must_use = "finish the pick to record its latency and outcome"]
+pub struct Pick {
+    inner: Arc<Inner>,
+    name: Arc<str>,
+    index: usize,
+    stats: Arc<Stats>,
+    started: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for Pick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pick").field("name", &self.name).finish()
+    }
+}
+
+impl Pick {
+    /// The picked endpoint's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its position in the endpoint list at pick time.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Records the outcome with the latency measured since the pick.
+    pub fn finish(mut self, outcome: Outcome) {
+        let now = self.inner.clock.now_ns();
+        self.record(now.saturating_sub(self.started), outcome, now);
+    }
+
+    /// Records the outcome with a latency the caller measured.
+    pub fn finish_with_latency(mut self, latency: std::time::Duration, outcome: Outcome) {
+        let now = self.inner.clock.now_ns();
+        self.record(latency.as_nanos() as u64, outcome, now);
+    }
+
+    fn record(&mut self, latency_ns: u64, outcome: Outcome, now: u64) {
+        self.done = true;
+        self.stats.in_flight.fetch_sub(1, Relaxed);
+        let health = self.inner.health;
+        self.stats.observe(
+            latency_ns.max(1) as f64,
+            now,
+            health.ewma_decay.as_nanos() as f64,
+        );
+        match outcome {
+            Outcome::Success => {
+                self.stats.successes.fetch_add(1, Relaxed);
+                self.stats.consecutive_failures.store(0, Relaxed);
+            }
+            Outcome::Failure => {
+                self.stats.failures.fetch_add(1, Relaxed);
+                let run = self.stats.consecutive_failures.fetch_add(1, Relaxed) + 1;
+                if health.consecutive_failures > 0 && run >= health.consecutive_failures {
+                    self.inner.try_eject(&self.stats, now);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pick {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.in_flight.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// One cycle of nginx's smooth weighted round robin.
+fn smooth_wrr_cycle(weights: &[u32]) -> Vec<u32> {
+    let total: i64 = weights.iter().map(|&w| w as i64).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..weights.len() {
+            current[i] += weights[i] as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best as u32);
+    }
+    out
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl Inner {
+    fn random(&self) -> u64 {
+        mix64(self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed))
+    }
+
+    fn try_eject(&self, stats: &Arc<Stats>, now: u64) {
+        let _w = self.writer.lock();
+        if stats.is_ejected(now) {
+            return;
+        }
+        let snap = self.snapshot.load();
+        let n = snap.endpoints.len();
+        let ejected = snap
+            .endpoints
+            .iter()
+            .filter(|e| e.stats.is_ejected(now))
+            .count();
+        if (ejected + 1) as f64 > self.health.max_ejected_share * n as f64 {
+            return;
+        }
+        let k = stats.ejections.fetch_add(1, Relaxed) as u64 + 1;
+        let base = self.health.base_ejection.as_nanos() as u64;
+        let span = base
+            .saturating_mul(k)
+            .min(self.health.max_ejection.as_nanos() as u64);
+        stats.ejected_until.store(now + span, Relaxed);
+        stats.warm_from.store(now + span, Relaxed);
+        stats.consecutive_failures.store(0, Relaxed);
+    }
+
+    fn build(&self, endpoints: Vec<Endpoint>) -> Result<Snapshot, BalanceError> {
+        let mut snap = Snapshot {
+            endpoints,
+            ..Snapshot::default()
+        };
+        if snap.endpoints.is_empty() {
+            return Ok(snap);
+        }
+        match self.policy {
+            Policy::WeightedRoundRobin => {
+                let g = snap
+                    .endpoints
+                    .iter()
+                    .fold(0, |g, e| gcd(g, e.weight))
+                    .max(1);
+                let weights: Vec<u32> = snap.endpoints.iter().map(|e| e.weight / g).collect();
+                let total: u64 = weights.iter().map(|&w| w as u64).sum();
+                if total > 1 << 22 {
+                    return Err(BalanceError::Invalid(format!(
+                        "weights add up to {total} after dividing by their gcd; at most 2^22"
+                    )));
+                }
+                snap.wrr = smooth_wrr_cycle(&weights);
+            }
+            Policy::ConsistentHash { algorithm, .. } => {
+                let eps: Vec<(&str, u32)> = snap
+                    .endpoints
+                    .iter()
+                    .map(|e| (&*e.name, e.weight))
+                    .collect();
+                snap.ring = Some(HashRing::new(algorithm, &eps)?);
+            }
+            _ => {}
+        }
+        Ok(snap)
+    }
+}
+
+impl Balancer {
+    /// A balancer with `policy`, default health settings and the system clock.
+    ///
+    /// # Errors
+    /// [`BalanceError::Invalid`] for a bounded-load factor that is not > 1.
+    pub fn new(policy: Policy) -> Result<Self, BalanceError> {
+        Self::with_options(
+            policy,
+            Health::default(),
+            Arc::new(SystemClock::default()),
+            0x5EED,
+        )
+    }
+
+    /// A balancer with every option: health settings, a clock (tests inject
+    /// a [`super::ManualClock`]) and the seed of its randomness.
+    ///
+    /// # Errors
+    /// [`BalanceError::Invalid`] for out-of-range settings.
+    pub fn with_options(
+        policy: Policy,
+        health: Health,
+        clock: Arc<dyn Clock>,
+        seed: u64,
+    ) -> Result<Self, BalanceError> {
+        if let Policy::ConsistentHash { bound: Some(b), .. } = policy {
+            if !(b > 1.0 && b.is_finite()) {
+                return Err(BalanceError::Invalid(format!(
+                    "bound must be greater than 1 (it is 1 + epsilon), got {b}"
+                )));
+            }
+        }
+        for (name, v) in [
+            ("max_ejected_share", health.max_ejected_share),
+            ("panic_threshold", health.panic_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(BalanceError::Invalid(format!(
+                    "{name} must be within 0..=1, got {v}"
+                )));
+            }
+        }
+        if health.ewma_decay.is_zero() {
+            return Err(BalanceError::Invalid("ewma_decay must be positive".into()));
+        }
+        Ok(Balancer {
+            inner: Arc::new(Inner {
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                policy,
+                health,
+                clock,
+                rng: AtomicU64::new(seed),
+                turn: AtomicU64::new(0),
+                writer: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> Policy {
+        self.inner.policy
+    }
+
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        self.inner.snapshot.load().endpoints.len()
+    }
+
+    /// True with no endpoints.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Endpoint names in order.
+    pub fn names(&self) -> Vec<String> {
+        self.inner
+            .snapshot
+            .load()
+            .endpoints
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect()
+    }
+
+    fn update(
+        &self,
+        f: impl FnOnce(&mut Vec<Endpoint>) -> Result<(), BalanceError>,
+    ) -> Result<(), BalanceError> {
+        let _w = self.inner.writer.lock();
+        let cur = self.inner.snapshot.load();
+        let mut eps: Vec<Endpoint> = cur
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                name: Arc::clone(&e.name),
+                weight: e.weight,
+                stats: Arc::clone(&e.stats),
+            })
+            .collect();
+        f(&mut eps)?;
+        let snap = self.inner.build(eps)?;
+        self.inner.snapshot.store(Arc::new(snap));
+        Ok(())
+    }
+
+    /// Adds an endpoint. Others keep their statistics.
+    ///
+    /// # Errors
+    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Duplicate`].
+    pub fn add(&self, name: &str, weight: u32) -> Result<(), BalanceError> {
+        if weight == 0 {
+            return Err(BalanceError::ZeroWeight(name.into()));
+        }
+        let now = self.inner.clock.now_ns();
+        self.update(|eps| {
+            if eps.iter().any(|e| &*e.name == name) {
+                return Err(BalanceError::Duplicate(name.into()));
+            }
+            eps.push(Endpoint {
+                name: name.into(),
+                weight,
+                stats: Arc::new(Stats::new(now)),
+            });
+            Ok(())
+        })
+    }
+
+    /// Removes an endpoint. Picks already made of it finish normally.
+    ///
+    /// # Errors
+    /// [`BalanceError::Unknown`].
+    pub fn remove(&self, name: &str) -> Result<(), BalanceError> {
+        self.update(|eps| {
+            let before = eps.len();
+            eps.retain(|e| &*e.name != name);
+            if eps.len() == before {
+                return Err(BalanceError::Unknown(name.into()));
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes an endpoint's weight, keeping its statistics.
+    ///
+    /// # Errors
+    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Unknown`].
+    pub fn set_weight(&self, name: &str, weight: u32) -> Result<(), BalanceError> {
+        if weight == 0 {
+            return Err(BalanceError::ZeroWeight(name.into()));
+        }
+        self.update(|eps| match eps.iter_mut().find(|e| &*e.name == name) {
+            Some(e) => {
+                e.weight = weight;
+                Ok(())
+            }
+            None => Err(BalanceError::Unknown(name.into())),
+        })
+    }
+
+    /// Statistics of every endpoint.
+    pub fn stats(&self) -> Vec<EndpointStats> {
+        let now = self.inner.clock.now_ns();
+        let tau = self.inner.health.ewma_decay.as_nanos() as f64;
+        self.inner
+            .snapshot
+            .load()
+            .endpoints
+            .iter()
+            .map(|e| EndpointStats {
+                name: e.name.to_string(),
+                weight: e.weight,
+                in_flight: e.stats.in_flight(),
+                ewma_latency: e.stats.ewma_ns(now, tau) / 1e9,
+                successes: e.stats.successes.load(Relaxed),
+                failures: e.stats.failures.load(Relaxed),
+                ejected: e.stats.is_ejected(now),
+                ejections: e.stats.ejections.load(Relaxed),
+            })
+            .collect()
+    }
+
+    /// Picks an endpoint (`key` is needed by consistent hashing and ignored
+    /// by the others). Lock-free. The pick counts as in flight until
+    /// finished or dropped.
+    ///
+    /// # Errors
+    /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
+    pub fn pick(&self, key: Option<&[u8]>) -> Result<Pick, BalanceError> {
+        let snap = self.inner.snapshot.load();
+        let n = snap.endpoints.len();
+        if n == 0 {
+            return Err(BalanceError::Empty);
+        }
+        let now = self.inner.clock.now_ns();
+        let health = &self.inner.health;
+        let healthy = snap
+            .endpoints
+            .iter()
+            .filter(|e| !e.stats.is_ejected(now))
+            .count();
+        // Panic mode: too few healthy endpoints, so use them all.
+        let panic = (healthy as f64) < health.panic_threshold * n as f64 || healthy == 0;
+        let usable = |i: usize| panic || !snap.endpoints[i].stats.is_ejected(now);
+        let mut index = self.choose(&snap, key, now, &usable)?;
+        // Slow start: a warming endpoint is passed over with the probability
+        // it has not yet earned, at most a few times.
+        let hashing = matches!(self.inner.policy, Policy::ConsistentHash { .. });
+        if !health.slow_start.is_zero() && !hashing {
+            let window = health.slow_start.as_nanos() as f64;
+            for _ in 0..4 {
+                let from = snap.endpoints[index].stats.warm_from.load(Relaxed);
+                let share = (now.saturating_sub(from) as f64 / window).clamp(0.0, 1.0);
+                if share >= 1.0 {
+                    break;
+                }
+                let roll = (self.inner.random() >> 11) as f64 / (1u64 << 53) as f64;
+                if roll < share.max(0.05) {
+                    break;
+                }
+                index = self.choose(&snap, key, now, &usable)?;
+            }
+        }
+        let e = &snap.endpoints[index];
+        e.stats.in_flight.fetch_add(1, Relaxed);
+        Ok(Pick {
+            inner: Arc::clone(&self.inner),
+            name: Arc::clone(&e.name),
+            index,
+            stats: Arc::clone(&e.stats),
+            started: now,
+            done: false,
+        })
+    }
+
+    /// Two distinct random usable endpoints (the same one when only one is).
+    fn two_choices(&self, n: usize, usable: &dyn Fn(usize) -> bool) -> (usize, usize) {
+        let r = self.inner.random();
+        let a0 = (r % n as u64) as usize;
+        let b0 = if n == 1 {
+            a0
+        } else {
+            let x = ((r >> 32) % (n as u64 - 1)) as usize;
+            if x >= a0 {
+                x + 1
+            } else {
+                x
+            }
+        };
+        let next_usable = |start: usize, avoid: Option<usize>| {
+            (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| usable(i) && Some(i) != avoid)
+        };
+        let a = next_usable(a0, None).unwrap_or(a0);
+        let b = next_usable(b0, Some(a)).unwrap_or(a);
+        (a, b)
+    }
+
+    fn choose(
+        &self,
+        snap: &Snapshot,
+        key: Option<&[u8]>,
+        now: u64,
+        usable: &dyn Fn(usize) -> bool,
+    ) -> Result<usize, BalanceError> {
+        let n = snap.endpoints.len();
+        let first_usable_from = |start: usize| {
+            (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| usable(i))
+                .unwrap_or(start)
+        };
+        Ok(match self.inner.policy {
+            Policy::Random => first_usable_from((self.inner.random() % n as u64) as usize),
+            Policy::RoundRobin => {
+                first_usable_from((self.inner.turn.fetch_add(1, Relaxed) % n as u64) as usize)
+            }
+            Policy::WeightedRoundRobin => {
+                let len = snap.wrr.len() as u64;
+                let mut pick = 0;
+                for _ in 0..len.min(4 * n as u64) {
+                    let t = self.inner.turn.fetch_add(1, Relaxed) % len;
+                    pick = snap.wrr[t as usize] as usize;
+                    if usable(pick) {
+                        break;
+                    }
+                }
+                if usable(pick) {
+                    pick
+                } else {
+                    first_usable_from(pick)
+                }
+            }
+            Policy::LeastConnections => {
+                let (a, b) = self.two_choices(n, usable);
+                let (la, lb) = (
+                    snap.endpoints[a].stats.in_flight(),
+                    snap.endpoints[b].stats.in_flight(),
+                );
+                if lb < la {
+                    b
+                } else {
+                    a
+                }
+            }
+            Policy::LeastResponseTime => {
+                let (a, b) = self.two_choices(n, usable);
+                let tau = self.inner.health.ewma_decay.as_nanos() as f64;
+                let cost = |i: usize| {
+                    let s = &snap.endpoints[i].stats;
+                    s.ewma_ns(now, tau) * (s.in_flight() + 1) as f64
+                };
+                if cost(b) < cost(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+            Policy::ConsistentHash { bound, .. } => {
+                let key = key.ok_or(BalanceError::KeyRequired)?;
+                let Some(ring) = &snap.ring else {
+                    return Err(BalanceError::Empty);
+                };
+                let h = HashRing::key_hash(key);
+                let first = match bound {
+                    Some(b) => {
+                        let loads: Vec<u64> =
+                            snap.endpoints.iter().map(|e| e.stats.in_flight()).collect();
+                        ring.index_bounded(h, &loads, b - 1.0)?
+                    }
+                    None => ring.index_for_hash(h),
+                };
+                if usable(first) {
+                    first
+                } else {
+                    let mut order = Vec::with_capacity(n);
+                    ring.indexes_for_hash(h, n, &mut order);
+                    order.into_iter().find(|&i| usable(i)).unwrap_or(first)
+                }
+            }
+        })
+    }
+}
