@@ -14,7 +14,7 @@ demo:
 test: lint
 	$(CARGO) test --workspace
 	$(CARGO) check -p consenso-python
-	$(CARGO) build --release --example cluster --bench throughput --bench hashing
+	$(CARGO) build --release --example cluster --bench throughput --bench hashing --bench balance
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -27,6 +27,7 @@ fmt:
 bench:
 	$(CARGO) bench -p consenso --bench throughput
 	$(CARGO) bench -p consenso --bench hashing
+	$(CARGO) bench -p consenso --bench balance
 
 # A longer simulator run: 5,000 seeds per protocol.
 sim-long:

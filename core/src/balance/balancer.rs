@@ -48,9 +48,44 @@ pub enum Outcome {
 
 #[derive(Debug)]
 struct Endpoint {
-    name: Arc<str>,
     weight: u32,
+    /// Statistics and name, shared by every snapshot holding the endpoint.
     stats: Arc<Stats>,
+}
+
+/// A counter kept on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+const SHARDS: usize = 8;
+
+/// Counters sharded by thread, so threads picking at once do not fight over
+/// one cache line. One thread always uses the same shard, so its sequence
+/// is exact (round robin in order, the smooth weighted cycle as nginx's).
+#[derive(Debug, Default)]
+struct Sharded([Padded; SHARDS]);
+
+fn shard() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = (NEXT.fetch_add(1, Relaxed) as usize) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+impl Sharded {
+    fn seeded(seed: u64) -> Self {
+        let s = Sharded::default();
+        for (i, c) in s.0.iter().enumerate() {
+            c.0.store(mix64(seed ^ i as u64), Relaxed);
+        }
+        s
+    }
+
+    fn next(&self, step: u64) -> u64 {
+        self.0[shard()].0.fetch_add(step, Relaxed)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -87,8 +122,13 @@ struct Inner {
     policy: Policy,
     health: Health,
     clock: Arc<dyn Clock>,
-    rng: AtomicU64,
-    turn: AtomicU64,
+    rng: Sharded,
+    turn: Sharded,
+    /// Latest end of any ejection (0: none active), so picks skip the health
+    /// scan (and the clock) while nothing is ejected.
+    ejected_horizon: AtomicU64,
+    /// Latest end of any slow-start window (0: none active).
+    warming_horizon: AtomicU64,
     /// Serializes writers only; picks never take it.
     writer: Mutex<()>,
 }
@@ -113,26 +153,32 @@ impl std::fmt::Debug for Balancer {
 
 /// A picked endpoint. It counts as in flight until [`Pick::finish`]
 /// records the outcome (or it is dropped, which records nothing).
-#[must_use = "finish the pick to record its latency and outcome"]
-pub struct Pick {
-    inner: Arc<Inner>,
-    name: Arc<str>,
+///
+/// Latency: a `least_response_time` pick is timed from the pick; for other
+/// policies the pick does not read the clock (that would double the cost of
+/// a pick), so pass the latency to [`Pick::finish_with_latency`] to keep the
+/// endpoint's latency statistics.
+#[must_use = "finish the pick to record its outcome"]
+pub struct Pick<'a> {
+    inner: &'a Inner,
     index: usize,
     stats: Arc<Stats>,
-    started: u64,
+    started: Option<u64>,
     done: bool,
 }
 
-impl std::fmt::Debug for Pick {
+impl std::fmt::Debug for Pick<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pick").field("name", &self.name).finish()
+        f.debug_struct("Pick")
+            .field("name", &self.stats.name)
+            .finish()
     }
 }
 
-impl Pick {
+impl Pick<'_> {
     /// The picked endpoint's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.stats.name
     }
 
     /// Its position in the endpoint list at pick time.
@@ -140,31 +186,39 @@ impl Pick {
         self.index
     }
 
-    /// Records the outcome with the latency measured since the pick.
+    /// Records the outcome (and, for timed picks, the latency since the pick).
     pub fn finish(mut self, outcome: Outcome) {
-        let now = self.inner.clock.now_ns();
-        self.record(now.saturating_sub(self.started), outcome, now);
+        let needs_clock = self.started.is_some()
+            || (outcome == Outcome::Failure && self.inner.health.consecutive_failures > 0);
+        let now = if needs_clock {
+            self.inner.clock.now_ns()
+        } else {
+            0
+        };
+        let latency = self.started.map(|s| now.saturating_sub(s));
+        self.record(latency, outcome, now);
     }
 
     /// Records the outcome with a latency the caller measured.
     pub fn finish_with_latency(mut self, latency: std::time::Duration, outcome: Outcome) {
         let now = self.inner.clock.now_ns();
-        self.record(latency.as_nanos() as u64, outcome, now);
+        self.record(Some(latency.as_nanos() as u64), outcome, now);
     }
 
-    fn record(&mut self, latency_ns: u64, outcome: Outcome, now: u64) {
+    fn record(&mut self, latency_ns: Option<u64>, outcome: Outcome, now: u64) {
         self.done = true;
         self.stats.in_flight.fetch_sub(1, Relaxed);
         let health = self.inner.health;
-        self.stats.observe(
-            latency_ns.max(1) as f64,
-            now,
-            health.ewma_decay.as_nanos() as f64,
-        );
+        if let Some(l) = latency_ns {
+            self.stats
+                .observe(l.max(1) as f64, now, health.ewma_decay.as_nanos() as f64);
+        }
         match outcome {
             Outcome::Success => {
                 self.stats.successes.fetch_add(1, Relaxed);
-                self.stats.consecutive_failures.store(0, Relaxed);
+                if self.stats.consecutive_failures.load(Relaxed) != 0 {
+                    self.stats.consecutive_failures.store(0, Relaxed);
+                }
             }
             Outcome::Failure => {
                 self.stats.failures.fetch_add(1, Relaxed);
@@ -177,7 +231,7 @@ impl Pick {
     }
 }
 
-impl Drop for Pick {
+impl Drop for Pick<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.stats.in_flight.fetch_sub(1, Relaxed);
@@ -214,7 +268,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 
 impl Inner {
     fn random(&self) -> u64 {
-        mix64(self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed))
+        mix64(self.rng.next(0x9E37_79B9_7F4A_7C15))
     }
 
     fn try_eject(&self, stats: &Arc<Stats>, now: u64) {
@@ -240,6 +294,11 @@ impl Inner {
         stats.ejected_until.store(now + span, Relaxed);
         stats.warm_from.store(now + span, Relaxed);
         stats.consecutive_failures.store(0, Relaxed);
+        self.ejected_horizon.fetch_max(now + span, Relaxed);
+        let window = self.health.slow_start.as_nanos() as u64;
+        if window > 0 {
+            self.warming_horizon.fetch_max(now + span + window, Relaxed);
+        }
     }
 
     fn build(&self, endpoints: Vec<Endpoint>) -> Result<Snapshot, BalanceError> {
@@ -270,7 +329,7 @@ impl Inner {
                 let eps: Vec<(&str, u32)> = snap
                     .endpoints
                     .iter()
-                    .map(|e| (&*e.name, e.weight))
+                    .map(|e| (&*e.stats.name, e.weight))
                     .collect();
                 snap.ring = Some(HashRing::new(algorithm, &eps)?);
             }
@@ -331,8 +390,10 @@ impl Balancer {
                 policy,
                 health,
                 clock,
-                rng: AtomicU64::new(seed),
-                turn: AtomicU64::new(0),
+                rng: Sharded::seeded(seed),
+                turn: Sharded::default(),
+                ejected_horizon: AtomicU64::new(0),
+                warming_horizon: AtomicU64::new(0),
                 writer: Mutex::new(()),
             }),
         })
@@ -360,7 +421,7 @@ impl Balancer {
             .load()
             .endpoints
             .iter()
-            .map(|e| e.name.to_string())
+            .map(|e| e.stats.name.to_string())
             .collect()
     }
 
@@ -374,7 +435,6 @@ impl Balancer {
             .endpoints
             .iter()
             .map(|e| Endpoint {
-                name: Arc::clone(&e.name),
                 weight: e.weight,
                 stats: Arc::clone(&e.stats),
             })
@@ -395,16 +455,20 @@ impl Balancer {
         }
         let now = self.inner.clock.now_ns();
         self.update(|eps| {
-            if eps.iter().any(|e| &*e.name == name) {
+            if eps.iter().any(|e| &*e.stats.name == name) {
                 return Err(BalanceError::Duplicate(name.into()));
             }
             eps.push(Endpoint {
-                name: name.into(),
                 weight,
-                stats: Arc::new(Stats::new(now)),
+                stats: Arc::new(Stats::new(name, now)),
             });
             Ok(())
-        })
+        })?;
+        let window = self.inner.health.slow_start.as_nanos() as u64;
+        if window > 0 {
+            self.inner.warming_horizon.fetch_max(now + window, Relaxed);
+        }
+        Ok(())
     }
 
     /// Removes an endpoint. Picks already made of it finish normally.
@@ -414,7 +478,7 @@ impl Balancer {
     pub fn remove(&self, name: &str) -> Result<(), BalanceError> {
         self.update(|eps| {
             let before = eps.len();
-            eps.retain(|e| &*e.name != name);
+            eps.retain(|e| &*e.stats.name != name);
             if eps.len() == before {
                 return Err(BalanceError::Unknown(name.into()));
             }
@@ -430,13 +494,15 @@ impl Balancer {
         if weight == 0 {
             return Err(BalanceError::ZeroWeight(name.into()));
         }
-        self.update(|eps| match eps.iter_mut().find(|e| &*e.name == name) {
-            Some(e) => {
-                e.weight = weight;
-                Ok(())
-            }
-            None => Err(BalanceError::Unknown(name.into())),
-        })
+        self.update(
+            |eps| match eps.iter_mut().find(|e| &*e.stats.name == name) {
+                Some(e) => {
+                    e.weight = weight;
+                    Ok(())
+                }
+                None => Err(BalanceError::Unknown(name.into())),
+            },
+        )
     }
 
     /// Statistics of every endpoint.
@@ -449,7 +515,7 @@ impl Balancer {
             .endpoints
             .iter()
             .map(|e| EndpointStats {
-                name: e.name.to_string(),
+                name: e.stats.name.to_string(),
                 weight: e.weight,
                 in_flight: e.stats.in_flight(),
                 ewma_latency: e.stats.ewma_ns(now, tau) / 1e9,
@@ -467,27 +533,49 @@ impl Balancer {
     ///
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
-    pub fn pick(&self, key: Option<&[u8]>) -> Result<Pick, BalanceError> {
-        let snap = self.inner.snapshot.load();
+    pub fn pick(&self, key: Option<&[u8]>) -> Result<Pick<'_>, BalanceError> {
+        let inner = &*self.inner;
+        let snap = inner.snapshot.load();
         let n = snap.endpoints.len();
         if n == 0 {
             return Err(BalanceError::Empty);
         }
-        let now = self.inner.clock.now_ns();
-        let health = &self.inner.health;
-        let healthy = snap
-            .endpoints
-            .iter()
-            .filter(|e| !e.stats.is_ejected(now))
-            .count();
-        // Panic mode: too few healthy endpoints, so use them all.
-        let panic = (healthy as f64) < health.panic_threshold * n as f64 || healthy == 0;
-        let usable = |i: usize| panic || !snap.endpoints[i].stats.is_ejected(now);
+        let timed = inner.policy == Policy::LeastResponseTime;
+        let ejected_until = inner.ejected_horizon.load(Relaxed);
+        let warming_until = inner.warming_horizon.load(Relaxed);
+        // The clock is read only when something needs it.
+        let now = if timed || ejected_until != 0 || warming_until != 0 {
+            inner.clock.now_ns()
+        } else {
+            0
+        };
+        if ejected_until != 0 && now >= ejected_until {
+            let _ = inner
+                .ejected_horizon
+                .compare_exchange(ejected_until, 0, Relaxed, Relaxed);
+        }
+        if warming_until != 0 && now >= warming_until {
+            let _ = inner
+                .warming_horizon
+                .compare_exchange(warming_until, 0, Relaxed, Relaxed);
+        }
+        let ejections = ejected_until != 0 && now < ejected_until;
+        let health = &inner.health;
+        let panic = ejections && {
+            let healthy = snap
+                .endpoints
+                .iter()
+                .filter(|e| !e.stats.is_ejected(now))
+                .count();
+            // Too few healthy endpoints: use them all.
+            (healthy as f64) < health.panic_threshold * n as f64 || healthy == 0
+        };
+        let usable = |i: usize| !ejections || panic || !snap.endpoints[i].stats.is_ejected(now);
         let mut index = self.choose(&snap, key, now, &usable)?;
         // Slow start: a warming endpoint is passed over with the probability
         // it has not yet earned, at most a few times.
-        let hashing = matches!(self.inner.policy, Policy::ConsistentHash { .. });
-        if !health.slow_start.is_zero() && !hashing {
+        let hashing = matches!(inner.policy, Policy::ConsistentHash { .. });
+        if warming_until != 0 && now < warming_until && !hashing {
             let window = health.slow_start.as_nanos() as f64;
             for _ in 0..4 {
                 let from = snap.endpoints[index].stats.warm_from.load(Relaxed);
@@ -495,21 +583,20 @@ impl Balancer {
                 if share >= 1.0 {
                     break;
                 }
-                let roll = (self.inner.random() >> 11) as f64 / (1u64 << 53) as f64;
+                let roll = (inner.random() >> 11) as f64 / (1u64 << 53) as f64;
                 if roll < share.max(0.05) {
                     break;
                 }
                 index = self.choose(&snap, key, now, &usable)?;
             }
         }
-        let e = &snap.endpoints[index];
-        e.stats.in_flight.fetch_add(1, Relaxed);
+        let stats = Arc::clone(&snap.endpoints[index].stats);
+        stats.in_flight.fetch_add(1, Relaxed);
         Ok(Pick {
-            inner: Arc::clone(&self.inner),
-            name: Arc::clone(&e.name),
+            inner,
             index,
-            stats: Arc::clone(&e.stats),
-            started: now,
+            stats,
+            started: timed.then_some(now),
             done: false,
         })
     }
@@ -554,14 +641,12 @@ impl Balancer {
         };
         Ok(match self.inner.policy {
             Policy::Random => first_usable_from((self.inner.random() % n as u64) as usize),
-            Policy::RoundRobin => {
-                first_usable_from((self.inner.turn.fetch_add(1, Relaxed) % n as u64) as usize)
-            }
+            Policy::RoundRobin => first_usable_from((self.inner.turn.next(1) % n as u64) as usize),
             Policy::WeightedRoundRobin => {
                 let len = snap.wrr.len() as u64;
                 let mut pick = 0;
                 for _ in 0..len.min(4 * n as u64) {
-                    let t = self.inner.turn.fetch_add(1, Relaxed) % len;
+                    let t = self.inner.turn.next(1) % len;
                     pick = snap.wrr[t as usize] as usize;
                     if usable(pick) {
                         break;

@@ -4,9 +4,12 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-/// Live statistics of one endpoint.
+/// Live statistics of one endpoint, with its name. Aligned to its own cache
+/// lines so threads picking different endpoints do not share them.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Stats {
+    pub(crate) name: Box<str>,
     pub(crate) in_flight: AtomicI64,
     pub(crate) successes: AtomicU64,
     pub(crate) failures: AtomicU64,
@@ -22,9 +25,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Fresh statistics for an endpoint that joined at `now`.
-    pub fn new(now: u64) -> Self {
-        let s = Stats::default();
+    /// Fresh statistics for endpoint `name` that joined at `now`.
+    pub fn new(name: &str, now: u64) -> Self {
+        let s = Stats {
+            name: name.into(),
+            ..Stats::default()
+        };
         s.warm_from.store(now, Relaxed);
         s
     }

@@ -1,0 +1,185 @@
+//! Load-balancer picks and a slow-endpoint simulation.
+//!
+//! 1. Pick cost (pick and drop the guard) for each policy at 10, 100 and
+//!    1,000 endpoints on one thread, and the pick rate of two threads at once
+//!    against one.
+//! 2. In the spirit of Linkerd's published experiment: 11 endpoints, one of
+//!    them 100x slower for the middle third of the run; open-loop requests;
+//!    p50/p99/p99.9 of request latency per policy (virtual time, seeded).
+//!
+//! ```text
+//! cargo bench -p consenso --bench balance
+//! ```
+
+use consenso::balance::{Balancer, Clock, Health, ManualClock, Outcome, Policy};
+use consenso::hashing::Algorithm;
+use consenso::rng::Rng;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn policies() -> Vec<(&'static str, Policy)> {
+    vec![
+        ("random", Policy::Random),
+        ("round_robin", Policy::RoundRobin),
+        ("weighted_round_robin", Policy::WeightedRoundRobin),
+        ("least_connections", Policy::LeastConnections),
+        ("least_response_time", Policy::LeastResponseTime),
+        (
+            "consistent_hash (ring)",
+            Policy::ConsistentHash {
+                algorithm: Algorithm::Ring { vnodes: 160 },
+                bound: None,
+            },
+        ),
+        (
+            "consistent_hash (maglev, bound 1.25)",
+            Policy::ConsistentHash {
+                algorithm: Algorithm::Maglev {
+                    min_table_size: 65_537,
+                },
+                bound: Some(1.25),
+            },
+        ),
+    ]
+}
+
+fn build(policy: Policy, n: usize) -> Balancer {
+    let b = Balancer::new(policy).expect("valid policy");
+    for i in 0..n {
+        b.add(&format!("endpoint-{i}"), 1 + (i % 3) as u32)
+            .expect("add");
+    }
+    // Give least_response_time some history.
+    for _ in 0..(4 * n) {
+        if let Ok(p) = b.pick(Some(b"warm")) {
+            p.finish_with_latency(Duration::from_micros(500), Outcome::Success);
+        }
+    }
+    b
+}
+
+fn picks(b: &Balancer, count: u64) -> Duration {
+    let start = Instant::now();
+    for i in 0..count {
+        let key = i.to_le_bytes();
+        let p = b.pick(Some(&key)).expect("pick");
+        black_box(p.index());
+        drop(p);
+    }
+    start.elapsed()
+}
+
+fn pick_costs() {
+    println!(
+        "| policy | 10 endpoints | 100 endpoints | 1,000 endpoints | 2 threads / 1 thread (100) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    let count = 1_000_000u64;
+    for (name, policy) in policies() {
+        let mut cells = Vec::new();
+        for n in [10, 100, 1000] {
+            let b = build(policy, n);
+            picks(&b, count / 10);
+            let mut samples: Vec<f64> = (0..3)
+                .map(|_| picks(&b, count).as_nanos() as f64 / count as f64)
+                .collect();
+            samples.sort_by(f64::total_cmp);
+            cells.push(format!("{:.1} ns", samples[1]));
+        }
+        let b = build(policy, 100);
+        let one = count as f64 / picks(&b, count).as_secs_f64();
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                let b = b.clone();
+                s.spawn(move || picks(&b, count));
+            }
+        });
+        let two = 2.0 * count as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "| {name} | {} | {} | {} | {:.2}x |",
+            cells[0],
+            cells[1],
+            cells[2],
+            two / one
+        );
+    }
+}
+
+/// Latency percentiles (ms) of one simulated run.
+fn simulate(policy: Policy, slow: bool) -> (f64, f64, f64) {
+    let clock = Arc::new(ManualClock::new());
+    let health = Health {
+        consecutive_failures: 0,
+        ewma_decay: Duration::from_secs(1),
+        ..Health::default()
+    };
+    let b = Balancer::with_options(policy, health, clock.clone(), 7).expect("balancer");
+    for i in 0..11 {
+        b.add(&format!("e{i}"), 1).expect("add");
+    }
+    let mut rng = Rng::new(11);
+    let ms = 1_000_000u64;
+    let rate_per_ms = 1.0; // 1,000 requests/s
+    let duration = 60_000 * ms;
+    let (slow_from, slow_to) = (20_000 * ms, 40_000 * ms);
+    let mut now = 0u64;
+    let mut done: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
+    let mut open: Vec<Option<consenso::balance::Pick>> = Vec::new();
+    let mut latencies: Vec<u64> = Vec::new();
+    while now < duration {
+        // Next arrival: exponential inter-arrival times.
+        let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let gap = (-u.ln() / rate_per_ms * ms as f64) as u64;
+        let next = now + gap.max(1);
+        while let Some(&Reverse((t, id))) = done.peek() {
+            if t > next {
+                break;
+            }
+            done.pop();
+            clock.advance(t.saturating_sub(clock.now_ns()));
+            if let Some(p) = open[id as usize].take() {
+                p.finish(Outcome::Success);
+            }
+        }
+        clock.advance(next.saturating_sub(clock.now_ns()));
+        now = next;
+        let key = rng.next_u64().to_le_bytes();
+        let p = b.pick(Some(&key)).expect("pick");
+        // 10 ms ± 20% normally; endpoint 0 is 100x slower in the window.
+        let jitter = 0.8 + 0.4 * ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64);
+        let mut latency = (10.0 * jitter * ms as f64) as u64;
+        if slow && p.index() == 0 && (slow_from..slow_to).contains(&now) {
+            latency *= 100;
+        }
+        latencies.push(latency);
+        let id = open.len() as u64;
+        open.push(Some(p));
+        done.push(Reverse((now + latency, id)));
+    }
+    latencies.sort_unstable();
+    let pct = |q: f64| {
+        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64
+            / ms as f64
+    };
+    (pct(0.5), pct(0.99), pct(0.999))
+}
+
+fn slow_endpoint() {
+    println!();
+    println!("| policy | p50 | p99 | p99.9 | p99, all healthy |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, policy) in policies() {
+        let (p50, p99, p999) = simulate(policy, true);
+        let (_, healthy99, _) = simulate(policy, false);
+        println!("| {name} | {p50:.1} ms | {p99:.1} ms | {p999:.1} ms | {healthy99:.1} ms |");
+    }
+}
+
+fn main() {
+    pick_costs();
+    slow_endpoint();
+}
