@@ -4,11 +4,10 @@
 
 mod common;
 
-use consenso::consensus::replication::ReplicationLimits;
-
 use common::{pos, scenarios, Harness, ELECTION_TIMEOUT};
 use consenso::consensus::raft::{Raft, RaftConfig};
-use consenso::types::{NodeId, Role};
+use consenso::consensus::replication::ReplicationLimits;
+use consenso::types::Role;
 
 fn seeds() -> std::ops::Range<u64> {
     scenarios::seeds()
@@ -101,9 +100,8 @@ fn figure8_reliable() {
     }
 }
 
-/// Figure 8 again with one entry per message, so a follower can acknowledge
-/// an old-term entry before the new leader's no-op reaches it: the case in
-/// which counting replicas of old entries would commit them wrongly.
+/// Figure 8 with one entry per message, so a follower can acknowledge an
+/// old-epoch entry before the new leader's first entry reaches it.
 #[test]
 fn figure8_one_entry_per_message() {
     let config = RaftConfig {
@@ -114,9 +112,7 @@ fn figure8_one_entry_per_message() {
         },
         ..RaftConfig::default()
     };
-    for seed in 0..10 {
-        scenarios::figure8::<Raft>(seed, false, config.clone());
-    }
+    scenarios::figure8_small_batches::<Raft>(config);
 }
 
 #[test]
@@ -195,30 +191,7 @@ fn without_pre_vote_a_rejoining_node_does_disrupt_the_leader() {
 
 #[test]
 fn check_quorum_steps_down_a_leader_cut_off_from_the_quorum() {
-    for seed in seeds() {
-        let mut h = Harness::<Raft>::new(5, seed, RaftConfig::default());
-        let leader = h.check_one_leader();
-        let term = h.check_terms();
-        // The leader keeps one follower: 2 of 5 is no quorum.
-        let buddy = h.id(pos(leader) + 1);
-        let rest: Vec<NodeId> = (1..=5).filter(|&i| i != leader && i != buddy).collect();
-        h.sim.partition(&[vec![leader, buddy], rest.clone()]);
-        h.sleep(2 * ELECTION_TIMEOUT);
-        assert_ne!(
-            h.sim.state(leader).map(|s| s.0),
-            Some(Role::Leader),
-            "a leader without a quorum did not step down"
-        );
-        let leaders: Vec<_> = h.sim.leaders();
-        assert_eq!(
-            leaders.len(),
-            1,
-            "exactly the majority side leads: {leaders:?}"
-        );
-        assert!(rest.contains(&leaders[0].0) && leaders[0].1 > term);
-        h.sim.net.heal();
-        h.one(7, 5, true);
-    }
+    scenarios::leader_cut_off_from_the_quorum_steps_down::<Raft>(RaftConfig::default());
 }
 
 #[test]

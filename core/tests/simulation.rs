@@ -21,51 +21,40 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// Each seed also draws the replication limits, so small batches and
 /// narrow pipelines (where acknowledgements split a batch) are explored.
-fn config_for(seed: u64) -> RaftConfig {
+fn limits_for(seed: u64) -> ReplicationLimits {
     let mut rng = Rng::new(seed ^ 0xC0F1_6000);
-    RaftConfig {
-        limits: ReplicationLimits {
-            max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
-            max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
-            max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
-            ..ReplicationLimits::default()
-        },
-        ..RaftConfig::default()
-    }
-}
-
-fn paxos_config_for(seed: u64) -> PaxosConfig {
-    let mut rng = Rng::new(seed ^ 0xC0F1_6000);
-    PaxosConfig {
-        limits: ReplicationLimits {
-            max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
-            max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
-            max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
-            ..ReplicationLimits::default()
-        },
-        ..PaxosConfig::default()
-    }
-}
-
-fn zab_config_for(seed: u64) -> ZabConfig {
-    let mut rng = Rng::new(seed ^ 0xC0F1_6000);
-    ZabConfig {
-        limits: ReplicationLimits {
-            max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
-            max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
-            max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
-            ..ReplicationLimits::default()
-        },
-        ..ZabConfig::default()
+    ReplicationLimits {
+        max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
+        max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
+        max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        ..ReplicationLimits::default()
     }
 }
 
 /// Runs one seed of protocol `name`.
 fn run_one(name: &str, seed: u64, steps: u64) -> Result<SimReport, SimFailure> {
     match name {
-        "raft" => run_random::<Raft>(seed, steps, config_for(seed), "replay_one"),
-        "paxos" => run_random::<MultiPaxos>(seed, steps, paxos_config_for(seed), "replay_one"),
-        "zab" => run_random::<Zab>(seed, steps, zab_config_for(seed), "replay_one"),
+        "raft" => {
+            let config = RaftConfig {
+                limits: limits_for(seed),
+                ..RaftConfig::default()
+            };
+            run_random::<Raft>(seed, steps, config, "replay_one")
+        }
+        "paxos" => {
+            let config = PaxosConfig {
+                limits: limits_for(seed),
+                ..PaxosConfig::default()
+            };
+            run_random::<MultiPaxos>(seed, steps, config, "replay_one")
+        }
+        "zab" => {
+            let config = ZabConfig {
+                limits: limits_for(seed),
+                ..ZabConfig::default()
+            };
+            run_random::<Zab>(seed, steps, config, "replay_one")
+        }
         other => panic!("unknown protocol {other}"),
     }
 }

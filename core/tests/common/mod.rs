@@ -807,4 +807,40 @@ pub mod scenarios {
             churn::<P>(seed, true, config.clone());
         }
     }
+
+    /// A leader left with one follower out of five (no quorum) stops
+    /// leading, and the majority side elects a leader of a later epoch.
+    pub fn leader_cut_off_from_the_quorum_steps_down<P: SimProtocol>(config: P::Config) {
+        for seed in seeds() {
+            let mut h = Harness::<P>::new(5, seed, config.clone());
+            let leader = h.check_one_leader();
+            let epoch = h.check_terms();
+            let buddy = h.id(pos(leader) + 1);
+            let rest: Vec<NodeId> = (1..=5).filter(|&i| i != leader && i != buddy).collect();
+            h.sim.partition(&[vec![leader, buddy], rest.clone()]);
+            h.sleep(2 * ELECTION_TIMEOUT);
+            assert_ne!(
+                h.sim.state(leader).map(|s| s.0),
+                Some(Role::Leader),
+                "a leader without a quorum did not step down"
+            );
+            let leaders = h.sim.leaders();
+            assert_eq!(
+                leaders.len(),
+                1,
+                "exactly the majority side leads: {leaders:?}"
+            );
+            assert!(rest.contains(&leaders[0].0) && leaders[0].1 > epoch);
+            h.sim.net.heal();
+            h.one(7, 5, true);
+        }
+    }
+
+    /// Figure 8 over ten seeds with `config` (callers pass one entry per
+    /// message and one in flight, where acknowledgements split batches).
+    pub fn figure8_small_batches<P: SimProtocol>(config: P::Config) {
+        for seed in 0..10 {
+            figure8::<P>(seed, false, config.clone());
+        }
+    }
 }
