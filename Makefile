@@ -14,7 +14,7 @@ demo:
 test: lint
 	$(CARGO) test --workspace
 	$(CARGO) check -p consenso-python
-	$(CARGO) build --release --example cluster --bench throughput --bench hashing --bench balance
+	$(CARGO) build --release --example cluster --bench throughput --bench hashing --bench balance --bench hash_compare
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -28,6 +28,7 @@ bench:
 	$(CARGO) bench -p consenso --bench throughput
 	$(CARGO) bench -p consenso --bench hashing
 	$(CARGO) bench -p consenso --bench balance
+	$(CARGO) bench -p consenso --bench hash_compare
 
 # A longer simulator run: 5,000 seeds per protocol.
 sim-long:
