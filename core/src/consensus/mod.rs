@@ -8,6 +8,8 @@
 //! then apply committed entries and serve ready reads.
 
 pub mod entry_codec;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod log;
 pub mod paxos;
 pub mod progress;

@@ -302,7 +302,7 @@ impl MultiPaxos {
         let consecutive = entries
             .iter()
             .enumerate()
-            .all(|(i, e)| e.index == first + i as Index);
+            .all(|(i, e)| first.checked_add(i as Index) == Some(e.index));
         if first == 0 || !consecutive {
             ::log::warn!("node {}: ignoring a malformed accept from {from}", self.id);
             return;

@@ -432,7 +432,7 @@ impl Raft {
         let consecutive = entries
             .iter()
             .enumerate()
-            .all(|(i, e)| e.index == prev_index + 1 + i as Index);
+            .all(|(i, e)| prev_index.checked_add(1 + i as Index) == Some(e.index));
         if !consecutive {
             ::log::warn!(
                 "node {}: ignoring an append whose entries do not follow {prev_index}",

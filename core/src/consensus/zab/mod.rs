@@ -878,7 +878,7 @@ impl Zab {
                 let consecutive = entries
                     .iter()
                     .enumerate()
-                    .all(|(i, e)| e.index == keep + 1 + i as Index);
+                    .all(|(i, e)| keep.checked_add(1 + i as Index) == Some(e.index));
                 if !consecutive || keep + entries.len() as Index != newleader {
                     return;
                 }
