@@ -70,6 +70,9 @@ pub struct FaultPlan {
     pub partitions: bool,
     /// Nodes crash and restart.
     pub crashes: bool,
+    /// Leaders crash often, soon after taking proposals (the conditions of
+    /// Raft's Figure 8: entries of old epochs left on some nodes only).
+    pub leader_churn: bool,
 }
 
 struct Client {
@@ -110,6 +113,7 @@ pub fn run_random<P: SimProtocol>(
         },
         partitions: plan_rng.chance(0.5),
         crashes: plan_rng.chance(0.5),
+        leader_churn: plan_rng.chance(0.25),
     };
     let mut sim = SimCluster::<P>::new(n, config, seed).map_err(|e| fail(0, e.to_string()))?;
     sim.net.faults = plan.net;
@@ -155,6 +159,16 @@ pub fn run_random<P: SimProtocol>(
                         sim.disconnect(leader);
                     }
                 }
+            }
+            if plan.leader_churn && sim.rng().below(40) == 0 {
+                if let Some(&(leader, _)) = sim.leaders().first() {
+                    sim.crash(leader);
+                }
+            }
+            if plan.leader_churn && sim.rng().below(15) == 0 {
+                let id = ids[sim.rng().below(n as u64) as usize];
+                sim.restart(id)
+                    .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
             }
             if plan.crashes {
                 if sim.rng().below(150) == 0 {
