@@ -158,13 +158,33 @@ impl std::fmt::Debug for Balancer {
 /// policies the pick does not read the clock (that would double the cost of
 /// a pick), so pass the latency to [`Pick::finish_with_latency`] to keep the
 /// endpoint's latency statistics.
+///
+/// [`Balancer::pick`] borrows the balancer; [`Balancer::pick_owned`] gives a
+/// `Pick<'static>` that keeps it alive instead, for callers that finish the
+/// pick somewhere else (another thread, a C or Python handle).
 #[must_use = "finish the pick to record its outcome"]
 pub struct Pick<'a> {
-    inner: &'a Inner,
+    inner: Holder<'a>,
     index: usize,
     stats: Arc<Stats>,
     started: Option<u64>,
     done: bool,
+}
+
+/// How a pick reaches its balancer.
+enum Holder<'a> {
+    Borrowed(&'a Inner),
+    Owned(Arc<Inner>),
+}
+
+impl std::ops::Deref for Holder<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        match self {
+            Holder::Borrowed(i) => i,
+            Holder::Owned(i) => i,
+        }
+    }
 }
 
 impl std::fmt::Debug for Pick<'_> {
@@ -534,6 +554,24 @@ impl Balancer {
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
     pub fn pick(&self, key: Option<&[u8]>) -> Result<Pick<'_>, BalanceError> {
+        self.pick_with(key, Holder::Borrowed(&self.inner))
+    }
+
+    /// Like [`Balancer::pick`], but the pick owns a reference to the
+    /// balancer, so it can outlive this borrow (one reference-count update
+    /// more per pick).
+    ///
+    /// # Errors
+    /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
+    pub fn pick_owned(&self, key: Option<&[u8]>) -> Result<Pick<'static>, BalanceError> {
+        self.pick_with(key, Holder::Owned(Arc::clone(&self.inner)))
+    }
+
+    fn pick_with<'a>(
+        &self,
+        key: Option<&[u8]>,
+        holder: Holder<'a>,
+    ) -> Result<Pick<'a>, BalanceError> {
         let inner = &*self.inner;
         let snap = inner.snapshot.load();
         let n = snap.endpoints.len();
@@ -593,7 +631,7 @@ impl Balancer {
         let stats = Arc::clone(&snap.endpoints[index].stats);
         stats.in_flight.fetch_add(1, Relaxed);
         Ok(Pick {
-            inner,
+            inner: holder,
             index,
             stats,
             started: timed.then_some(now),

@@ -353,3 +353,20 @@ fn bad_input_gets_a_clear_error() {
     );
     assert_eq!(Policy::from_name("fastest"), None);
 }
+
+#[test]
+fn an_owned_pick_outlives_the_borrow_and_finishes_elsewhere() {
+    let (b, _) = balancer(Policy::RoundRobin, &[("a", 1), ("b", 1)]);
+    let picks: Vec<Pick<'static>> = (0..4).map(|_| b.pick_owned(None).unwrap()).collect();
+    let stats = b.stats();
+    assert_eq!(stats.iter().map(|s| s.in_flight).sum::<u64>(), 4);
+    drop(b);
+    // The balancer's last handle is gone; the picks still finish.
+    std::thread::spawn(move || {
+        for p in picks {
+            p.finish(Outcome::Success);
+        }
+    })
+    .join()
+    .unwrap();
+}
