@@ -35,6 +35,21 @@ impl Log {
         })
     }
 
+    /// Checks that epochs never decrease along `entries` (true of Raft and
+    /// ZAB logs, not of a Paxos acceptor's).
+    ///
+    /// # Errors
+    /// A description of the first entry whose epoch goes back.
+    pub fn check_epochs_ordered(entries: &[Entry]) -> Result<(), String> {
+        match entries.windows(2).find(|w| w[1].epoch < w[0].epoch) {
+            Some(w) => Err(format!(
+                "entry {} has a lower epoch than its predecessor",
+                w[1].index
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Index of the last entry (0 when empty).
     pub fn last_index(&self) -> Index {
         self.entries.len() as Index

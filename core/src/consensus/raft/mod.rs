@@ -636,16 +636,8 @@ impl Protocol for Raft {
         config.validate()?;
         let self_pos = crate::consensus::validate_membership(id, voters, MAX_VOTERS)?;
         let hs = recovered.hard_state.unwrap_or_default();
-        if let Some(w) = recovered
-            .entries
-            .windows(2)
-            .find(|w| w[1].epoch < w[0].epoch)
-        {
-            return Err(ConfigError::new(
-                "recovered",
-                format!("entry {} has a lower term than its predecessor", w[1].index),
-            ));
-        }
+        Log::check_epochs_ordered(&recovered.entries)
+            .map_err(|e| ConfigError::new("recovered", e))?;
         let log = Log::from_entries(recovered.entries, hs.commit)
             .map_err(|e| ConfigError::new("recovered", e))?;
         let mut raft = Raft {
