@@ -2,8 +2,9 @@
 //! atomically, and lock-free picks over them.
 
 use super::clock::{Clock, SystemClock};
+use super::pick::{Holder, Pick};
 use super::policy::{Health, Policy};
-use super::stats::Stats;
+use super::stats::{EndpointId, EndpointStats, Stats};
 use crate::hashing::{mix64, HashError, HashRing};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -17,7 +18,7 @@ pub enum BalanceError {
     /// There is no endpoint to pick.
     #[error("no endpoints")]
     Empty,
-    /// No endpoint has that name.
+    /// No endpoint has that name (or id, shown as `#id`).
     #[error("unknown endpoint {0:?}")]
     Unknown(String),
     /// The name is taken.
@@ -35,15 +36,6 @@ pub enum BalanceError {
     /// The hash ring could not be built.
     #[error(transparent)]
     Hash(#[from] HashError),
-}
-
-/// How a request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// It succeeded.
-    Success,
-    /// It failed (counts toward ejection).
-    Failure,
 }
 
 #[derive(Debug)]
@@ -96,32 +88,13 @@ struct Snapshot {
     ring: Option<HashRing>,
 }
 
-/// Statistics of one endpoint, from [`Balancer::stats`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct EndpointStats {
-    /// The endpoint's name.
-    pub name: String,
-    /// Its weight.
-    pub weight: u32,
-    /// Requests in flight.
-    pub in_flight: u64,
-    /// Peak-EWMA latency in seconds (0 with no sample).
-    pub ewma_latency: f64,
-    /// Requests that succeeded.
-    pub successes: u64,
-    /// Requests that failed.
-    pub failures: u64,
-    /// Ejected now.
-    pub ejected: bool,
-    /// Times it was ejected.
-    pub ejections: u32,
-}
-
-struct Inner {
+pub(super) struct Inner {
     snapshot: ArcSwap<Snapshot>,
     policy: Policy,
-    health: Health,
-    clock: Arc<dyn Clock>,
+    pub(super) health: Health,
+    pub(super) clock: Arc<dyn Clock>,
+    /// The id the next added endpoint gets.
+    next_id: AtomicU64,
     rng: Sharded,
     turn: Sharded,
     /// Latest end of any ejection (0: none active), so picks skip the health
@@ -148,114 +121,6 @@ impl std::fmt::Debug for Balancer {
             .field("policy", &self.inner.policy)
             .field("endpoints", &self.inner.snapshot.load().endpoints.len())
             .finish()
-    }
-}
-
-/// A picked endpoint. It counts as in flight until [`Pick::finish`]
-/// records the outcome (or it is dropped, which records nothing).
-///
-/// Latency: a `least_response_time` pick is timed from the pick; for other
-/// policies the pick does not read the clock (that would double the cost of
-/// a pick), so pass the latency to [`Pick::finish_with_latency`] to keep the
-/// endpoint's latency statistics.
-///
-/// [`Balancer::pick`] borrows the balancer; [`Balancer::pick_owned`] gives a
-/// `Pick<'static>` that keeps it alive instead, for callers that finish the
-/// pick somewhere else (another thread, a C or Python handle).
-#[must_use = "finish the pick to record its outcome"]
-pub struct Pick<'a> {
-    inner: Holder<'a>,
-    index: usize,
-    stats: Arc<Stats>,
-    started: Option<u64>,
-    done: bool,
-}
-
-/// How a pick reaches its balancer.
-enum Holder<'a> {
-    Borrowed(&'a Inner),
-    Owned(Arc<Inner>),
-}
-
-impl std::ops::Deref for Holder<'_> {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        match self {
-            Holder::Borrowed(i) => i,
-            Holder::Owned(i) => i,
-        }
-    }
-}
-
-impl std::fmt::Debug for Pick<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pick")
-            .field("name", &self.stats.name)
-            .finish()
-    }
-}
-
-impl Pick<'_> {
-    /// The picked endpoint's name.
-    pub fn name(&self) -> &str {
-        &self.stats.name
-    }
-
-    /// Its position in the endpoint list at pick time.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
-    /// Records the outcome (and, for timed picks, the latency since the pick).
-    pub fn finish(mut self, outcome: Outcome) {
-        let needs_clock = self.started.is_some()
-            || (outcome == Outcome::Failure && self.inner.health.consecutive_failures > 0);
-        let now = if needs_clock {
-            self.inner.clock.now_ns()
-        } else {
-            0
-        };
-        let latency = self.started.map(|s| now.saturating_sub(s));
-        self.record(latency, outcome, now);
-    }
-
-    /// Records the outcome with a latency the caller measured.
-    pub fn finish_with_latency(mut self, latency: std::time::Duration, outcome: Outcome) {
-        let now = self.inner.clock.now_ns();
-        self.record(Some(latency.as_nanos() as u64), outcome, now);
-    }
-
-    fn record(&mut self, latency_ns: Option<u64>, outcome: Outcome, now: u64) {
-        self.done = true;
-        self.stats.in_flight.fetch_sub(1, Relaxed);
-        let health = self.inner.health;
-        if let Some(l) = latency_ns {
-            self.stats
-                .observe(l.max(1) as f64, now, health.ewma_decay.as_nanos() as f64);
-        }
-        match outcome {
-            Outcome::Success => {
-                self.stats.successes.fetch_add(1, Relaxed);
-                if self.stats.consecutive_failures.load(Relaxed) != 0 {
-                    self.stats.consecutive_failures.store(0, Relaxed);
-                }
-            }
-            Outcome::Failure => {
-                self.stats.failures.fetch_add(1, Relaxed);
-                let run = self.stats.consecutive_failures.fetch_add(1, Relaxed) + 1;
-                if health.consecutive_failures > 0 && run >= health.consecutive_failures {
-                    self.inner.try_eject(&self.stats, now);
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Pick<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.stats.in_flight.fetch_sub(1, Relaxed);
-        }
     }
 }
 
@@ -291,7 +156,7 @@ impl Inner {
         mix64(self.rng.next(0x9E37_79B9_7F4A_7C15))
     }
 
-    fn try_eject(&self, stats: &Arc<Stats>, now: u64) {
+    pub(super) fn try_eject(&self, stats: &Arc<Stats>, now: u64) {
         let _w = self.writer.lock();
         if stats.is_ejected(now) {
             return;
@@ -359,6 +224,35 @@ impl Inner {
     }
 }
 
+/// An endpoint named by its name or its id.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Name(&'a str),
+    Id(EndpointId),
+}
+
+impl Target<'_> {
+    fn is(&self, stats: &Stats) -> bool {
+        match *self {
+            Target::Name(name) => &*stats.name == name,
+            Target::Id(id) => stats.id == id.0,
+        }
+    }
+
+    fn unknown(&self) -> BalanceError {
+        BalanceError::Unknown(self.to_string())
+    }
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Name(name) => f.write_str(name),
+            Target::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
 impl Balancer {
     /// A balancer with `policy`, default health settings and the system clock.
     ///
@@ -412,6 +306,7 @@ impl Balancer {
                 clock,
                 rng: Sharded::seeded(seed),
                 turn: Sharded::default(),
+                next_id: AtomicU64::new(1),
                 ejected_horizon: AtomicU64::new(0),
                 warming_horizon: AtomicU64::new(0),
                 writer: Mutex::new(()),
@@ -465,22 +360,26 @@ impl Balancer {
         Ok(())
     }
 
-    /// Adds an endpoint. Others keep their statistics.
+    /// Adds an endpoint and returns its id. Others keep their statistics.
     ///
     /// # Errors
     /// [`BalanceError::ZeroWeight`] or [`BalanceError::Duplicate`].
-    pub fn add(&self, name: &str, weight: u32) -> Result<(), BalanceError> {
+    pub fn add(&self, name: &str, weight: u32) -> Result<EndpointId, BalanceError> {
         if weight == 0 {
             return Err(BalanceError::ZeroWeight(name.into()));
         }
         let now = self.inner.clock.now_ns();
+        let mut id = 0;
         self.update(|eps| {
             if eps.iter().any(|e| &*e.stats.name == name) {
                 return Err(BalanceError::Duplicate(name.into()));
             }
+            // Taken under the writer lock, after the checks: ids of refused
+            // adds are not burnt, so ids are dense in the order of adds.
+            id = self.inner.next_id.fetch_add(1, Relaxed);
             eps.push(Endpoint {
                 weight,
-                stats: Arc::new(Stats::new(name, now)),
+                stats: Arc::new(Stats::new(name, id, now)),
             });
             Ok(())
         })?;
@@ -488,7 +387,7 @@ impl Balancer {
         if window > 0 {
             self.inner.warming_horizon.fetch_max(now + window, Relaxed);
         }
-        Ok(())
+        Ok(EndpointId(id))
     }
 
     /// Removes an endpoint. Picks already made of it finish normally.
@@ -496,11 +395,23 @@ impl Balancer {
     /// # Errors
     /// [`BalanceError::Unknown`].
     pub fn remove(&self, name: &str) -> Result<(), BalanceError> {
+        self.remove_where(Target::Name(name))
+    }
+
+    /// Removes the endpoint with id `id`, like [`Balancer::remove`].
+    ///
+    /// # Errors
+    /// [`BalanceError::Unknown`].
+    pub fn remove_id(&self, id: EndpointId) -> Result<(), BalanceError> {
+        self.remove_where(Target::Id(id))
+    }
+
+    fn remove_where(&self, target: Target<'_>) -> Result<(), BalanceError> {
         self.update(|eps| {
             let before = eps.len();
-            eps.retain(|e| &*e.stats.name != name);
+            eps.retain(|e| !target.is(&e.stats));
             if eps.len() == before {
-                return Err(BalanceError::Unknown(name.into()));
+                return Err(target.unknown());
             }
             Ok(())
         })
@@ -511,18 +422,29 @@ impl Balancer {
     /// # Errors
     /// [`BalanceError::ZeroWeight`] or [`BalanceError::Unknown`].
     pub fn set_weight(&self, name: &str, weight: u32) -> Result<(), BalanceError> {
+        self.set_weight_where(Target::Name(name), weight)
+    }
+
+    /// Changes the weight of the endpoint with id `id`, like
+    /// [`Balancer::set_weight`].
+    ///
+    /// # Errors
+    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Unknown`].
+    pub fn set_weight_id(&self, id: EndpointId, weight: u32) -> Result<(), BalanceError> {
+        self.set_weight_where(Target::Id(id), weight)
+    }
+
+    fn set_weight_where(&self, target: Target<'_>, weight: u32) -> Result<(), BalanceError> {
         if weight == 0 {
-            return Err(BalanceError::ZeroWeight(name.into()));
+            return Err(BalanceError::ZeroWeight(target.to_string()));
         }
-        self.update(
-            |eps| match eps.iter_mut().find(|e| &*e.stats.name == name) {
-                Some(e) => {
-                    e.weight = weight;
-                    Ok(())
-                }
-                None => Err(BalanceError::Unknown(name.into())),
-            },
-        )
+        self.update(|eps| match eps.iter_mut().find(|e| target.is(&e.stats)) {
+            Some(e) => {
+                e.weight = weight;
+                Ok(())
+            }
+            None => Err(target.unknown()),
+        })
     }
 
     /// Statistics of every endpoint.
@@ -535,6 +457,7 @@ impl Balancer {
             .endpoints
             .iter()
             .map(|e| EndpointStats {
+                id: EndpointId(e.stats.id),
                 name: e.stats.name.to_string(),
                 weight: e.weight,
                 in_flight: e.stats.in_flight(),
@@ -554,31 +477,65 @@ impl Balancer {
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
     pub fn pick(&self, key: Option<&[u8]>) -> Result<Pick<'_>, BalanceError> {
-        self.pick_with(key, Holder::Borrowed(&self.inner))
+        self.pick_with(key, Holder::Borrowed(&self.inner), false)
     }
 
     /// Like [`Balancer::pick`], but the pick owns a reference to the
-    /// balancer, so it can outlive this borrow (one reference-count update
-    /// more per pick).
+    /// balancer, so it can outlive this borrow, and it is always timed, so
+    /// [`Pick::finish`] records its latency (one reference-count update and
+    /// one clock read more per pick). The C and Python adapters use it.
     ///
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
     pub fn pick_owned(&self, key: Option<&[u8]>) -> Result<Pick<'static>, BalanceError> {
-        self.pick_with(key, Holder::Owned(Arc::clone(&self.inner)))
+        self.pick_with(key, Holder::Owned(Arc::clone(&self.inner)), true)
+    }
+
+    /// Chooses an endpoint as [`Balancer::pick`] would, without counting it
+    /// in flight or recording anything: for callers that want only the
+    /// choice (`least_connections` then sees no load from it). Lock-free.
+    ///
+    /// # Errors
+    /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
+    pub fn select(&self, key: Option<&[u8]>) -> Result<EndpointId, BalanceError> {
+        let snap = self.inner.snapshot.load();
+        let (index, _) = self.pick_index(&snap, key, false)?;
+        Ok(EndpointId(snap.endpoints[index].stats.id))
     }
 
     fn pick_with<'a>(
         &self,
         key: Option<&[u8]>,
         holder: Holder<'a>,
+        time_it: bool,
     ) -> Result<Pick<'a>, BalanceError> {
+        let snap = self.inner.snapshot.load();
+        let (index, now) = self.pick_index(&snap, key, time_it)?;
+        let stats = Arc::clone(&snap.endpoints[index].stats);
+        stats.in_flight.fetch_add(1, Relaxed);
+        Ok(Pick {
+            inner: holder,
+            index,
+            stats,
+            started: now,
+            done: false,
+        })
+    }
+
+    /// The index of the chosen endpoint, and the clock reading when the pick
+    /// is timed (`least_response_time` picks always are).
+    fn pick_index(
+        &self,
+        snap: &Snapshot,
+        key: Option<&[u8]>,
+        time_it: bool,
+    ) -> Result<(usize, Option<u64>), BalanceError> {
         let inner = &*self.inner;
-        let snap = inner.snapshot.load();
         let n = snap.endpoints.len();
         if n == 0 {
             return Err(BalanceError::Empty);
         }
-        let timed = inner.policy == Policy::LeastResponseTime;
+        let timed = time_it || inner.policy == Policy::LeastResponseTime;
         let ejected_until = inner.ejected_horizon.load(Relaxed);
         let warming_until = inner.warming_horizon.load(Relaxed);
         // The clock is read only when something needs it.
@@ -609,7 +566,7 @@ impl Balancer {
             (healthy as f64) < health.panic_threshold * n as f64 || healthy == 0
         };
         let usable = |i: usize| !ejections || panic || !snap.endpoints[i].stats.is_ejected(now);
-        let mut index = self.choose(&snap, key, now, &usable)?;
+        let mut index = self.choose(snap, key, now, &usable)?;
         // Slow start: a warming endpoint is passed over with the probability
         // it has not yet earned, at most a few times.
         let hashing = matches!(inner.policy, Policy::ConsistentHash { .. });
@@ -625,18 +582,10 @@ impl Balancer {
                 if roll < share.max(0.05) {
                     break;
                 }
-                index = self.choose(&snap, key, now, &usable)?;
+                index = self.choose(snap, key, now, &usable)?;
             }
         }
-        let stats = Arc::clone(&snap.endpoints[index].stats);
-        stats.in_flight.fetch_add(1, Relaxed);
-        Ok(Pick {
-            inner: holder,
-            index,
-            stats,
-            started: timed.then_some(now),
-            done: false,
-        })
+        Ok((index, timed.then_some(now)))
     }
 
     /// Two distinct random usable endpoints (the same one when only one is).

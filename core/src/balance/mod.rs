@@ -9,11 +9,14 @@
 
 mod balancer;
 mod clock;
+mod pick;
 mod policy;
 mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use balancer::{BalanceError, Balancer, EndpointStats, Outcome, Pick};
+pub use balancer::{BalanceError, Balancer};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use pick::{Outcome, Pick};
 pub use policy::{Health, Policy};
+pub use stats::{EndpointId, EndpointStats};

@@ -4,12 +4,49 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+/// An endpoint's id: assigned by its balancer when the endpoint is added,
+/// stable while it stays, never reused by that balancer (ids start at 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(pub u64);
+
+impl std::fmt::Display for EndpointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Statistics of one endpoint, from
+/// [`Balancer::stats`](super::Balancer::stats).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointStats {
+    /// The endpoint's id.
+    pub id: EndpointId,
+    /// The endpoint's name.
+    pub name: String,
+    /// Its weight.
+    pub weight: u32,
+    /// Requests in flight.
+    pub in_flight: u64,
+    /// Peak-EWMA latency in seconds (0 with no sample).
+    pub ewma_latency: f64,
+    /// Requests that succeeded.
+    pub successes: u64,
+    /// Requests that failed.
+    pub failures: u64,
+    /// Ejected now.
+    pub ejected: bool,
+    /// Times it was ejected.
+    pub ejections: u32,
+}
+
 /// Live statistics of one endpoint, with its name. Aligned to its own cache
 /// lines so threads picking different endpoints do not share them.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct Stats {
     pub(crate) name: Box<str>,
+    /// The endpoint's id: assigned at `add`, never reused by its balancer.
+    pub(crate) id: u64,
     pub(crate) in_flight: AtomicI64,
     pub(crate) successes: AtomicU64,
     pub(crate) failures: AtomicU64,
@@ -25,10 +62,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Fresh statistics for endpoint `name` that joined at `now`.
-    pub fn new(name: &str, now: u64) -> Self {
+    /// Fresh statistics for endpoint `name` (id `id`) that joined at `now`.
+    pub fn new(name: &str, id: u64, now: u64) -> Self {
         let s = Stats {
             name: name.into(),
+            id,
             ..Stats::default()
         };
         s.warm_from.store(now, Relaxed);

@@ -370,3 +370,81 @@ fn an_owned_pick_outlives_the_borrow_and_finishes_elsewhere() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn ids_are_stable_never_reused_and_address_endpoints() {
+    let (b, _) = balancer(Policy::RoundRobin, &[]);
+    let a = b.add("a", 1).unwrap();
+    assert!(b.add("a", 1).is_err(), "a refused add burns no id");
+    let bb = b.add("b", 1).unwrap();
+    assert_eq!((a, bb), (EndpointId(1), EndpointId(2)));
+    b.set_weight_id(bb, 4).unwrap();
+    let p = b.pick(None).unwrap();
+    assert_eq!((p.id(), p.name()), (a, "a"));
+    p.finish(Outcome::Success);
+    b.remove_id(a).unwrap();
+    let c = b.add("a", 1).unwrap();
+    assert_eq!(c, EndpointId(3), "a re-added name gets a new id");
+    let stats = b.stats();
+    assert_eq!(
+        stats
+            .iter()
+            .map(|s| (s.id, s.name.as_str(), s.weight, s.successes))
+            .collect::<Vec<_>>(),
+        vec![(bb, "b", 4, 0), (c, "a", 1, 0)],
+        "the new 'a' starts with fresh statistics"
+    );
+    assert_eq!(
+        b.remove_id(a).unwrap_err(),
+        BalanceError::Unknown("#1".into())
+    );
+    assert_eq!(
+        b.set_weight_id(EndpointId(99), 1).unwrap_err(),
+        BalanceError::Unknown("#99".into())
+    );
+    assert_eq!(
+        b.set_weight_id(bb, 0).unwrap_err(),
+        BalanceError::ZeroWeight("#2".into())
+    );
+}
+
+#[test]
+fn select_chooses_like_pick_without_tracking() {
+    let (b, _) = balancer(Policy::RoundRobin, &[("a", 1), ("b", 1), ("c", 1)]);
+    let ids: Vec<u64> = (0..6).map(|_| b.select(None).unwrap().0).collect();
+    assert_eq!(ids, vec![1, 2, 3, 1, 2, 3]);
+    assert!(b
+        .stats()
+        .iter()
+        .all(|s| s.in_flight == 0 && s.successes == 0));
+    let (empty, _) = balancer(Policy::Random, &[]);
+    assert_eq!(empty.select(None).unwrap_err(), BalanceError::Empty);
+    let (hashed, _) = balancer(
+        Policy::ConsistentHash {
+            algorithm: Algorithm::Maglev {
+                min_table_size: 1009,
+            },
+            bound: None,
+        },
+        &[("a", 1), ("b", 1)],
+    );
+    assert_eq!(hashed.select(None).unwrap_err(), BalanceError::KeyRequired);
+    let id = hashed.select(Some(b"user-7")).unwrap();
+    let p = hashed.pick(Some(b"user-7")).unwrap();
+    assert_eq!(p.id(), id, "select and pick agree on a key");
+}
+
+#[test]
+fn owned_picks_are_timed_so_finish_records_latency() {
+    let (b, clock) = balancer(Policy::RoundRobin, &[("a", 1)]);
+    let borrowed = b.pick(None).unwrap();
+    assert!(!borrowed.is_timed(), "round robin picks skip the clock");
+    borrowed.finish(Outcome::Success);
+    assert_eq!(b.stats()[0].ewma_latency, 0.0);
+    let owned = b.pick_owned(None).unwrap();
+    assert!(owned.is_timed());
+    clock.advance(3_000_000);
+    owned.finish(Outcome::Success);
+    let ewma = b.stats()[0].ewma_latency;
+    assert!((ewma - 0.003).abs() < 1e-9, "latency recorded: {ewma}");
+}
