@@ -1,20 +1,56 @@
 # consenso: the two commands of the README, plus helpers.
-#   make demo   runs the 3-node cluster example on Raft, Multi-Paxos and ZAB
-#   make test   formatting, lints, every Rust test (simulator seed range included)
+#   make demo   runs the 3-node cluster example on Raft, Multi-Paxos and ZAB,
+#               then the C load-balancer example
+#   make test   formatting, lints, every Rust test (simulator seed range
+#               included), the C API under ASan/UBSan, the header as C++
 
 CARGO ?= cargo
+CC ?= gcc
+CXX ?= g++
 
-.PHONY: demo test lint fmt bench sim-long python-check
+# C programs link the static library; the sanitizers catch memory and
+# undefined-behaviour errors on the C side of every call.
+C_WARN := -Wall -Wextra -Wpedantic -Werror
+C_SAN := -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+C_LIBS := -lpthread -ldl -lm
+C_OUT := target/c
+FFI_LIB := target/debug/libconsenso.a
 
-demo:
+.PHONY: demo test lint fmt bench sim-long header ffi c-test c-example
+
+demo: c-example
 	$(CARGO) run --release --example cluster -- --protocol raft
 	$(CARGO) run --release --example cluster -- --protocol paxos
 	$(CARGO) run --release --example cluster -- --protocol zab
+	$(C_OUT)/load_balancer
 
 test: lint
 	$(CARGO) test --workspace
 	$(CARGO) check -p consenso-python
+	$(MAKE) c-test
 	$(CARGO) build --release --example cluster --bench throughput --bench hashing --bench balance --bench hash_compare
+
+ffi:
+	$(CARGO) build -p consenso-ffi
+
+# The C API from C (sanitized), the C example, and the header as C++.
+c-test: ffi
+	mkdir -p $(C_OUT)
+	$(CC) -std=c11 $(C_WARN) $(C_SAN) -Iinclude tests/c/balancer_test.c $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/balancer_test
+	$(C_OUT)/balancer_test
+	$(CC) -std=c11 $(C_WARN) $(C_SAN) -Iinclude examples/c/load_balancer.c $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/load_balancer
+	$(C_OUT)/load_balancer > /dev/null
+	$(CXX) -std=c++17 $(C_WARN) $(C_SAN) -Iinclude tests/c/header_compiles_as_cpp.cpp $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/header_cpp
+	$(C_OUT)/header_cpp
+
+c-example: ffi
+	mkdir -p $(C_OUT)
+	$(CC) -std=c11 $(C_WARN) -O2 -Iinclude examples/c/load_balancer.c $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/load_balancer
+
+# Regenerates include/consenso.h from ffi/src (the header_is_current test
+# fails until the new header is committed).
+header:
+	CONSENSO_BLESS=1 $(CARGO) test -p consenso-ffi header_is_current
 
 lint:
 	$(CARGO) fmt --all -- --check

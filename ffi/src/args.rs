@@ -1,0 +1,141 @@
+//! Every conversion of a C argument in one place: handles, strings, byte
+//! spans and out-parameters. Each function checks for NULL and returns
+//! `CONSENSO_RESULT_NULL_ARGUMENT` rather than dereferencing it.
+
+use crate::result::consenso_result;
+use std::ffi::{c_char, CStr};
+use std::ptr::NonNull;
+
+type Res<T> = Result<T, consenso_result>;
+
+/// Shared access to a handle.
+///
+/// # Safety
+/// A non-NULL `ptr` must come from this library's `_new` for type `T` and
+/// not be freed yet.
+pub(crate) unsafe fn handle<'a, T>(ptr: *const T) -> Res<&'a T> {
+    // SAFETY: the caller promises a live handle when non-NULL.
+    unsafe { ptr.as_ref() }.ok_or(consenso_result::NullArgument)
+}
+
+/// Moves `value` to the heap and gives C the pointer.
+pub(crate) fn into_handle<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Takes back ownership of a handle; NULL gives `None`.
+///
+/// # Safety
+/// A non-NULL `ptr` must come from [`into_handle`] for type `T` and not be
+/// freed yet; C must not use it afterwards.
+pub(crate) unsafe fn take_handle<T>(ptr: *mut T) -> Option<Box<T>> {
+    // SAFETY: the caller promises `ptr` came from Box::into_raw and is live.
+    NonNull::new(ptr).map(|p| unsafe { Box::from_raw(p.as_ptr()) })
+}
+
+/// A NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to a NUL-terminated string that lives for
+/// the call.
+pub(crate) unsafe fn c_str<'a>(ptr: *const c_char) -> Res<&'a str> {
+    if ptr.is_null() {
+        return Err(consenso_result::NullArgument);
+    }
+    // SAFETY: non-NULL and NUL-terminated, as the caller promises.
+    let s = unsafe { CStr::from_ptr(ptr) };
+    s.to_str().map_err(|_| consenso_result::InvalidUtf8)
+}
+
+/// An optional byte span: `(NULL, 0)` is `None`; NULL with a length is an
+/// error; otherwise the `len` bytes at `ptr`.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` readable bytes that live for the call.
+pub(crate) unsafe fn opt_bytes<'a>(ptr: *const u8, len: usize) -> Res<Option<&'a [u8]>> {
+    match (ptr.is_null(), len) {
+        (true, 0) => Ok(None),
+        (true, _) => Err(consenso_result::NullArgument),
+        // SAFETY: `len` readable bytes at `ptr`, as the caller promises.
+        (false, _) => Ok(Some(unsafe { std::slice::from_raw_parts(ptr, len) })),
+    }
+}
+
+/// A byte span that must be given: NULL is allowed only with `len == 0`.
+///
+/// # Safety
+/// As [`opt_bytes`].
+pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Res<&'a [u8]> {
+    // SAFETY: forwarded contract.
+    Ok(unsafe { opt_bytes(ptr, len) }?.unwrap_or(&[]))
+}
+
+/// A C array of `len` elements; NULL is allowed only with `len == 0`.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` initialized elements.
+pub(crate) unsafe fn array<'a, T>(ptr: *const T, len: usize) -> Res<&'a [T]> {
+    match (ptr.is_null(), len) {
+        (true, 0) => Ok(&[]),
+        (true, _) => Err(consenso_result::NullArgument),
+        // SAFETY: `len` initialized elements at `ptr`, as the caller promises.
+        (false, _) => Ok(unsafe { std::slice::from_raw_parts(ptr, len) }),
+    }
+}
+
+/// An out-parameter, checked for NULL up front and written only at the end
+/// of a successful call.
+pub(crate) struct Out<T>(NonNull<T>);
+
+impl<T> Out<T> {
+    /// Writes `value` (the old contents, possibly uninitialized, are not
+    /// read or dropped).
+    pub(crate) fn set(self, value: T) {
+        // SAFETY: the pointer was non-NULL, and the caller of `out_ptr`
+        // promised it points to writable, aligned memory for a `T`.
+        unsafe { self.0.as_ptr().write(value) }
+    }
+}
+
+/// Checks an out-parameter.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to writable, aligned memory for a `T`.
+pub(crate) unsafe fn out_ptr<T>(ptr: *mut T) -> Res<Out<T>> {
+    NonNull::new(ptr)
+        .map(Out)
+        .ok_or(consenso_result::NullArgument)
+}
+
+/// An output buffer of `len` bytes.
+pub(crate) struct OutBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+/// Checks an output buffer.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` writable bytes.
+pub(crate) unsafe fn out_buffer(ptr: *mut c_char, len: usize) -> Res<OutBuf> {
+    NonNull::new(ptr.cast::<u8>())
+        .map(|ptr| OutBuf { ptr, len })
+        .ok_or(consenso_result::NullArgument)
+}
+
+/// Writes `text` and a NUL into `out`, and the text's length into
+/// `written`; nothing when it does not fit.
+pub(crate) fn write_c_string(text: &str, out: OutBuf, written: Out<usize>) -> Res<()> {
+    let n = text.len();
+    if n + 1 > out.len {
+        return Err(consenso_result::BufferTooSmall);
+    }
+    // SAFETY: `out` has `out.len >= n + 1` writable bytes (its constructor's
+    // contract), and a Rust string never overlaps C's buffer.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), out.ptr.as_ptr(), n);
+        out.ptr.as_ptr().add(n).write(0);
+    }
+    written.set(n);
+    Ok(())
+}

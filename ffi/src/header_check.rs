@@ -1,0 +1,46 @@
+//! The committed header must be exactly what cbindgen writes from these
+//! sources. `CONSENSO_BLESS=1 cargo test -p consenso-ffi header` (or
+//! `make header`) rewrites it.
+
+use std::path::PathBuf;
+
+fn generate() -> String {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("ffi/cbindgen.toml parses");
+    let version = env!("CARGO_PKG_VERSION");
+    let number = |i: usize| version.split(['.', '-']).nth(i).unwrap_or("0");
+    config.after_includes = Some(format!(
+        "\n/* The version of this header; consenso_version() returns the same. */\n\
+         #define CONSENSO_VERSION \"{version}\"\n\
+         #define CONSENSO_VERSION_MAJOR {}\n\
+         #define CONSENSO_VERSION_MINOR {}\n\
+         #define CONSENSO_VERSION_PATCH {}\n",
+        number(0),
+        number(1),
+        number(2)
+    ));
+    let mut out = Vec::new();
+    cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen generates the header")
+        .write(&mut out);
+    String::from_utf8(out).expect("the header is UTF-8")
+}
+
+#[test]
+fn header_is_current() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../include/consenso.h");
+    let fresh = generate();
+    if std::env::var_os("CONSENSO_BLESS").is_some() {
+        std::fs::write(&path, &fresh).expect("include/consenso.h is writable");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "include/consenso.h is out of date with ffi/src: run `make header` and commit it"
+    );
+}

@@ -1,0 +1,229 @@
+/* The C API as a C program uses it, under AddressSanitizer and
+ * UndefinedBehaviorSanitizer (make c-test). Each check names itself when
+ * it fails; the program exits non-zero on the first failure. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consenso.h"
+
+static int checks;
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        checks++;                                                            \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            exit(1);                                                         \
+        }                                                                    \
+    } while (0)
+
+#define OK(call) CHECK((call) == CONSENSO_RESULT_OK)
+
+static consenso_balancer *balancer(consenso_policy policy, const char *const *names,
+                                   const uint32_t *weights, size_t n) {
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(policy, NULL, &b));
+    for (size_t i = 0; i < n; i++) OK(consenso_balancer_add(b, names[i], weights ? weights[i] : 1, NULL));
+    return b;
+}
+
+/* The names of k successive picks, each finished as a success. */
+static void pick_names(consenso_balancer *b, size_t k, char *out, size_t cap) {
+    out[0] = '\0';
+    for (size_t i = 0; i < k; i++) {
+        consenso_pick *p = NULL;
+        OK(consenso_balancer_pick(b, NULL, 0, &p));
+        const char *name;
+        size_t len;
+        OK(consenso_pick_name(p, &name, &len));
+        if (i > 0) strncat(out, " ", cap - strlen(out) - 1);
+        strncat(out, name, len < cap - strlen(out) - 1 ? len : cap - strlen(out) - 1);
+        OK(consenso_pick_finish(p, CONSENSO_OUTCOME_SUCCESS, CONSENSO_LATENCY_MEASURED));
+    }
+}
+
+static void test_version_and_messages(void) {
+    CHECK(strcmp(consenso_version(), CONSENSO_VERSION) == 0);
+    char msg[128];
+    size_t n = 0;
+    OK(consenso_result_message(CONSENSO_RESULT_UNKNOWN_ENDPOINT, msg, sizeof msg, &n));
+    CHECK(n == strlen(msg) && strstr(msg, "endpoint") != NULL);
+    char tiny[3];
+    size_t untouched = 77;
+    CHECK(consenso_result_message(CONSENSO_RESULT_OK, tiny, sizeof tiny, &untouched) ==
+          CONSENSO_RESULT_BUFFER_TOO_SMALL);
+    CHECK(untouched == 77);
+}
+
+static void test_policies(void) {
+    const char *names[] = {"a", "b", "c"};
+    const uint32_t weights[] = {5, 1, 1};
+    char seq[256];
+    consenso_balancer *wrr = balancer(CONSENSO_POLICY_WEIGHTED_ROUND_ROBIN, names, weights, 3);
+    pick_names(wrr, 7, seq, sizeof seq);
+    CHECK(strcmp(seq, "a a b a c a a") == 0);
+    consenso_balancer_free(wrr);
+
+    consenso_balancer *rr = balancer(CONSENSO_POLICY_ROUND_ROBIN, names, NULL, 3);
+    pick_names(rr, 4, seq, sizeof seq);
+    CHECK(strcmp(seq, "a b c a") == 0);
+    /* Re-weighting and removing by id keep the rest. */
+    uint64_t id = 0;
+    OK(consenso_balancer_select(rr, NULL, 0, &id));
+    CHECK(id == 2); /* b's turn */
+    OK(consenso_balancer_remove_id(rr, id));
+    size_t len = 0;
+    OK(consenso_balancer_len(rr, &len));
+    CHECK(len == 2);
+    consenso_endpoint_stats stats[3];
+    size_t count = 0;
+    OK(consenso_balancer_stats(rr, stats, 3, &count));
+    CHECK(count == 2 && stats[0].id == 1 && stats[0].successes == 2 && stats[1].id == 3);
+    char name[8];
+    size_t written = 0;
+    OK(consenso_balancer_endpoint_name(rr, 3, name, sizeof name, &written));
+    CHECK(written == 1 && strcmp(name, "c") == 0);
+    consenso_balancer_free(rr);
+}
+
+static void test_consistent_hash_with_a_bound(void) {
+    consenso_balancer_options *o = NULL;
+    OK(consenso_balancer_options_new(&o));
+    OK(consenso_balancer_options_set_hash(o, CONSENSO_HASH_ALGORITHM_MAGLEV, 1009));
+    CHECK(consenso_balancer_options_set_bound(o, 1.0) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    OK(consenso_balancer_options_set_bound(o, 1.25));
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(CONSENSO_POLICY_CONSISTENT_HASH, o, &b));
+    consenso_balancer_options_free(o);
+    const char *names[] = {"a", "b", "c", "d"};
+    for (size_t i = 0; i < 4; i++) OK(consenso_balancer_add(b, names[i], 1, NULL));
+    consenso_pick *p = NULL;
+    CHECK(consenso_balancer_pick(b, NULL, 0, &p) == CONSENSO_RESULT_KEY_REQUIRED);
+    CHECK(p == NULL);
+    /* Hold 40 picks of one key: the bound spreads them, ceil(1.25 * 40 / 4) = 13 at most. */
+    consenso_pick *held[40];
+    for (size_t i = 0; i < 40; i++) OK(consenso_balancer_pick(b, (const uint8_t *)"hot", 3, &held[i]));
+    consenso_endpoint_stats stats[4];
+    size_t count = 0;
+    OK(consenso_balancer_stats(b, stats, 4, &count));
+    for (size_t i = 0; i < count; i++) CHECK(stats[i].in_flight <= 13);
+    for (size_t i = 0; i < 40; i++) consenso_pick_free(held[i]);
+    OK(consenso_balancer_stats(b, stats, 4, &count));
+    for (size_t i = 0; i < count; i++) CHECK(stats[i].in_flight == 0 && stats[i].successes == 0);
+    consenso_balancer_free(b);
+}
+
+static void test_bad_input(void) {
+    consenso_balancer *b = NULL;
+    CHECK(consenso_balancer_new(99, NULL, &b) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_new(CONSENSO_POLICY_RANDOM, NULL, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    OK(consenso_balancer_new(CONSENSO_POLICY_RANDOM, NULL, &b));
+    consenso_pick *p = NULL;
+    CHECK(consenso_balancer_pick(b, NULL, 0, &p) == CONSENSO_RESULT_NO_ENDPOINTS);
+    CHECK(consenso_balancer_add(b, "x", 0, NULL) == CONSENSO_RESULT_INVALID_WEIGHT);
+    CHECK(consenso_balancer_add(b, NULL, 1, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_balancer_add(b, "\xff\xfe", 1, NULL) == CONSENSO_RESULT_INVALID_UTF8);
+    OK(consenso_balancer_add(b, "x", 1, NULL));
+    CHECK(consenso_balancer_add(b, "x", 1, NULL) == CONSENSO_RESULT_DUPLICATE_ENDPOINT);
+    CHECK(consenso_balancer_remove(b, "nope") == CONSENSO_RESULT_UNKNOWN_ENDPOINT);
+    CHECK(consenso_balancer_set_weight(b, "nope", 2) == CONSENSO_RESULT_UNKNOWN_ENDPOINT);
+    CHECK(consenso_balancer_set_weight(b, "x", 0) == CONSENSO_RESULT_INVALID_WEIGHT);
+    CHECK(consenso_balancer_pick(NULL, NULL, 0, &p) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_pick_finish(NULL, CONSENSO_OUTCOME_SUCCESS, 0) == CONSENSO_RESULT_NULL_ARGUMENT);
+    OK(consenso_balancer_pick(b, NULL, 0, &p));
+    CHECK(consenso_pick_finish(p, 42, 0) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    /* Refused: the pick is still ours; a pick also outlives its balancer. */
+    consenso_balancer_free(b);
+    OK(consenso_pick_finish(p, CONSENSO_OUTCOME_FAILURE, 1000));
+    consenso_balancer_free(NULL);
+    consenso_pick_free(NULL);
+    consenso_hash_free(NULL);
+    consenso_balancer_options_free(NULL);
+}
+
+struct worker {
+    consenso_balancer *b;
+    int picks;
+};
+
+static void *pick_loop(void *arg) {
+    struct worker *w = arg;
+    for (int i = 0; i < w->picks; i++) {
+        consenso_pick *p = NULL;
+        if (consenso_balancer_pick(w->b, NULL, 0, &p) != CONSENSO_RESULT_OK) continue;
+        consenso_pick_finish(p, CONSENSO_OUTCOME_SUCCESS, 1000);
+    }
+    return NULL;
+}
+
+static void test_threads_lose_no_counts(void) {
+    const char *names[] = {"a", "b", "c", "d"};
+    consenso_balancer *b = balancer(CONSENSO_POLICY_LEAST_CONNECTIONS, names, NULL, 4);
+    pthread_t threads[4];
+    struct worker w = {b, 20000};
+    for (int t = 0; t < 4; t++) CHECK(pthread_create(&threads[t], NULL, pick_loop, &w) == 0);
+    /* Meanwhile, churn the endpoint set. */
+    for (int i = 0; i < 200; i++) {
+        OK(consenso_balancer_add(b, "e", 1, NULL));
+        OK(consenso_balancer_set_weight(b, "a", 1 + i % 3));
+        OK(consenso_balancer_remove(b, "e"));
+    }
+    for (int t = 0; t < 4; t++) CHECK(pthread_join(threads[t], NULL) == 0);
+    consenso_endpoint_stats stats[4];
+    size_t count = 0;
+    OK(consenso_balancer_stats(b, stats, 4, &count));
+    uint64_t in_flight = 0, successes = 0;
+    for (size_t i = 0; i < count; i++) {
+        in_flight += stats[i].in_flight;
+        successes += stats[i].successes;
+    }
+    CHECK(in_flight == 0);
+    /* Picks of "e" went with it; a, b, c, d got the rest. */
+    CHECK(successes <= 80000 && successes > 40000);
+    consenso_balancer_free(b);
+}
+
+static void test_hash(void) {
+    const char *names[] = {"a", "b", "c"};
+    const uint32_t weights[] = {1, 2, 1};
+    consenso_hash *h = NULL;
+    CHECK(consenso_hash_new(CONSENSO_HASH_ALGORITHM_JUMP, 0, names, weights, 3, &h) ==
+          CONSENSO_RESULT_WEIGHTS_UNSUPPORTED);
+    CHECK(consenso_hash_new(CONSENSO_HASH_ALGORITHM_RING, 0, names, NULL, 0, &h) ==
+          CONSENSO_RESULT_NO_ENDPOINTS);
+    CHECK(h == NULL);
+    OK(consenso_hash_new(CONSENSO_HASH_ALGORITHM_RENDEZVOUS, 0, names, weights, 3, &h));
+    size_t first = 9, again = 9, n = 0, top[3];
+    OK(consenso_hash_get(h, (const uint8_t *)"key", 3, &first));
+    OK(consenso_hash_get(h, (const uint8_t *)"key", 3, &again));
+    CHECK(first < 3 && first == again);
+    OK(consenso_hash_get_n(h, (const uint8_t *)"key", 3, 3, top, &n));
+    CHECK(n == 3 && top[0] == first && top[1] != top[0] && top[2] != top[1] && top[2] != top[0]);
+    size_t by_int = 9;
+    OK(consenso_hash_get_u64(h, 12345, &by_int));
+    CHECK(by_int < 3);
+    const uint64_t loads[] = {0, 0, 0};
+    CHECK(consenso_hash_get_bounded(h, (const uint8_t *)"key", 3, loads, 3, -0.5, &first) ==
+          CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_hash_get_bounded(h, (const uint8_t *)"key", 3, loads, 2, 0.25, &first) ==
+          CONSENSO_RESULT_INVALID_ARGUMENT);
+    const char *name;
+    size_t len;
+    OK(consenso_hash_name(h, 1, &name, &len));
+    CHECK(len == 1 && name[0] == 'b');
+    CHECK(consenso_hash_name(h, 3, &name, &len) == CONSENSO_RESULT_UNKNOWN_ENDPOINT);
+    consenso_hash_free(h);
+}
+
+int main(void) {
+    test_version_and_messages();
+    test_policies();
+    test_consistent_hash_with_a_bound();
+    test_bad_input();
+    test_threads_lose_no_counts();
+    test_hash();
+    printf("C API: %d checks passed\n", checks);
+    return 0;
+}
