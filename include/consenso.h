@@ -185,7 +185,8 @@ const char *consenso_version(void);
 // Writes default options into `*out`: ring hashing with 160 virtual nodes
 // and no bound, eject after 5 consecutive failures for 30 s growing to at
 // most 300 s, at most half ejected, panic below half healthy, no slow
-// start, a 10 s latency decay, seed 0x5EED. Free with
+// start, a 10 s latency decay, and a random seed of the balancer's own.
+// Free with
 // `consenso_balancer_options_free`.
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.

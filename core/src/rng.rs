@@ -10,6 +10,14 @@ pub struct Rng {
     s: [u64; 4],
 }
 
+/// A seed that differs from process to process (drawn from the standard
+/// library's per-process random hash keys), for callers that do not need
+/// to replay: independent clients should not pick in lockstep.
+pub fn entropy_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64)
+}
+
 fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;

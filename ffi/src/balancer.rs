@@ -26,7 +26,8 @@ pub struct consenso_balancer_options {
     algorithm: Algorithm,
     bound: Option<f64>,
     health: Health,
-    seed: u64,
+    /// `None`: a seed of the balancer's own.
+    seed: Option<u64>,
 }
 
 impl Default for consenso_balancer_options {
@@ -35,7 +36,7 @@ impl Default for consenso_balancer_options {
             algorithm: Algorithm::Ring { vnodes: 160 },
             bound: None,
             health: Health::default(),
-            seed: 0x5EED,
+            seed: None,
         }
     }
 }
@@ -75,7 +76,8 @@ pub struct consenso_endpoint_stats {
 /// Writes default options into `*out`: ring hashing with 160 virtual nodes
 /// and no bound, eject after 5 consecutive failures for 30 s growing to at
 /// most 300 s, at most half ejected, panic below half healthy, no slow
-/// start, a 10 s latency decay, seed 0x5EED. Free with
+/// start, a 10 s latency decay, and a random seed of the balancer's own.
+/// Free with
 /// `consenso_balancer_options_free`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
@@ -156,7 +158,7 @@ pub extern "C" fn consenso_balancer_options_set_seed(
     seed: u64,
 ) -> consenso_result {
     with_options(options, |o| {
-        o.seed = seed;
+        o.seed = Some(seed);
         Ok(())
     })
 }
@@ -261,8 +263,12 @@ pub extern "C" fn consenso_balancer_new(
         {
             return Err(consenso_result::InvalidArgument);
         }
-        let inner =
-            Balancer::with_options(policy, o.health, Arc::new(SystemClock::default()), o.seed)?;
+        let inner = Balancer::with_options(
+            policy,
+            o.health,
+            Arc::new(SystemClock::default()),
+            o.seed.unwrap_or_else(consenso::rng::entropy_seed),
+        )?;
         out.set(into_handle(consenso_balancer { inner }));
         Ok(())
     })

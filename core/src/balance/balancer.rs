@@ -254,7 +254,9 @@ impl std::fmt::Display for Target<'_> {
 }
 
 impl Balancer {
-    /// A balancer with `policy`, default health settings and the system clock.
+    /// A balancer with `policy`, default health settings, the system clock
+    /// and a seed of its own ([`crate::rng::entropy_seed`]): two processes
+    /// do not pick in lockstep. Use [`Balancer::with_options`] to replay.
     ///
     /// # Errors
     /// [`BalanceError::Invalid`] for a bounded-load factor that is not > 1.
@@ -263,7 +265,7 @@ impl Balancer {
             policy,
             Health::default(),
             Arc::new(SystemClock::default()),
-            0x5EED,
+            crate::rng::entropy_seed(),
         )
     }
 
