@@ -2,9 +2,11 @@
 #   make demo   runs the 3-node cluster example on Raft, Multi-Paxos and ZAB,
 #               then the C load-balancer example
 #   make test   formatting, lints, every Rust test (simulator seed range
-#               included), the C API under ASan/UBSan, the header as C++
+#               included), the C API under ASan/UBSan, the header as C++,
+#               and the Python package: pip install ./python, then pytest
 
 CARGO ?= cargo
+PYTHON ?= python3
 CC ?= gcc
 CXX ?= g++
 
@@ -16,7 +18,7 @@ C_LIBS := -lpthread -ldl -lm
 C_OUT := target/c
 FFI_LIB := target/debug/libconsenso.a
 
-.PHONY: demo test lint fmt bench sim-long header ffi c-test c-example
+.PHONY: demo test lint fmt bench bench-python sim-long header ffi c-test c-example python-test
 
 demo: c-example
 	$(CARGO) run --release --example cluster -- --protocol raft
@@ -29,6 +31,14 @@ test: lint
 	$(CARGO) check -p consenso-python
 	$(MAKE) c-test
 	$(CARGO) build --release --example cluster --bench throughput --bench hashing --bench balance --bench hash_compare
+	$(MAKE) python-test
+
+# Installs the package the way users do (pip builds it with maturin), with
+# pytest from its test extra, then runs tests/python and the example.
+python-test:
+	$(PYTHON) -m pip install --quiet "./python[test]"
+	$(PYTHON) -m pytest -q tests/python
+	$(PYTHON) examples/python/load_balancer.py > /dev/null
 
 ffi:
 	$(CARGO) build -p consenso-ffi
@@ -65,6 +75,10 @@ bench:
 	$(CARGO) bench -p consenso --bench hashing
 	$(CARGO) bench -p consenso --bench balance
 	$(CARGO) bench -p consenso --bench hash_compare
+
+# lb.pick() from Python against an empty Python method (after python-test).
+bench-python:
+	$(PYTHON) python/benches/bench_pick.py
 
 # A longer simulator run: 5,000 seeds per protocol.
 sim-long:

@@ -1,9 +1,17 @@
-//! Python bindings for consenso: the native module `consenso._consenso`.
+//! Python bindings for consenso: the native module `consenso._consenso`,
+//! re-exported by the `consenso` package.
 //!
-//! This crate is a thin adapter: it converts types and errors and holds no
-//! protocol logic (see DESIGN.md, "Adapters").
+//! A thin adapter (DESIGN.md, "Adapters"): it converts arguments, objects
+//! and errors and holds no balancing or hashing logic. Where things live:
+//! argument conversion in `args`, exceptions in `errors`, then one module
+//! per class family (`balancer`, `hash`).
 
 use pyo3::prelude::*;
+
+mod args;
+mod balancer;
+mod errors;
+mod hash;
 
 /// The library version, the same string as the Rust crate's.
 #[pyfunction]
@@ -13,7 +21,16 @@ fn version() -> &'static str {
 
 #[pymodule]
 fn _consenso(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
     m.add("__version__", consenso::VERSION)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_class::<balancer::LoadBalancer>()?;
+    m.add_class::<balancer::Lease>()?;
+    m.add_class::<hash::HashRing>()?;
+    m.add("ConsensoError", py.get_type::<errors::ConsensoError>())?;
+    m.add(
+        "NoEndpointsError",
+        py.get_type::<errors::NoEndpointsError>(),
+    )?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use super::clock::{Clock, SystemClock};
 use super::pick::{Holder, Pick};
 use super::policy::{Health, Policy};
-use super::stats::{EndpointId, EndpointStats, Stats};
+use super::stats::{Attachment, EndpointId, EndpointStats, Stats};
 use crate::hashing::{mix64, HashError, HashRing};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -358,7 +358,12 @@ impl Balancer {
             .collect();
         f(&mut eps)?;
         let snap = self.inner.build(eps)?;
-        self.inner.snapshot.store(Arc::new(snap));
+        let old = self.inner.snapshot.swap(Arc::new(snap));
+        // The old snapshot may hold the last reference to a removed
+        // endpoint's attachment, whose drop may run caller code (a Python
+        // __del__) that calls back into this balancer: drop it unlocked.
+        drop(_w);
+        drop(old);
         Ok(())
     }
 
@@ -367,6 +372,31 @@ impl Balancer {
     /// # Errors
     /// [`BalanceError::ZeroWeight`] or [`BalanceError::Duplicate`].
     pub fn add(&self, name: &str, weight: u32) -> Result<EndpointId, BalanceError> {
+        self.add_endpoint(name, weight, None)
+    }
+
+    /// Adds an endpoint carrying `attachment`, which its picks hand back
+    /// ([`Pick::attachment`], [`Balancer::select_with`]); like
+    /// [`Balancer::add`] otherwise. The attachment is dropped when the
+    /// endpoint is removed and its last pick finished.
+    ///
+    /// # Errors
+    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Duplicate`].
+    pub fn add_with(
+        &self,
+        name: &str,
+        weight: u32,
+        attachment: Attachment,
+    ) -> Result<EndpointId, BalanceError> {
+        self.add_endpoint(name, weight, Some(attachment))
+    }
+
+    fn add_endpoint(
+        &self,
+        name: &str,
+        weight: u32,
+        attachment: Option<Attachment>,
+    ) -> Result<EndpointId, BalanceError> {
         if weight == 0 {
             return Err(BalanceError::ZeroWeight(name.into()));
         }
@@ -381,7 +411,7 @@ impl Balancer {
             id = self.inner.next_id.fetch_add(1, Relaxed);
             eps.push(Endpoint {
                 weight,
-                stats: Arc::new(Stats::new(name, id, now)),
+                stats: Arc::new(Stats::new(name, id, attachment, now)),
             });
             Ok(())
         })?;
@@ -500,9 +530,41 @@ impl Balancer {
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
     pub fn select(&self, key: Option<&[u8]>) -> Result<EndpointId, BalanceError> {
+        self.select_with(key, |id, _| id)
+    }
+
+    /// Like [`Balancer::select`], handing `f` the chosen endpoint's id and
+    /// attachment (borrowed: no reference count changes hands).
+    ///
+    /// # Errors
+    /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
+    pub fn select_with<R>(
+        &self,
+        key: Option<&[u8]>,
+        f: impl FnOnce(EndpointId, Option<&(dyn std::any::Any + Send + Sync)>) -> R,
+    ) -> Result<R, BalanceError> {
         let snap = self.inner.snapshot.load();
         let (index, _) = self.pick_index(&snap, key, false)?;
-        Ok(EndpointId(snap.endpoints[index].stats.id))
+        let stats = &snap.endpoints[index].stats;
+        Ok(f(
+            EndpointId(stats.id),
+            stats.attachment.as_ref().map(|a| &*a.0),
+        ))
+    }
+
+    /// Calls `f` with the id, name and attachment of every endpoint, in
+    /// order, from one snapshot.
+    pub fn for_each_endpoint(
+        &self,
+        mut f: impl FnMut(EndpointId, &str, Option<&(dyn std::any::Any + Send + Sync)>),
+    ) {
+        for e in &self.inner.snapshot.load().endpoints {
+            f(
+                EndpointId(e.stats.id),
+                &e.stats.name,
+                e.stats.attachment.as_ref().map(|a| &*a.0),
+            );
+        }
     }
 
     fn pick_with<'a>(

@@ -19,4 +19,4 @@ pub use balancer::{BalanceError, Balancer};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use pick::{Outcome, Pick};
 pub use policy::{Health, Policy};
-pub use stats::{EndpointId, EndpointStats};
+pub use stats::{Attachment, EndpointId, EndpointStats};

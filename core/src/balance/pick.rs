@@ -72,6 +72,12 @@ impl Pick<'_> {
         EndpointId(self.stats.id)
     }
 
+    /// What was attached to the endpoint when it was added, if anything
+    /// ([`Balancer::add_with`](super::Balancer::add_with)).
+    pub fn attachment(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        self.stats.attachment.as_ref().map(|a| &*a.0)
+    }
+
     /// True when the pick is timed, so [`Pick::finish`] records latency.
     pub fn is_timed(&self) -> bool {
         self.started.is_some()

@@ -39,6 +39,21 @@ pub struct EndpointStats {
     pub ejections: u32,
 }
 
+/// Something the caller attaches to an endpoint when adding it (a client,
+/// a connection pool, a Python object) and gets back with the picks of that
+/// endpoint, without a lookup of its own.
+pub type Attachment = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// An [`Attachment`] that `Stats` can print.
+#[derive(Clone)]
+pub(crate) struct Attached(pub(crate) Attachment);
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attachment")
+    }
+}
+
 /// Live statistics of one endpoint, with its name. Aligned to its own cache
 /// lines so threads picking different endpoints do not share them.
 #[derive(Debug, Default)]
@@ -47,6 +62,8 @@ pub struct Stats {
     pub(crate) name: Box<str>,
     /// The endpoint's id: assigned at `add`, never reused by its balancer.
     pub(crate) id: u64,
+    /// What the caller attached at `add`, if anything.
+    pub(crate) attachment: Option<Attached>,
     pub(crate) in_flight: AtomicI64,
     pub(crate) successes: AtomicU64,
     pub(crate) failures: AtomicU64,
@@ -62,11 +79,13 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Fresh statistics for endpoint `name` (id `id`) that joined at `now`.
-    pub fn new(name: &str, id: u64, now: u64) -> Self {
+    /// Fresh statistics for endpoint `name` (id `id`, carrying
+    /// `attachment`) that joined at `now`.
+    pub(crate) fn new(name: &str, id: u64, attachment: Option<Attachment>, now: u64) -> Self {
         let s = Stats {
             name: name.into(),
             id,
+            attachment: attachment.map(Attached),
             ..Stats::default()
         };
         s.warm_from.store(now, Relaxed);

@@ -448,3 +448,31 @@ fn owned_picks_are_timed_so_finish_records_latency() {
     let ewma = b.stats()[0].ewma_latency;
     assert!((ewma - 0.003).abs() < 1e-9, "latency recorded: {ewma}");
 }
+
+#[test]
+fn attachments_come_back_with_picks_and_leave_with_their_endpoint() {
+    let (b, _) = balancer(Policy::RoundRobin, &[]);
+    let client_a: Attachment = Arc::new(String::from("client-a"));
+    let a = b.add_with("a", 1, client_a.clone()).unwrap();
+    b.add("b", 1).unwrap();
+    let p = b.pick(None).unwrap();
+    let got = p.attachment().and_then(|x| x.downcast_ref::<String>());
+    assert_eq!(got.map(String::as_str), Some("client-a"));
+    p.finish(Outcome::Success);
+    let seen = b.select_with(None, |id, att| (id, att.is_some())).unwrap();
+    assert_eq!(seen, (EndpointId(2), false), "b carries nothing");
+    let mut all = Vec::new();
+    b.for_each_endpoint(|id, name, att| all.push((id.0, name.to_string(), att.is_some())));
+    assert_eq!(all, vec![(1, "a".into(), true), (2, "b".into(), false)]);
+    // A pick keeps the attachment alive after its endpoint is removed.
+    let held = b.pick_owned(None).unwrap();
+    assert_eq!(held.id(), a);
+    b.remove_id(a).unwrap();
+    assert_eq!(Arc::strong_count(&client_a), 2, "ours and the pick's");
+    held.finish(Outcome::Success);
+    assert_eq!(
+        Arc::strong_count(&client_a),
+        1,
+        "released with the last pick"
+    );
+}

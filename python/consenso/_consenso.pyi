@@ -1,0 +1,107 @@
+"""Type stubs for the native module consenso._consenso."""
+
+from typing import Any, Iterable, List, Optional, Sequence, TypedDict, Union
+
+__version__: str
+
+def version() -> str:
+    """The library version, the same string as the Rust crate's."""
+
+Key = Union[bytes, str]
+
+class ConsensoError(Exception):
+    """Base class of consenso's errors."""
+
+class NoEndpointsError(ConsensoError):
+    """There is no node to pick: the balancer is empty."""
+
+class NodeStats(TypedDict):
+    node: Any
+    name: str
+    weight: int
+    in_flight: int
+    ewma_latency: float
+    successes: int
+    failures: int
+    ejected: bool
+    ejections: int
+
+class Lease:
+    """A picked node held in flight until the `with` block ends or `finish`."""
+
+    @property
+    def node(self) -> Any: ...
+    @property
+    def active(self) -> bool: ...
+    def finish(self, success: bool = True, latency: Optional[float] = None) -> None:
+        """Records the outcome and latency (seconds; default: since the pick).
+        Raises ConsensoError when already finished."""
+    def __enter__(self) -> Any: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...
+
+class LoadBalancer:
+    """A load balancer over Python objects; thread-safe, lock-free picks.
+
+    policy: "random", "round_robin", "weighted_round_robin",
+    "least_connections", "least_response_time" or "consistent_hash"
+    (hash="ring" | "maglev" | "jump" | "rendezvous"; bound=1.25 for
+    bounded loads). Nodes are known by name: a str node is its own name,
+    else its `name` attribute if that is a str, else str(node).
+    """
+
+    def __init__(
+        self,
+        nodes: Optional[Iterable[Any]] = None,
+        policy: str = "random",
+        *,
+        weights: Optional[Sequence[int]] = None,
+        hash: Optional[str] = None,
+        bound: Optional[float] = None,
+        seed: Optional[int] = None,
+        consecutive_failures: int = 5,
+        ejection_time: float = 30.0,
+        max_ejection_time: float = 300.0,
+        max_ejected_share: float = 0.5,
+        panic_threshold: float = 0.5,
+        slow_start: float = 0.0,
+        ewma_decay: float = 10.0,
+    ) -> None: ...
+    def request(self, request: Any, key: Optional[Key] = None) -> Any:
+        """node.process(request) on the chosen node; records latency and
+        outcome; an exception counts as a failure and propagates."""
+    def pick(self, key: Optional[Key] = None) -> Any:
+        """The chosen node, untracked."""
+    def acquire(self, key: Optional[Key] = None) -> Lease:
+        """The chosen node, held in flight: `with lb.acquire() as node:`."""
+    def add(self, node: Any, weight: Optional[int] = None) -> None: ...
+    def remove(self, node: Any) -> None: ...
+    def set_weight(self, node: Any, weight: int) -> None: ...
+    def stats(self) -> List[NodeStats]: ...
+    @property
+    def nodes(self) -> List[Any]: ...
+    @property
+    def policy(self) -> str: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, node: Any) -> bool: ...
+
+class HashRing:
+    """Names placed by consistent hashing: "ring", "maglev", "jump" or
+    "rendezvous". Immutable and thread-safe."""
+
+    def __init__(
+        self,
+        nodes: Iterable[str],
+        algorithm: str = "ring",
+        *,
+        weights: Optional[Sequence[int]] = None,
+        vnodes: Optional[int] = None,
+        table_size: Optional[int] = None,
+    ) -> None: ...
+    def get(self, key: Key) -> str: ...
+    def get_n(self, key: Key, n: int) -> List[str]: ...
+    def get_bounded(self, key: Key, loads: Sequence[int], epsilon: float) -> str: ...
+    @property
+    def nodes(self) -> List[str]: ...
+    @property
+    def algorithm(self) -> str: ...
+    def __len__(self) -> int: ...

@@ -1,0 +1,85 @@
+//! Conversions of Python arguments that both classes take: keys, weights,
+//! durations and names of nodes.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// A hashing key: `bytes`, or `str` (hashed as its UTF-8 bytes).
+pub(crate) fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Cow::Borrowed(b.as_bytes()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Cow::Owned(s.to_cow()?.into_owned().into_bytes()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "a key must be bytes or str, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// An optional key.
+pub(crate) fn opt_key<'a>(obj: Option<&'a Bound<'_, PyAny>>) -> PyResult<Option<Cow<'a, [u8]>>> {
+    obj.filter(|o| !o.is_none()).map(key).transpose()
+}
+
+/// A weight: an `int` from 1 to 2^32 - 1.
+pub(crate) fn weight(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
+    let w: i128 = obj.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a weight must be an int, not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    u32::try_from(w).ok().filter(|&w| w >= 1).ok_or_else(|| {
+        PyValueError::new_err(format!("a weight must be from 1 to 2**32-1, got {w}"))
+    })
+}
+
+/// A duration in seconds: a finite, non-negative number.
+pub(crate) fn seconds(name: &str, s: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} must be a finite number of seconds >= 0, got {s}"
+        ))
+    })
+}
+
+/// A share from 0 to 1.
+pub(crate) fn share(name: &str, v: f64) -> PyResult<f64> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "{name} must be from 0 to 1, got {v}"
+        )))
+    }
+}
+
+/// The name a node is known by: a `str` node is its own name; otherwise its
+/// `name` attribute when that is a `str`; otherwise `str(node)`. Consistent
+/// hashing places nodes by name, so give nodes a stable `name` to keep
+/// placements across processes.
+pub(crate) fn node_name(node: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = node.py();
+    if let Ok(s) = node.cast::<PyString>() {
+        return Ok(s.to_cow()?.into_owned());
+    }
+    match node.getattr(intern!(py, "name")) {
+        Ok(name) => {
+            if let Ok(s) = name.cast::<PyString>() {
+                return Ok(s.to_cow()?.into_owned());
+            }
+        }
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(node.str()?.to_cow()?.into_owned())
+}

@@ -1,0 +1,447 @@
+//! `LoadBalancer`: the core balancer over arbitrary Python node objects,
+//! and `Lease`, a pick held while a request is in flight.
+//!
+//! Each node object rides on its endpoint as the core's attachment, so a
+//! pick hands it back without a lookup or a lock of this adapter's own.
+
+use crate::args;
+use crate::errors::{self, ConsensoError};
+use consenso::balance::{
+    Attachment, BalanceError, Balancer, EndpointId, Health, Outcome, Pick, Policy, SystemClock,
+};
+use consenso::hashing::Algorithm;
+use parking_lot::Mutex;
+use pyo3::exceptions::PyValueError;
+use pyo3::gc::PyVisit;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use pyo3::PyTraverseError;
+use std::any::Any;
+use std::sync::Arc;
+
+/// The node object attached to an endpoint.
+fn node_of(attachment: Option<&(dyn Any + Send + Sync)>) -> Option<&Py<PyAny>> {
+    attachment.and_then(|a| a.downcast_ref::<Py<PyAny>>())
+}
+
+/// The error for a node this balancer does not have.
+fn unknown(e: BalanceError, name: &str) -> PyErr {
+    match e {
+        BalanceError::Unknown(_) => {
+            PyValueError::new_err(format!("{name:?} is not a node of this load balancer"))
+        }
+        e => errors::balance(e),
+    }
+}
+
+/// A load balancer over Python objects. Thread-safe: any thread may pick,
+/// request, add or remove at once. Picks are lock-free in the core.
+#[pyclass(frozen, module = "consenso")]
+pub struct LoadBalancer {
+    inner: Balancer,
+    policy: String,
+}
+
+impl LoadBalancer {
+    /// An owned, timed pick and its node object.
+    fn pick_node(
+        &self,
+        py: Python<'_>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(Pick<'static>, Py<PyAny>)> {
+        let key = args::opt_key(key)?;
+        let pick = self
+            .inner
+            .pick_owned(key.as_deref())
+            .map_err(errors::balance)?;
+        let node = node_of(pick.attachment())
+            .map(|n| n.clone_ref(py))
+            .ok_or_else(|| ConsensoError::new_err("a node without its object"))?;
+        Ok((pick, node))
+    }
+
+    fn add_node(&self, node: &Bound<'_, PyAny>, weight: u32) -> PyResult<()> {
+        let name = args::node_name(node)?;
+        let attachment: Attachment = Arc::new(node.clone().unbind());
+        self.inner
+            .add_with(&name, weight, attachment)
+            .map_err(errors::balance)?;
+        Ok(())
+    }
+}
+
+/// `Health` from the keyword arguments, in seconds and shares.
+#[allow(clippy::too_many_arguments)]
+fn health(
+    consecutive_failures: u32,
+    ejection_time: f64,
+    max_ejection_time: f64,
+    max_ejected_share: f64,
+    panic_threshold: f64,
+    slow_start: f64,
+    ewma_decay: f64,
+) -> PyResult<Health> {
+    let health = Health {
+        consecutive_failures,
+        base_ejection: args::seconds("ejection_time", ejection_time)?,
+        max_ejection: args::seconds("max_ejection_time", max_ejection_time)?,
+        max_ejected_share: args::share("max_ejected_share", max_ejected_share)?,
+        panic_threshold: args::share("panic_threshold", panic_threshold)?,
+        slow_start: args::seconds("slow_start", slow_start)?,
+        ewma_decay: args::seconds("ewma_decay", ewma_decay)?,
+    };
+    if health.ewma_decay.is_zero() {
+        return Err(PyValueError::new_err("ewma_decay must be above 0"));
+    }
+    Ok(health)
+}
+
+/// The core policy for a policy name and the consistent-hashing options.
+fn policy(name: &str, hash: Option<&str>, bound: Option<f64>) -> PyResult<Policy> {
+    let policy = Policy::from_name(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown policy {name:?}; one of: random, round_robin, weighted_round_robin, \
+             least_connections, least_response_time, consistent_hash"
+        ))
+    })?;
+    match policy {
+        Policy::ConsistentHash { .. } => {
+            let algorithm = match hash {
+                None => Algorithm::Ring { vnodes: 160 },
+                Some(h) => Algorithm::from_name(h).ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "unknown hash {h:?}; one of: ring, maglev, jump, rendezvous"
+                    ))
+                })?,
+            };
+            if let Some(b) = bound {
+                if !(b > 1.0 && b.is_finite()) {
+                    return Err(PyValueError::new_err(format!(
+                        "bound is 1 + epsilon and must be above 1, got {b}"
+                    )));
+                }
+            }
+            Ok(Policy::ConsistentHash { algorithm, bound })
+        }
+        _ if hash.is_some() || bound.is_some() => Err(PyValueError::new_err(format!(
+            "hash and bound apply to the consistent_hash policy, not {name:?}"
+        ))),
+        p => Ok(p),
+    }
+}
+
+#[pymethods]
+impl LoadBalancer {
+    /// A load balancer over `nodes` (any objects; `request` calls their
+    /// `process(request)` method) with `policy`.
+    #[new]
+    #[pyo3(signature = (
+        nodes = None, policy = "random", *, weights = None, hash = None, bound = None,
+        seed = None, consecutive_failures = 5, ejection_time = 30.0,
+        max_ejection_time = 300.0, max_ejected_share = 0.5, panic_threshold = 0.5,
+        slow_start = 0.0, ewma_decay = 10.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        nodes: Option<&Bound<'_, PyAny>>,
+        policy: &str,
+        weights: Option<&Bound<'_, PyAny>>,
+        hash: Option<&str>,
+        bound: Option<f64>,
+        seed: Option<u64>,
+        consecutive_failures: u32,
+        ejection_time: f64,
+        max_ejection_time: f64,
+        max_ejected_share: f64,
+        panic_threshold: f64,
+        slow_start: f64,
+        ewma_decay: f64,
+    ) -> PyResult<Self> {
+        let core_policy = self::policy(policy, hash, bound)?;
+        let health = health(
+            consecutive_failures,
+            ejection_time,
+            max_ejection_time,
+            max_ejected_share,
+            panic_threshold,
+            slow_start,
+            ewma_decay,
+        )?;
+        let inner = Balancer::with_options(
+            core_policy,
+            health,
+            Arc::new(SystemClock::default()),
+            seed.unwrap_or_else(consenso::rng::entropy_seed),
+        )
+        .map_err(errors::balance)?;
+        let lb = LoadBalancer {
+            inner,
+            policy: policy.to_string(),
+        };
+        let nodes: Vec<Bound<'_, PyAny>> = match nodes {
+            Some(n) => n.try_iter()?.collect::<PyResult<_>>()?,
+            None => Vec::new(),
+        };
+        let weights: Vec<u32> = match weights {
+            Some(w) => w
+                .try_iter()?
+                .map(|w| args::weight(&w?))
+                .collect::<PyResult<_>>()?,
+            None => vec![1; nodes.len()],
+        };
+        if weights.len() != nodes.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} weights for {} nodes",
+                weights.len(),
+                nodes.len()
+            )));
+        }
+        for (node, w) in nodes.iter().zip(weights) {
+            lb.add_node(node, w)?;
+        }
+        Ok(lb)
+    }
+
+    /// Picks a node, calls `node.process(request)` and returns its result,
+    /// recording the latency and the outcome; an exception counts as a
+    /// failure and propagates. `key` is for consistent hashing.
+    #[pyo3(signature = (request, key = None))]
+    fn request(
+        &self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (pick, node) = self.pick_node(py, key)?;
+        match node
+            .bind(py)
+            .call_method1(intern!(py, "process"), (request,))
+        {
+            Ok(result) => {
+                pick.finish(Outcome::Success);
+                Ok(result.unbind())
+            }
+            Err(e) => {
+                pick.finish(Outcome::Failure);
+                Err(e)
+            }
+        }
+    }
+
+    /// The node the policy chooses (`key` for consistent hashing). Not
+    /// tracked: use `acquire` to count the request in flight and record
+    /// how it went.
+    #[pyo3(signature = (key = None))]
+    fn pick(&self, py: Python<'_>, key: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let key = args::opt_key(key)?;
+        self.inner
+            .select_with(key.as_deref(), |_, a| node_of(a).map(|n| n.clone_ref(py)))
+            .map_err(errors::balance)?
+            .ok_or_else(|| ConsensoError::new_err("a node without its object"))
+    }
+
+    /// Picks a node and holds it in flight: `with lb.acquire() as node:`
+    /// records success, or failure when the block raises, with the time
+    /// the block took.
+    #[pyo3(signature = (key = None))]
+    fn acquire(&self, py: Python<'_>, key: Option<&Bound<'_, PyAny>>) -> PyResult<Lease> {
+        let (pick, node) = self.pick_node(py, key)?;
+        Ok(Lease {
+            pick: Mutex::new(Some(pick)),
+            node,
+        })
+    }
+
+    /// Adds `node` with `weight` (an int >= 1). Other nodes keep their
+    /// statistics. Raises ValueError for a bad weight or a name in use.
+    #[pyo3(signature = (node, weight = None))]
+    fn add(&self, node: &Bound<'_, PyAny>, weight: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let weight = weight.map(args::weight).transpose()?.unwrap_or(1);
+        self.add_node(node, weight)
+    }
+
+    /// Removes `node`; requests in flight on it finish normally. Raises
+    /// ValueError when it is not a node of this balancer.
+    fn remove(&self, node: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = args::node_name(node)?;
+        self.inner.remove(&name).map_err(|e| unknown(e, &name))
+    }
+
+    /// Sets `node`'s weight (an int >= 1), keeping its statistics.
+    fn set_weight(&self, node: &Bound<'_, PyAny>, weight: &Bound<'_, PyAny>) -> PyResult<()> {
+        let weight = args::weight(weight)?;
+        let name = args::node_name(node)?;
+        self.inner
+            .set_weight(&name, weight)
+            .map_err(|e| unknown(e, &name))
+    }
+
+    /// One dict per node: node, name, weight, in_flight, ewma_latency
+    /// (seconds), successes, failures, ejected, ejections.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut nodes: Vec<(EndpointId, Py<PyAny>)> = Vec::new();
+        self.inner.for_each_endpoint(|id, _, a| {
+            if let Some(n) = node_of(a) {
+                nodes.push((id, n.clone_ref(py)));
+            }
+        });
+        let list = PyList::empty(py);
+        for s in self.inner.stats() {
+            // Statistics and nodes come from two snapshots: skip a node
+            // added or removed in between.
+            let Some((_, node)) = nodes.iter().find(|(id, _)| *id == s.id) else {
+                continue;
+            };
+            let d = PyDict::new(py);
+            d.set_item("node", node)?;
+            d.set_item("name", s.name)?;
+            d.set_item("weight", s.weight)?;
+            d.set_item("in_flight", s.in_flight)?;
+            d.set_item("ewma_latency", s.ewma_latency)?;
+            d.set_item("successes", s.successes)?;
+            d.set_item("failures", s.failures)?;
+            d.set_item("ejected", s.ejected)?;
+            d.set_item("ejections", s.ejections)?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    /// The nodes, in the order they were added.
+    #[getter]
+    fn nodes(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        let mut nodes = Vec::new();
+        self.inner.for_each_endpoint(|_, _, a| {
+            if let Some(n) = node_of(a) {
+                nodes.push(n.clone_ref(py));
+            }
+        });
+        nodes
+    }
+
+    /// The policy's name.
+    #[getter]
+    fn policy(&self) -> &str {
+        &self.policy
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __contains__(&self, node: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let name = args::node_name(node)?;
+        let mut found = false;
+        self.inner.for_each_endpoint(|_, n, _| found |= n == name);
+        Ok(found)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "LoadBalancer(policy='{}', nodes={})",
+            self.policy,
+            self.inner.len()
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let mut result = Ok(());
+        self.inner.for_each_endpoint(|_, _, a| {
+            if let (Ok(()), Some(n)) = (&result, node_of(a)) {
+                result = visit.call(n);
+            }
+        });
+        result
+    }
+
+    fn __clear__(&self) {
+        let mut ids = Vec::new();
+        self.inner.for_each_endpoint(|id, _, _| ids.push(id));
+        for id in ids {
+            // Cannot fail but for a concurrent removal, which is as good.
+            let _ = self.inner.remove_id(id);
+        }
+    }
+}
+
+/// A picked node held in flight until the `with` block ends or `finish`.
+#[pyclass(frozen, module = "consenso")]
+pub struct Lease {
+    pick: Mutex<Option<Pick<'static>>>,
+    node: Py<PyAny>,
+}
+
+#[pymethods]
+impl Lease {
+    /// The picked node.
+    #[getter]
+    fn node(&self, py: Python<'_>) -> Py<PyAny> {
+        self.node.clone_ref(py)
+    }
+
+    /// Records how the request went: `success`, and `latency` in seconds
+    /// (default: the time since the pick). Raises ConsensoError when the
+    /// lease was already finished.
+    #[pyo3(signature = (success = true, latency = None))]
+    fn finish(&self, success: bool, latency: Option<f64>) -> PyResult<()> {
+        let latency = latency.map(|s| args::seconds("latency", s)).transpose()?;
+        let pick = self
+            .pick
+            .lock()
+            .take()
+            .ok_or_else(|| ConsensoError::new_err("this lease is already finished"))?;
+        let outcome = if success {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        match latency {
+            Some(l) => pick.finish_with_latency(l, outcome),
+            None => pick.finish(outcome),
+        }
+        Ok(())
+    }
+
+    /// True until finished.
+    #[getter]
+    fn active(&self) -> bool {
+        self.pick.lock().is_some()
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> Py<PyAny> {
+        self.node.clone_ref(py)
+    }
+
+    /// Finishes the lease unless `finish` did: success, or failure when the
+    /// block raised. Never swallows the exception.
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        if let Some(pick) = self.pick.lock().take() {
+            pick.finish(if exc_type.is_some_and(|t| !t.is_none()) {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            });
+        }
+        false
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.node)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let node = self
+            .node
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "?".into());
+        format!("Lease(node={node}, active={})", self.active())
+    }
+}

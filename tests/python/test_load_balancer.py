@@ -1,0 +1,248 @@
+"""LoadBalancer from Python: the textbook calls, every policy, statistics,
+health, threads, and bad input. No test depends on timing: latencies are
+reported explicitly where a policy needs them."""
+
+import collections
+import threading
+
+import pytest
+
+import consenso
+
+
+class Node:
+    """A server in the textbook sense: it processes requests."""
+
+    def __init__(self, name, fail=False):
+        self.name = name
+        self.fail = fail
+        self.seen = []
+
+    def process(self, request):
+        self.seen.append(request)
+        if self.fail:
+            raise RuntimeError(f"{self.name} is down")
+        return f"{self.name}:{request}"
+
+    def __repr__(self):
+        return f"Node({self.name!r})"
+
+
+def nodes(*names):
+    return [Node(n) for n in names]
+
+
+def test_request_calls_process_on_the_picked_node_and_returns_its_result():
+    a, b, c = nodes("a", "b", "c")
+    lb = consenso.LoadBalancer([a, b, c], policy="round_robin")
+    assert [lb.request(i) for i in range(4)] == ["a:0", "b:1", "c:2", "a:3"]
+    assert (a.seen, b.seen, c.seen) == ([0, 3], [1], [2])
+    stats = {s["name"]: s for s in lb.stats()}
+    assert stats["a"]["successes"] == 2 and stats["a"]["node"] is a
+    assert all(s["in_flight"] == 0 for s in stats.values())
+    assert stats["a"]["ewma_latency"] > 0, "request records latency"
+
+
+def test_an_exception_in_process_counts_as_a_failure_and_propagates():
+    bad = Node("bad", fail=True)
+    lb = consenso.LoadBalancer([bad], policy="random", seed=1)
+    with pytest.raises(RuntimeError, match="bad is down"):
+        lb.request("x")
+    (s,) = lb.stats()
+    assert (s["failures"], s["successes"], s["in_flight"]) == (1, 0, 0)
+
+
+def test_a_node_without_process_is_a_failure_not_a_crash():
+    lb = consenso.LoadBalancer([object()], policy="random")
+    with pytest.raises(AttributeError):
+        lb.request(1)
+    assert lb.stats()[0]["failures"] == 1
+
+
+def test_smooth_weighted_round_robin_is_exact_within_each_cycle():
+    lb = consenso.LoadBalancer(nodes("a", "b", "c"), policy="weighted_round_robin", weights=[5, 1, 1])
+    assert " ".join(lb.pick().name for _ in range(7)) == "a a b a c a a"
+
+
+def test_random_is_seeded_and_spreads_evenly():
+    def sequence(seed):
+        lb = consenso.LoadBalancer(nodes("a", "b", "c", "d"), policy="random", seed=seed)
+        return [lb.pick().name for _ in range(20_000)]
+
+    first = sequence(7)
+    assert first == sequence(7), "the same seed picks the same sequence"
+    counts = collections.Counter(first)
+    assert all(4_500 <= counts[n] <= 5_500 for n in "abcd"), counts
+
+
+def test_least_connections_avoids_nodes_with_requests_in_flight():
+    a, b = nodes("a", "b")
+    lb = consenso.LoadBalancer([a, b], policy="least_connections", seed=3)
+    held = [lb.acquire() for _ in range(10)]
+    busy = collections.Counter(lease.node.name for lease in held)
+    # Two choices out of two: every pick went to the less loaded node.
+    assert busy["a"] == busy["b"] == 5
+    for lease in held:
+        lease.finish()
+    assert all(s["in_flight"] == 0 and s["successes"] == 5 for s in lb.stats())
+
+
+def test_least_response_time_prefers_the_faster_node():
+    fast, slow = nodes("fast", "slow")
+    lb = consenso.LoadBalancer([fast, slow], policy="least_response_time", seed=5)
+    # Both untried: each gets a first request, then report their latencies.
+    for _ in range(2):
+        lease = lb.acquire()
+        lease.finish(latency=0.001 if lease.node is fast else 0.5)
+    picks = collections.Counter(lb.pick().name for _ in range(100))
+    assert picks == {"fast": 100}
+
+
+def test_acquire_tracks_in_flight_and_records_failure_when_the_block_raises():
+    lb = consenso.LoadBalancer(nodes("only"), policy="round_robin")
+    with lb.acquire() as node:
+        assert node.name == "only"
+        assert lb.stats()[0]["in_flight"] == 1
+    with pytest.raises(ValueError):
+        with lb.acquire():
+            raise ValueError("boom")
+    (s,) = lb.stats()
+    assert (s["in_flight"], s["successes"], s["failures"]) == (0, 1, 1)
+    lease = lb.acquire()
+    lease.finish(success=False, latency=0.25)
+    assert not lease.active
+    with pytest.raises(consenso.ConsensoError, match="already finished"):
+        lease.finish()
+    assert lb.stats()[0]["ewma_latency"] == pytest.approx(0.25, rel=0.05)
+
+
+def test_consecutive_failures_eject_a_node_and_the_rest_take_over():
+    good, bad = Node("good"), Node("bad", fail=True)
+    lb = consenso.LoadBalancer([good, bad], policy="round_robin", consecutive_failures=3, max_ejected_share=0.5)
+    for i in range(6):
+        try:
+            lb.request(i)
+        except RuntimeError:
+            pass
+    stats = {s["name"]: s for s in lb.stats()}
+    assert stats["bad"]["ejected"] and stats["bad"]["ejections"] == 1
+    assert stats["bad"]["failures"] == 3
+    assert {lb.pick().name for _ in range(10)} == {"good"}
+
+
+def test_consistent_hash_keeps_keys_on_their_node_and_respects_the_bound():
+    names = [f"n{i}" for i in range(5)]
+    lb = consenso.LoadBalancer(nodes(*names), policy="consistent_hash", hash="maglev")
+    ring = consenso.HashRing(names, algorithm="maglev")
+    for k in range(200):
+        key = f"user:{k}"
+        assert lb.pick(key=key).name == ring.get(key) == lb.pick(key=key.encode()).name
+    with pytest.raises(ValueError, match="needs a key"):
+        lb.pick()
+    bounded = consenso.LoadBalancer(nodes(*names), policy="consistent_hash", hash="jump", bound=1.25)
+    held = [bounded.acquire(key="hot") for _ in range(50)]
+    # ceil(1.25 * 50 / 5) = 13 at most on any node.
+    assert max(s["in_flight"] for s in bounded.stats()) <= 13
+    for lease in held:
+        lease.finish()
+
+
+def test_add_remove_and_set_weight_keep_the_other_nodes_statistics():
+    a, b = nodes("a", "b")
+    lb = consenso.LoadBalancer([a], policy="weighted_round_robin")
+    for _ in range(3):
+        lb.request("r")
+    lb.add(b, weight=3)
+    assert len(lb) == 2 and b in lb and lb.nodes == [a, b]
+    assert [lb.pick().name for _ in range(4)].count("b") == 3
+    lb.set_weight(a, 3)
+    lb.remove(b)
+    assert b not in lb and lb.nodes == [a]
+    (s,) = lb.stats()
+    assert (s["name"], s["weight"], s["successes"]) == ("a", 3, 3)
+    lb.add("plain-string-node")
+    assert "plain-string-node" in lb and lb.policy == "weighted_round_robin"
+
+
+def test_bad_input_raises_clear_errors():
+    with pytest.raises(consenso.NoEndpointsError):
+        consenso.LoadBalancer().pick()
+    with pytest.raises(consenso.NoEndpointsError):
+        consenso.LoadBalancer().request("x")
+    lb = consenso.LoadBalancer(nodes("a"))
+    for weight in (0, -1, 2**32):
+        with pytest.raises(ValueError, match="weight"):
+            lb.add(Node("w"), weight=weight)
+    with pytest.raises(TypeError, match="weight must be an int"):
+        lb.add(Node("w"), weight="heavy")
+    with pytest.raises(ValueError, match="already exists"):
+        lb.add(Node("a"))
+    with pytest.raises(ValueError, match="is not a node"):
+        lb.remove(Node("zz"))
+    with pytest.raises(ValueError, match="is not a node"):
+        lb.set_weight(Node("zz"), 2)
+    with pytest.raises(TypeError, match="key must be bytes or str"):
+        lb.pick(key=3.5)
+    with pytest.raises(ValueError, match="unknown policy"):
+        consenso.LoadBalancer(policy="fastest")
+    with pytest.raises(ValueError, match="unknown hash"):
+        consenso.LoadBalancer(policy="consistent_hash", hash="md5")
+    for bound in (1.0, 0.5, -2.0, float("nan")):
+        with pytest.raises(ValueError, match="bound"):
+            consenso.LoadBalancer(policy="consistent_hash", bound=bound)
+    with pytest.raises(ValueError, match="consistent_hash policy"):
+        consenso.LoadBalancer(policy="random", bound=1.5)
+    with pytest.raises(ValueError, match="weights for"):
+        consenso.LoadBalancer(nodes("a", "b"), weights=[1])
+    with pytest.raises(ValueError, match="jump"):
+        consenso.LoadBalancer(nodes("a"), policy="consistent_hash", hash="jump", weights=[2])
+    with pytest.raises(ValueError, match="panic_threshold"):
+        consenso.LoadBalancer(panic_threshold=1.5)
+    with pytest.raises(ValueError, match="slow_start"):
+        consenso.LoadBalancer(slow_start=-1.0)
+    with pytest.raises(TypeError):
+        consenso.LoadBalancer(nodes=5)
+    assert len(lb) == 1, "refused calls changed nothing"
+
+
+def test_threads_share_one_balancer_without_losing_counts():
+    ns = nodes("a", "b", "c")
+    lb = consenso.LoadBalancer(ns, policy="least_connections")
+    per_thread = 2_000
+
+    def work():
+        for i in range(per_thread):
+            with lb.acquire() as node:
+                node.process(i)
+
+    def churn():
+        for _ in range(200):
+            extra = Node("extra")
+            lb.add(extra)
+            lb.remove(extra)
+
+    threads = [threading.Thread(target=work) for _ in range(4)] + [threading.Thread(target=churn)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = lb.stats()
+    assert sum(s["in_flight"] for s in stats) == 0
+    # Picks of the churned node left with it; the three kept the rest.
+    assert 0 < sum(s["successes"] for s in stats) <= 4 * per_thread
+
+
+def test_a_node_referencing_its_balancer_is_collected():
+    import gc
+    import weakref
+
+    class Cyclic(Node):
+        pass
+
+    node = Cyclic("c")
+    lb = consenso.LoadBalancer([node])
+    node.lb = lb
+    ref = weakref.ref(node)
+    del node, lb
+    gc.collect()
+    assert ref() is None, "the node <-> balancer cycle was collected"
