@@ -72,22 +72,38 @@ fn picks(b: &Balancer, count: u64) -> Duration {
     start.elapsed()
 }
 
+/// `select`: the choice alone, without in-flight tracking (what Python's
+/// `lb.pick()` does).
+fn selects(b: &Balancer, count: u64) -> Duration {
+    let start = Instant::now();
+    for i in 0..count {
+        let key = i.to_le_bytes();
+        black_box(b.select(Some(&key)).expect("select"));
+    }
+    start.elapsed()
+}
+
+/// Median of three timed runs, in ns per call.
+fn median_ns(run: impl Fn() -> Duration, count: u64) -> f64 {
+    let mut samples: Vec<f64> = (0..3)
+        .map(|_| run().as_nanos() as f64 / count as f64)
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[1]
+}
+
 fn pick_costs() {
     println!(
-        "| policy | 10 endpoints | 100 endpoints | 1,000 endpoints | 2 threads / 1 thread (100) |"
+        "| policy | 10 endpoints | 100 endpoints | 1,000 endpoints | 2 threads / 1 thread (100) | select only (100) |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     let count = 1_000_000u64;
     for (name, policy) in policies() {
         let mut cells = Vec::new();
         for n in [10, 100, 1000] {
             let b = build(policy, n);
             picks(&b, count / 10);
-            let mut samples: Vec<f64> = (0..3)
-                .map(|_| picks(&b, count).as_nanos() as f64 / count as f64)
-                .collect();
-            samples.sort_by(f64::total_cmp);
-            cells.push(format!("{:.1} ns", samples[1]));
+            cells.push(format!("{:.1} ns", median_ns(|| picks(&b, count), count)));
         }
         let b = build(policy, 100);
         let one = count as f64 / picks(&b, count).as_secs_f64();
@@ -99,8 +115,9 @@ fn pick_costs() {
             }
         });
         let two = 2.0 * count as f64 / start.elapsed().as_secs_f64();
+        let select = median_ns(|| selects(&b, count), count);
         println!(
-            "| {name} | {} | {} | {} | {:.2}x |",
+            "| {name} | {} | {} | {} | {:.2}x | {select:.1} ns |",
             cells[0],
             cells[1],
             cells[2],

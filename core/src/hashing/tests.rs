@@ -199,3 +199,25 @@ fn lookups_are_stable_across_builds() {
         }
     }
 }
+
+#[test]
+fn blocked_jump_matches_the_papers_loop() {
+    use super::jump::{jump, jump_reference};
+    let mut key = 0x1234_5678_9ABC_DEF0u64;
+    for buckets in [1usize, 2, 3, 7, 10, 100, 1000, 65_537, 1 << 20] {
+        for _ in 0..20_000 {
+            key = super::mix64(key.wrapping_add(1));
+            assert_eq!(
+                jump(key, buckets),
+                jump_reference(key, buckets),
+                "{key} {buckets}"
+            );
+        }
+    }
+    // Extreme keys: the step that multiplies by 2^31 saturates, never wraps.
+    for key in [0, 1, u64::MAX, u64::MAX - 1, 1 << 63] {
+        for buckets in [1usize, 5, 1 << 30] {
+            assert_eq!(jump(key, buckets), jump_reference(key, buckets));
+        }
+    }
+}
