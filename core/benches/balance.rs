@@ -106,22 +106,27 @@ fn pick_costs() {
             cells.push(format!("{:.1} ns", median_ns(|| picks(&b, count), count)));
         }
         let b = build(policy, 100);
-        let one = count as f64 / picks(&b, count).as_secs_f64();
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                let b = b.clone();
-                s.spawn(move || picks(&b, count));
-            }
-        });
-        let two = 2.0 * count as f64 / start.elapsed().as_secs_f64();
+        // Two threads against one, median of three tries: a single try
+        // swings by ±30% on a shared two-core machine.
+        let mut ratios: Vec<f64> = (0..3)
+            .map(|_| {
+                let one = count as f64 / picks(&b, count).as_secs_f64();
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..2 {
+                        let b = b.clone();
+                        s.spawn(move || picks(&b, count));
+                    }
+                });
+                2.0 * count as f64 / start.elapsed().as_secs_f64() / one
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[1];
         let select = median_ns(|| selects(&b, count), count);
         println!(
             "| {name} | {} | {} | {} | {:.2}x | {select:.1} ns |",
-            cells[0],
-            cells[1],
-            cells[2],
-            two / one
+            cells[0], cells[1], cells[2], ratio
         );
     }
 }
