@@ -476,3 +476,26 @@ fn attachments_come_back_with_picks_and_leave_with_their_endpoint() {
         "released with the last pick"
     );
 }
+
+#[test]
+fn picks_can_be_finished_on_another_thread() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (b, _) = balancer(Policy::RoundRobin, &[("a", 1)]);
+    let borrowed = b.pick(None).unwrap();
+    assert_send(&borrowed);
+    std::thread::scope(|s| {
+        s.spawn(move || borrowed.finish(Outcome::Failure));
+    });
+    assert_eq!((b.stats()[0].failures, b.stats()[0].in_flight), (1, 0));
+    // Many picks held at once outgrow the snapshot guard's fast slots; all
+    // still count and finish.
+    let held: Vec<Pick> = (0..50).map(|_| b.pick(None).unwrap()).collect();
+    assert_eq!(b.stats()[0].in_flight, 50);
+    b.add("b", 1).unwrap();
+    b.remove("a").unwrap();
+    for p in held {
+        assert_eq!(p.name(), "a");
+        p.finish(Outcome::Success);
+    }
+    assert!(b.stats().iter().all(|s| s.in_flight == 0));
+}
