@@ -514,18 +514,30 @@ impl Balancer {
 
     /// Picks an endpoint (`key` is needed by consistent hashing and ignored
     /// by the others). Lock-free. The pick counts as in flight until
-    /// finished or dropped.
+    /// finished or dropped, and is timed: [`Pick::finish`] records the
+    /// latency since the pick as well as the outcome.
     ///
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
     pub fn pick(&self, key: Option<&[u8]>) -> Result<Pick<'_>, BalanceError> {
+        self.pick_with(key, Holder::Borrowed(&self.inner), true)
+    }
+
+    /// Like [`Balancer::pick`] without the clock read (about as costly as
+    /// the rest of a round-robin pick): [`Pick::finish`] then records only
+    /// the outcome, and [`Pick::finish_with_latency`] a latency the caller
+    /// measured. `least_response_time` picks are timed regardless, since
+    /// the policy needs the clock.
+    ///
+    /// # Errors
+    /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
+    pub fn pick_untimed(&self, key: Option<&[u8]>) -> Result<Pick<'_>, BalanceError> {
         self.pick_with(key, Holder::Borrowed(&self.inner), false)
     }
 
     /// Like [`Balancer::pick`], but the pick owns a reference to the
-    /// balancer, so it can outlive this borrow, and it is always timed, so
-    /// [`Pick::finish`] records its latency (one reference-count update and
-    /// one clock read more per pick). The C and Python adapters use it.
+    /// balancer, so it can outlive this borrow (one reference-count update
+    /// more per pick). The C and Python adapters use it.
     ///
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].

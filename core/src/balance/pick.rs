@@ -18,11 +18,11 @@ pub enum Outcome {
 /// A picked endpoint. It counts as in flight until [`Pick::finish`]
 /// records the outcome (or it is dropped, which records nothing).
 ///
-/// Latency: picks from [`Balancer::pick_owned`](super::Balancer::pick_owned) and every
-/// `least_response_time` pick are timed from the pick, so [`Pick::finish`]
-/// records the latency too. Other [`Balancer::pick`](super::Balancer::pick)s do not read the clock
-/// (a clock read costs as much as the pick itself), so `finish` records only
-/// the outcome; pass a latency you measured to [`Pick::finish_with_latency`].
+/// Latency: picks are timed from the pick, so [`Pick::finish`] records the
+/// latency too, except those from
+/// [`Balancer::pick_untimed`](super::Balancer::pick_untimed) (for hot paths
+/// that skip the clock read), whose `finish` records only the outcome; pass
+/// a latency you measured to [`Pick::finish_with_latency`].
 ///
 /// [`Balancer::pick`](super::Balancer::pick) borrows the balancer; [`Balancer::pick_owned`](super::Balancer::pick_owned) gives a
 /// `Pick<'static>` that keeps it alive instead, for callers that finish the

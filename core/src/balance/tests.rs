@@ -435,18 +435,32 @@ fn select_chooses_like_pick_without_tracking() {
 }
 
 #[test]
-fn owned_picks_are_timed_so_finish_records_latency() {
+fn picks_are_timed_so_finish_records_latency_unless_untimed() {
     let (b, clock) = balancer(Policy::RoundRobin, &[("a", 1)]);
-    let borrowed = b.pick(None).unwrap();
-    assert!(!borrowed.is_timed(), "round robin picks skip the clock");
-    borrowed.finish(Outcome::Success);
-    assert_eq!(b.stats()[0].ewma_latency, 0.0);
-    let owned = b.pick_owned(None).unwrap();
-    assert!(owned.is_timed());
-    clock.advance(3_000_000);
-    owned.finish(Outcome::Success);
-    let ewma = b.stats()[0].ewma_latency;
-    assert!((ewma - 0.003).abs() < 1e-9, "latency recorded: {ewma}");
+    let untimed = b.pick_untimed(None).unwrap();
+    assert!(!untimed.is_timed(), "round robin can skip the clock");
+    clock.advance(1_000_000);
+    untimed.finish(Outcome::Success);
+    assert_eq!(b.stats()[0].ewma_latency, 0.0, "no latency recorded");
+    for (owned, ms) in [(false, 3u64), (true, 5)] {
+        let pick = if owned {
+            b.pick_owned(None).unwrap()
+        } else {
+            b.pick(None).unwrap()
+        };
+        assert!(pick.is_timed());
+        clock.advance(ms * 1_000_000);
+        pick.finish(Outcome::Success);
+        let ewma = b.stats()[0].ewma_latency;
+        // Peak EWMA: a higher sample replaces the estimate at once.
+        assert!(
+            (ewma - ms as f64 / 1e3).abs() < 1e-9,
+            "{ms} ms recorded: {ewma}"
+        );
+    }
+    // least_response_time needs the clock, so its untimed picks are timed.
+    let (lrt, _) = balancer(Policy::LeastResponseTime, &[("a", 1)]);
+    assert!(lrt.pick_untimed(None).unwrap().is_timed());
 }
 
 #[test]
