@@ -62,29 +62,25 @@ fn build(policy: Policy, n: usize) -> Balancer {
     b
 }
 
-/// `pick_untimed`: the pick without the clock read, what the policy itself
-/// costs.
-fn picks(b: &Balancer, count: u64) -> Duration {
+/// `count` picks, each dropped at once: `pick_untimed` (what the policy
+/// itself costs) or, `timed`, `pick` (one clock read more, so finishing it
+/// records latency).
+fn pick_loop(b: &Balancer, count: u64, timed: bool) -> Duration {
     let start = Instant::now();
     for i in 0..count {
         let key = i.to_le_bytes();
-        let p = b.pick_untimed(Some(&key)).expect("pick");
-        black_box(p.index());
-        drop(p);
+        let p = if timed {
+            b.pick(Some(&key))
+        } else {
+            b.pick_untimed(Some(&key))
+        };
+        black_box(p.expect("pick").index());
     }
     start.elapsed()
 }
 
-/// `pick`: timed, so finishing it records latency.
-fn timed_picks(b: &Balancer, count: u64) -> Duration {
-    let start = Instant::now();
-    for i in 0..count {
-        let key = i.to_le_bytes();
-        let p = b.pick(Some(&key)).expect("pick");
-        black_box(p.index());
-        drop(p);
-    }
-    start.elapsed()
+fn picks(b: &Balancer, count: u64) -> Duration {
+    pick_loop(b, count, false)
 }
 
 /// `select`: the choice alone, without in-flight tracking (what Python's
@@ -139,7 +135,7 @@ fn pick_costs() {
         ratios.sort_by(f64::total_cmp);
         let ratio = ratios[1];
         let select = median_ns(|| selects(&b, count), count);
-        let timed = median_ns(|| timed_picks(&b, count), count);
+        let timed = median_ns(|| pick_loop(&b, count, true), count);
         println!(
             "| {name} | {} | {} | {} | {:.2}x | {select:.1} ns | {timed:.1} ns |",
             cells[0], cells[1], cells[2], ratio

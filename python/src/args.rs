@@ -8,6 +8,14 @@ use pyo3::types::{PyBytes, PyString};
 use std::borrow::Cow;
 use std::time::Duration;
 
+/// The name of `obj`'s type, for error messages.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// A hashing key: `bytes`, or `str` (hashed as its UTF-8 bytes).
 pub(crate) fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
@@ -18,7 +26,7 @@ pub(crate) fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     }
     Err(PyTypeError::new_err(format!(
         "a key must be bytes or str, not {}",
-        obj.get_type().name()?
+        type_name(obj)
     )))
 }
 
@@ -41,6 +49,24 @@ pub(crate) fn weight(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     u32::try_from(w).ok().filter(|&w| w >= 1).ok_or_else(|| {
         PyValueError::new_err(format!("a weight must be from 1 to 2**32-1, got {w}"))
     })
+}
+
+/// One weight per node: `weights` (any iterable of ints >= 1), or all 1.
+pub(crate) fn weights(weights: Option<&Bound<'_, PyAny>>, nodes: usize) -> PyResult<Vec<u32>> {
+    let weights: Vec<u32> = match weights {
+        Some(w) => w
+            .try_iter()?
+            .map(|w| weight(&w?))
+            .collect::<PyResult<_>>()?,
+        None => vec![1; nodes],
+    };
+    if weights.len() != nodes {
+        return Err(PyValueError::new_err(format!(
+            "{} weights for {nodes} nodes",
+            weights.len()
+        )));
+    }
+    Ok(weights)
 }
 
 /// A duration in seconds: a finite, non-negative number.

@@ -183,20 +183,7 @@ impl LoadBalancer {
             Some(n) => n.try_iter()?.collect::<PyResult<_>>()?,
             None => Vec::new(),
         };
-        let weights: Vec<u32> = match weights {
-            Some(w) => w
-                .try_iter()?
-                .map(|w| args::weight(&w?))
-                .collect::<PyResult<_>>()?,
-            None => vec![1; nodes.len()],
-        };
-        if weights.len() != nodes.len() {
-            return Err(PyValueError::new_err(format!(
-                "{} weights for {} nodes",
-                weights.len(),
-                nodes.len()
-            )));
-        }
+        let weights = args::weights(weights, nodes.len())?;
         for (node, w) in nodes.iter().zip(weights) {
             lb.add_node(node, w)?;
         }

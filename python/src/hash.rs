@@ -51,28 +51,12 @@ impl HashRing {
             let s = node.cast::<PyString>().map_err(|_| {
                 PyTypeError::new_err(format!(
                     "HashRing nodes must be str, not {}",
-                    node.get_type()
-                        .name()
-                        .map(|n| n.to_string())
-                        .unwrap_or_default()
+                    args::type_name(&node)
                 ))
             })?;
             names.push(s.to_cow()?.into_owned());
         }
-        let weights: Vec<u32> = match weights {
-            Some(w) => w
-                .try_iter()?
-                .map(|w| args::weight(&w?))
-                .collect::<PyResult<_>>()?,
-            None => vec![1; names.len()],
-        };
-        if weights.len() != names.len() {
-            return Err(PyValueError::new_err(format!(
-                "{} weights for {} nodes",
-                weights.len(),
-                names.len()
-            )));
-        }
+        let weights = args::weights(weights, names.len())?;
         let endpoints: Vec<(&str, u32)> = names.iter().map(|n| n.as_str()).zip(weights).collect();
         let ring = CoreRing::new(alg, &endpoints).map_err(errors::hash)?;
         Ok(HashRing {
