@@ -1,9 +1,9 @@
 //! Load-balancer picks and a slow-endpoint simulation.
 //!
 //! 1. Pick cost (`pick_untimed` and drop the guard) for each policy at 10,
-//!    100 and 1,000 endpoints on one thread, the pick rate of two threads at
-//!    once against one, and at 100 endpoints `select` (the choice alone)
-//!    and `pick` (timed: one clock read more).
+//!    100 and 1,000 endpoints on one thread, and the pick rate of two threads
+//!    at once against one at each size; at 100 endpoints `select` (the
+//!    choice alone) and `pick` (timed: one clock read more).
 //! 2. In the spirit of Linkerd's published experiment: 11 endpoints, one of
 //!    them 100x slower for the middle third of the run; open-loop requests;
 //!    p50/p99/p99.9 of request latency per policy (virtual time, seeded).
@@ -103,42 +103,48 @@ fn median_ns(run: impl Fn() -> Duration, count: u64) -> f64 {
     samples[1]
 }
 
+/// The pick rate of two threads at once against one thread's, median of
+/// three tries: a single try swings widely on a shared two-core machine.
+fn two_thread_ratio(b: &Balancer, count: u64) -> f64 {
+    let mut ratios: Vec<f64> = (0..3)
+        .map(|_| {
+            let one = count as f64 / picks(b, count).as_secs_f64();
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(|| picks(b, count));
+                }
+            });
+            2.0 * count as f64 / start.elapsed().as_secs_f64() / one
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[1]
+}
+
 fn pick_costs() {
     println!(
-        "| policy | 10 endpoints | 100 endpoints | 1,000 endpoints | 2 threads / 1 thread (100) | select only (100) | timed pick (100) |"
+        "| policy | 10 endpoints | 100 endpoints | 1,000 endpoints | 2 threads / 1 thread (10 / 100 / 1,000) | select only (100) | timed pick (100) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let count = 1_000_000u64;
     for (name, policy) in policies() {
-        let mut cells = Vec::new();
+        let (mut cells, mut ratios) = (Vec::new(), Vec::new());
         for n in [10, 100, 1000] {
             let b = build(policy, n);
             picks(&b, count / 10);
             cells.push(format!("{:.1} ns", median_ns(|| picks(&b, count), count)));
+            ratios.push(format!("{:.2}x", two_thread_ratio(&b, count)));
         }
         let b = build(policy, 100);
-        // Two threads against one, median of three tries: a single try
-        // swings by ±30% on a shared two-core machine.
-        let mut ratios: Vec<f64> = (0..3)
-            .map(|_| {
-                let one = count as f64 / picks(&b, count).as_secs_f64();
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for _ in 0..2 {
-                        let b = b.clone();
-                        s.spawn(move || picks(&b, count));
-                    }
-                });
-                2.0 * count as f64 / start.elapsed().as_secs_f64() / one
-            })
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let ratio = ratios[1];
         let select = median_ns(|| selects(&b, count), count);
         let timed = median_ns(|| pick_loop(&b, count, true), count);
         println!(
-            "| {name} | {} | {} | {} | {:.2}x | {select:.1} ns | {timed:.1} ns |",
-            cells[0], cells[1], cells[2], ratio
+            "| {name} | {} | {} | {} | {} | {select:.1} ns | {timed:.1} ns |",
+            cells[0],
+            cells[1],
+            cells[2],
+            ratios.join(" / ")
         );
     }
 }
