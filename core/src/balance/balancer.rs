@@ -103,6 +103,9 @@ pub(super) struct Inner {
     policy: Policy,
     pub(super) health: Health,
     pub(super) clock: Arc<dyn Clock>,
+    /// The latency EWMA's time constant in ns, and its inverse.
+    pub(super) tau_ns: f64,
+    inv_tau: f64,
     /// The id the next added endpoint gets.
     next_id: AtomicU64,
     rng: Sharded,
@@ -316,6 +319,8 @@ impl Balancer {
                 policy,
                 health,
                 clock,
+                tau_ns: health.ewma_decay.as_nanos() as f64,
+                inv_tau: 1.0 / health.ewma_decay.as_nanos() as f64,
                 rng: Sharded::seeded(seed),
                 turn: Sharded::default(),
                 next_id: AtomicU64::new(1),
@@ -492,7 +497,7 @@ impl Balancer {
     /// Statistics of every endpoint.
     pub fn stats(&self) -> Vec<EndpointStats> {
         let now = self.inner.clock.now_ns();
-        let tau = self.inner.health.ewma_decay.as_nanos() as f64;
+        let tau = self.inner.tau_ns;
         self.inner
             .snapshot
             .load()
@@ -532,7 +537,9 @@ impl Balancer {
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
     pub fn pick_untimed(&self, key: Option<&[u8]>) -> Result<Pick<'_>, BalanceError> {
-        self.pick_with(key, Holder::Borrowed(&self.inner), false)
+        // least_response_time learns only from timed picks.
+        let time_it = self.inner.policy == Policy::LeastResponseTime;
+        self.pick_with(key, Holder::Borrowed(&self.inner), time_it)
     }
 
     /// Like [`Balancer::pick`], but the pick owns a reference to the
@@ -608,8 +615,9 @@ impl Balancer {
         })
     }
 
-    /// The index of the chosen endpoint, and the clock reading when the pick
-    /// is timed (`least_response_time` picks always are).
+    /// The index of the chosen endpoint, and the clock reading when
+    /// `time_it`. No policy needs the clock to choose; ejections and slow
+    /// start read it while they last.
     fn pick_index(
         &self,
         snap: &Snapshot,
@@ -621,7 +629,7 @@ impl Balancer {
         if n == 0 {
             return Err(BalanceError::Empty);
         }
-        let timed = time_it || inner.policy == Policy::LeastResponseTime;
+        let timed = time_it;
         let ejected_until = inner.ejected_horizon.load(Relaxed);
         let warming_until = inner.warming_horizon.load(Relaxed);
         // The clock is read only when something needs it.
@@ -652,7 +660,7 @@ impl Balancer {
             (healthy as f64) < health.panic_threshold * n as f64 || healthy == 0
         };
         let usable = |i: usize| !ejections || panic || !snap.endpoints[i].stats.is_ejected(now);
-        let mut index = self.choose(snap, key, now, &usable)?;
+        let mut index = self.choose(snap, key, &usable)?;
         // Slow start: a warming endpoint is passed over with the probability
         // it has not yet earned, at most a few times.
         let hashing = matches!(inner.policy, Policy::ConsistentHash { .. });
@@ -668,7 +676,7 @@ impl Balancer {
                 if roll < share.max(0.05) {
                     break;
                 }
-                index = self.choose(snap, key, now, &usable)?;
+                index = self.choose(snap, key, &usable)?;
             }
         }
         Ok((index, timed.then_some(now)))
@@ -702,7 +710,6 @@ impl Balancer {
         &self,
         snap: &Snapshot,
         key: Option<&[u8]>,
-        now: u64,
         usable: &dyn Fn(usize) -> bool,
     ) -> Result<usize, BalanceError> {
         let n = snap.endpoints.len();
@@ -745,12 +752,8 @@ impl Balancer {
             }
             Policy::LeastResponseTime => {
                 let (a, b) = self.two_choices(n, usable);
-                let tau = self.inner.health.ewma_decay.as_nanos() as f64;
-                let cost = |i: usize| {
-                    let s = &snap.endpoints[i].stats;
-                    s.ewma_ns(now, tau) * (s.in_flight() + 1) as f64
-                };
-                if cost(b) < cost(a) {
+                let (sa, sb) = (&snap.endpoints[a].stats, &snap.endpoints[b].stats);
+                if sb.costs_less_than(sa, self.inner.inv_tau) {
                     b
                 } else {
                     a

@@ -112,8 +112,7 @@ impl Pick<'_> {
         self.stats.in_flight.fetch_sub(1, Relaxed);
         let health = self.inner.health;
         if let Some(l) = latency_ns {
-            self.stats
-                .observe(l.max(1) as f64, now, health.ewma_decay.as_nanos() as f64);
+            self.stats.observe(l.max(1) as f64, now, self.inner.tau_ns);
         }
         match outcome {
             Outcome::Success => {

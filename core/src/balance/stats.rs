@@ -109,6 +109,32 @@ impl Stats {
         v * (-dt / tau_ns).exp()
     }
 
+    /// True when this endpoint's load, its latency estimate × (in flight +
+    /// 1), is below `other`'s; an endpoint with no sample yet costs nothing.
+    /// `inv_tau` is 1 / the decay time constant in ns.
+    ///
+    /// Both estimates decay at the same rate, so the comparison holds at
+    /// any common time and needs no clock: `c₁·e^(−(t−t₁)/τ) < c₂·e^(−(t−t₂)/τ)`
+    /// exactly when `c₁·e^((t₁−t₂)/τ) < c₂`.
+    pub fn costs_less_than(&self, other: &Stats, inv_tau: f64) -> bool {
+        let (v1, at1) = self.ewma_parts();
+        let (v2, at2) = other.ewma_parts();
+        let c1 = v1 * (self.in_flight() + 1) as f64;
+        let c2 = v2 * (other.in_flight() + 1) as f64;
+        if c1 == 0.0 || c2 == 0.0 {
+            return c1 < c2;
+        }
+        let x = at1.wrapping_sub(at2) as i64 as f64 * inv_tau;
+        c1 * exp_near_zero(x) < c2
+    }
+
+    fn ewma_parts(&self) -> (f64, u64) {
+        (
+            f64::from_bits(self.ewma_bits.load(Relaxed)),
+            self.ewma_at.load(Relaxed),
+        )
+    }
+
     /// Records a latency sample: a higher one replaces the estimate at once
     /// (peak), a lower one is blended in with a weight that grows with the
     /// time since the last sample (Finagle's and tower's peak EWMA).
@@ -139,5 +165,18 @@ impl Stats {
     /// True when ejected at `now`.
     pub fn is_ejected(&self, now: u64) -> bool {
         self.ejected_until.load(Relaxed) > now
+    }
+}
+
+/// `e^x`, by its series when `|x|` is tiny: two busy endpoints' estimates
+/// were updated within milliseconds of each other, a tiny fraction of the
+/// decay time, and the series is exact to 1e-13 there and cheaper than a
+/// call to `exp`.
+#[inline]
+fn exp_near_zero(x: f64) -> f64 {
+    if x.abs() < 1e-3 {
+        1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6.0)))
+    } else {
+        x.exp()
     }
 }

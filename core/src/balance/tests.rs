@@ -513,3 +513,37 @@ fn picks_can_be_finished_on_another_thread() {
     }
     assert!(b.stats().iter().all(|s| s.in_flight == 0));
 }
+
+#[test]
+fn least_response_time_compares_without_the_clock_as_it_would_with_it() {
+    use super::stats::Stats;
+    let tau = 10.0 * SEC as f64;
+    let mut rng = crate::rng::Rng::new(9);
+    let mut agreed = 0;
+    for _ in 0..20_000 {
+        let (a, b) = (Stats::new("a", 1, None, 0), Stats::new("b", 2, None, 0));
+        for s in [&a, &b] {
+            // Some endpoints have no sample; the rest one taken within 60 s.
+            if rng.next_u64() % 8 != 0 {
+                let at = rng.next_u64() % (60 * SEC);
+                let latency = (1 + rng.next_u64() % 1_000_000) as f64;
+                s.observe(latency, at, tau);
+            }
+            s.in_flight.store(
+                (rng.next_u64() % 4) as i64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        let now = 60 * SEC + rng.next_u64() % (600 * SEC);
+        let cost = |s: &Stats| s.ewma_ns(now, tau) * (s.in_flight() + 1) as f64;
+        let (ca, cb) = (cost(&a), cost(&b));
+        // Skip near-ties, where rounding may decide either way.
+        if (ca - cb).abs() <= 1e-9 * ca.max(cb) && ca != cb {
+            continue;
+        }
+        assert_eq!(a.costs_less_than(&b, 1.0 / tau), ca < cb, "{ca} vs {cb}");
+        assert_eq!(b.costs_less_than(&a, 1.0 / tau), cb < ca, "{cb} vs {ca}");
+        agreed += 1;
+    }
+    assert!(agreed > 19_000);
+}
