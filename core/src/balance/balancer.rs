@@ -137,6 +137,30 @@ impl std::fmt::Debug for Balancer {
     }
 }
 
+/// A number below `n` from 32 random bits, by multiplication rather than
+/// division (Lemire's reduction; the bias, n / 2^32, is immaterial here).
+/// `n` must be below 2^32.
+#[inline]
+fn below(random: u32, n: usize) -> usize {
+    ((random as u64 * n as u64) >> 32) as usize
+}
+
+/// The first index from `start` on (wrapping at `n`) that passes `ok`.
+#[inline]
+fn first_usable(start: usize, n: usize, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+    if ok(start) {
+        return Some(start);
+    }
+    let mut i = start;
+    for _ in 1..n {
+        i = if i + 1 == n { 0 } else { i + 1 };
+        if ok(i) {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// One cycle of nginx's smooth weighted round robin.
 fn smooth_wrr_cycle(weights: &[u32]) -> Vec<u32> {
     let total: i64 = weights.iter().map(|&w| w as i64).sum();
@@ -685,24 +709,19 @@ impl Balancer {
     /// Two distinct random usable endpoints (the same one when only one is).
     fn two_choices(&self, n: usize, usable: &dyn Fn(usize) -> bool) -> (usize, usize) {
         let r = self.inner.random();
-        let a0 = (r % n as u64) as usize;
+        let a0 = below(r as u32, n);
         let b0 = if n == 1 {
             a0
         } else {
-            let x = ((r >> 32) % (n as u64 - 1)) as usize;
+            let x = below((r >> 32) as u32, n - 1);
             if x >= a0 {
                 x + 1
             } else {
                 x
             }
         };
-        let next_usable = |start: usize, avoid: Option<usize>| {
-            (0..n)
-                .map(|k| (start + k) % n)
-                .find(|&i| usable(i) && Some(i) != avoid)
-        };
-        let a = next_usable(a0, None).unwrap_or(a0);
-        let b = next_usable(b0, Some(a)).unwrap_or(a);
+        let a = first_usable(a0, n, &|i| usable(i)).unwrap_or(a0);
+        let b = first_usable(b0, n, &|i| i != a && usable(i)).unwrap_or(a);
         (a, b)
     }
 
@@ -713,14 +732,9 @@ impl Balancer {
         usable: &dyn Fn(usize) -> bool,
     ) -> Result<usize, BalanceError> {
         let n = snap.endpoints.len();
-        let first_usable_from = |start: usize| {
-            (0..n)
-                .map(|k| (start + k) % n)
-                .find(|&i| usable(i))
-                .unwrap_or(start)
-        };
+        let first_usable_from = |start: usize| first_usable(start, n, usable).unwrap_or(start);
         Ok(match self.inner.policy {
-            Policy::Random => first_usable_from((self.inner.random() % n as u64) as usize),
+            Policy::Random => first_usable_from(below(self.inner.random() as u32, n)),
             Policy::RoundRobin => first_usable_from((self.inner.turn.next(1) % n as u64) as usize),
             Policy::WeightedRoundRobin => {
                 let len = snap.wrr.len() as u64;
