@@ -261,8 +261,9 @@ consenso_result consenso_balancer_new(uint32_t policy,
                                       const struct consenso_balancer_options *options,
                                       struct consenso_balancer **out);
 
-// Frees a balancer; NULL does nothing. Outstanding picks stay valid and
-// must still be finished or freed.
+// Frees a balancer; NULL does nothing. No other thread may use the
+// balancer during or after the call; outstanding picks stay valid and must
+// still be finished or freed.
 void consenso_balancer_free(struct consenso_balancer *balancer);
 
 // Adds endpoint `name` (a NUL-terminated UTF-8 string, copied) with
@@ -398,7 +399,8 @@ consenso_result consenso_hash_new(uint32_t algorithm,
                                   size_t count,
                                   struct consenso_hash **out);
 
-// Frees a hash ring; NULL does nothing.
+// Frees a hash ring; NULL does nothing. No other thread may use the ring
+// during or after the call, and names from `consenso_hash_name` die with it.
 void consenso_hash_free(struct consenso_hash *hash);
 
 // Writes the number of endpoints into `*out`.

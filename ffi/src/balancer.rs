@@ -274,8 +274,9 @@ pub extern "C" fn consenso_balancer_new(
     })
 }
 
-/// Frees a balancer; NULL does nothing. Outstanding picks stay valid and
-/// must still be finished or freed.
+/// Frees a balancer; NULL does nothing. No other thread may use the
+/// balancer during or after the call; outstanding picks stay valid and must
+/// still be finished or freed.
 #[no_mangle]
 pub extern "C" fn consenso_balancer_free(balancer: *mut consenso_balancer) {
     // SAFETY: a live balancer handle or NULL, not used again by the caller.

@@ -61,7 +61,8 @@ pub extern "C" fn consenso_hash_new(
     })
 }
 
-/// Frees a hash ring; NULL does nothing.
+/// Frees a hash ring; NULL does nothing. No other thread may use the ring
+/// during or after the call, and names from `consenso_hash_name` die with it.
 #[no_mangle]
 pub extern "C" fn consenso_hash_free(hash: *mut consenso_hash) {
     // SAFETY: a live hash handle or NULL, not used again by the caller.
