@@ -4,22 +4,35 @@
 
 use std::path::PathBuf;
 
-fn generate() -> String {
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
-        .expect("ffi/cbindgen.toml parses");
+/// The header's version macros, as `ffi/cbindgen.toml` must state them.
+fn version_macros() -> String {
     let version = env!("CARGO_PKG_VERSION");
     let number = |i: usize| version.split(['.', '-']).nth(i).unwrap_or("0");
-    config.after_includes = Some(format!(
-        "\n/* The version of this header; consenso_version() returns the same. */\n\
-         #define CONSENSO_VERSION \"{version}\"\n\
+    format!(
+        "#define CONSENSO_VERSION \"{version}\"\n\
          #define CONSENSO_VERSION_MAJOR {}\n\
          #define CONSENSO_VERSION_MINOR {}\n\
          #define CONSENSO_VERSION_PATCH {}\n",
         number(0),
         number(1),
         number(2)
-    ));
+    )
+}
+
+/// What cbindgen writes from ffi/src with ffi/cbindgen.toml: the same as
+/// `cbindgen --config ffi/cbindgen.toml --crate consenso-ffi ffi`.
+fn generate() -> String {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("ffi/cbindgen.toml parses");
+    assert!(
+        config
+            .after_includes
+            .as_deref()
+            .is_some_and(|text| text.contains(&version_macros())),
+        "ffi/cbindgen.toml's version macros must match Cargo.toml:\n{}",
+        version_macros()
+    );
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_crate(&crate_dir)
