@@ -445,8 +445,9 @@ impl Balancer {
             if eps.iter().any(|e| &*e.stats.name == name) {
                 return Err(BalanceError::Duplicate(name.into()));
             }
-            // Taken under the writer lock, after the checks: ids of refused
-            // adds are not burnt, so ids are dense in the order of adds.
+            // Taken under the writer lock, after the duplicate check: a
+            // duplicate burns no id (an add the hash ring refuses, such as a
+            // weight under jump hashing, does; ids stay unique either way).
             id = self.inner.next_id.fetch_add(1, Relaxed);
             eps.push(Endpoint {
                 weight,
