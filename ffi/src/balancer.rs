@@ -493,13 +493,16 @@ pub extern "C" fn consenso_balancer_endpoint_name(
     with_balancer(balancer, |b| {
         // SAFETY: `len` writable bytes or NULL; a writable `written` or NULL.
         let (buf, written) = unsafe { (args::out_buffer(buf, len)?, out_ptr(written)?) };
-        let name = b
-            .stats()
-            .into_iter()
-            .find(|s| s.id.0 == id)
-            .map(|s| s.name)
-            .ok_or(consenso_result::UnknownEndpoint)?;
-        args::write_c_string(&name, buf, written)
+        let mut result = Err(consenso_result::UnknownEndpoint);
+        let mut out = Some((buf, written));
+        b.for_each_endpoint(|endpoint, name, _| {
+            if endpoint.0 == id {
+                if let Some((buf, written)) = out.take() {
+                    result = args::write_c_string(name, buf, written);
+                }
+            }
+        });
+        result
     })
 }
 

@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use pyo3::PyTraverseError;
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The node object attached to an endpoint.
@@ -267,17 +268,17 @@ impl LoadBalancer {
     /// One dict per node: node, name, weight, in_flight, ewma_latency
     /// (seconds), successes, failures, ejected, ejections.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let mut nodes: Vec<(EndpointId, Py<PyAny>)> = Vec::new();
+        let mut nodes: HashMap<EndpointId, Py<PyAny>> = HashMap::new();
         self.inner.for_each_endpoint(|id, _, a| {
             if let Some(n) = node_of(a) {
-                nodes.push((id, n.clone_ref(py)));
+                nodes.insert(id, n.clone_ref(py));
             }
         });
         let list = PyList::empty(py);
         for s in self.inner.stats() {
             // Statistics and nodes come from two snapshots: skip a node
             // added or removed in between.
-            let Some((_, node)) = nodes.iter().find(|(id, _)| *id == s.id) else {
+            let Some(node) = nodes.remove(&s.id) else {
                 continue;
             };
             let d = PyDict::new(py);
