@@ -425,3 +425,149 @@ fn zab_runs_in_the_same_runtime() {
 fn raft_runs_in_the_same_runtime() {
     failover_keeps_everything::<Raft>();
 }
+
+/// Waits until `f` holds, up to a minute (a deadlock detector, not a timing
+/// check).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn shutdown_from_a_driver_callback_with_a_full_queue_does_not_deadlock() {
+    use std::sync::OnceLock;
+    let node_cell: Arc<OnceLock<Arc<Node<Raft>>>> = Arc::new(OnceLock::new());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
+    let callbacks = Arc::new(AtomicU64::new(0));
+    let (cell, counted) = (Arc::clone(&node_cell), Arc::clone(&callbacks));
+    let done_tx = Mutex::new(Some(done_tx));
+    let on_change = Box::new(move |_change| {
+        // The driver thread: wait until the test has the node in hand.
+        let node = loop {
+            if let Some(n) = cell.get() {
+                break Arc::clone(n);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let Some(tx) = done_tx.lock().unwrap().take() else {
+            return;
+        };
+        // Fill the one-slot queue: only this (blocked) thread drains it.
+        let mut queued = 0;
+        for _ in 0..3 {
+            let c = Arc::clone(&counted);
+            node.propose_with(
+                b"x".to_vec(),
+                Box::new(move |_| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            );
+            queued += 1;
+        }
+        node.shutdown();
+        let _ = tx.send(queued);
+    });
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
+    config.queue_capacity = 1;
+    let node = Node::<Raft>::start_observed(
+        config,
+        MemStorage::new(),
+        |_: u64, _: Vec<u8>| {},
+        CounterMachine::default(),
+        Some(on_change),
+    )
+    .unwrap();
+    let node = Arc::new(node);
+    assert!(node_cell.set(Arc::clone(&node)).is_ok());
+    let queued = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("shutdown from the driver thread returned");
+    node.shutdown();
+    assert!(node.is_closed());
+    // Every proposal's callback ran exactly once (Busy or Closed).
+    assert_eq!(callbacks.load(Ordering::SeqCst), queued);
+}
+
+#[test]
+fn a_read_barrier_without_a_quorum_times_out() {
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1, 2, 3]);
+    config.protocol.check_quorum = false;
+    config.proposal_timeout = Duration::from_millis(300);
+    let cluster = LocalCluster::<Raft>::start_with(config, |_| CounterMachine::default()).unwrap();
+    let leader = cluster.wait_for_leader(WAIT).expect("a leader");
+    cluster.network().isolate(leader);
+    let (tx, rx) = std::sync::mpsc::channel();
+    cluster
+        .node(leader)
+        .unwrap()
+        .read_barrier_with(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+    let result = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the read barrier completed");
+    assert_eq!(result, Err(ProposeError::Timeout));
+    cluster.shutdown();
+}
+
+/// Panics applying `boom` on the node whose id is in `victim`.
+struct Fragile {
+    id: u64,
+    victim: Arc<AtomicU64>,
+}
+
+impl StateMachine for Fragile {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        if command == b"boom" && self.victim.load(Ordering::SeqCst) == self.id {
+            panic!("state machine bug");
+        }
+        Vec::new()
+    }
+}
+
+#[test]
+fn a_leader_whose_state_machine_panics_stops_and_is_replaced() {
+    let victim = Arc::new(AtomicU64::new(0));
+    let v = Arc::clone(&victim);
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1, 2, 3]);
+    // Without CheckQuorum a leader that kept heartbeating would never be
+    // replaced: the node itself must stop.
+    config.protocol.check_quorum = false;
+    let cluster = LocalCluster::<Raft>::start_with(config, move |id| Fragile {
+        id,
+        victim: Arc::clone(&v),
+    })
+    .unwrap();
+    let leader = cluster.wait_for_leader(WAIT).expect("a leader");
+    victim.store(leader, Ordering::SeqCst);
+    let r = cluster
+        .node(leader)
+        .unwrap()
+        .propose(b"boom".to_vec(), WAIT);
+    assert_eq!(
+        r,
+        Err(ProposeError::Closed),
+        "the failed apply's proposer is told"
+    );
+    let old = cluster.node(leader).unwrap();
+    // The apply thread marks the node closed; the driver then stops and
+    // reports that it no longer leads.
+    eventually("the node stops leading", || {
+        old.is_closed() && old.status().role != Role::Leader
+    });
+    assert!(old.status().state_machine_failed);
+    eventually("another node leads", || {
+        cluster.leader().is_some_and(|l| l != leader)
+    });
+    // The others applied boom without panicking and go on committing.
+    let next = cluster.leader().unwrap();
+    cluster
+        .node(next)
+        .unwrap()
+        .propose(b"after".to_vec(), WAIT)
+        .unwrap();
+    cluster.shutdown();
+}

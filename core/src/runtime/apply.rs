@@ -57,7 +57,9 @@ pub(crate) fn run<M: StateMachine>(
                                     e.index
                                 );
                                 failed = true;
-                                closed.store(true, Ordering::Release);
+                                status.state_machine_failed.store(true, Ordering::Relaxed);
+                                // The driver sees this and stops the node.
+                                closed.store(true, Ordering::SeqCst);
                                 None
                             }
                         }

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 pub(crate) enum Input<M> {
     Messages(NodeId, Vec<M>),
     Propose(Bytes, ProposeCallback),
-    Read(ReadCallback),
+    /// A read barrier and when it was asked for (its deadline counts from
+    /// then).
+    Read(ReadCallback, Instant),
     Shutdown,
 }
 
@@ -44,7 +46,8 @@ pub(crate) struct Driver<P: Protocol, S, T> {
     fx: Effects<P::Message, P::HardState>,
     /// Sorted by (index, epoch).
     pending: VecDeque<PendingProposal>,
-    reads: HashMap<ReadId, ReadCallback>,
+    /// Read barriers waiting for their quorum round, with their deadlines.
+    reads: HashMap<ReadId, (ReadCallback, Instant)>,
     next_read: ReadId,
     peers: Vec<NodeId>,
     outbox: Vec<Vec<P::Message>>,
@@ -140,7 +143,9 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                 self.expire_proposals(now);
             }
             self.core.flush(&mut self.fx);
-            running = self.carry_out().is_ok();
+            // Closed by shutdown (whose message may not have found room in
+            // a full queue) or by a failed state machine: stop.
+            running = self.carry_out().is_ok() && !self.shared.is_closed();
         }
         self.close();
     }
@@ -176,12 +181,13 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                 }
                 Err(e) => self.shared.fail_proposal(done, e),
             },
-            Input::Read(done) => {
+            Input::Read(done, asked) => {
                 let id = self.next_read;
                 self.next_read += 1;
                 match self.core.read(id, &mut self.fx) {
                     Ok(()) => {
-                        self.reads.insert(id, done);
+                        let deadline = asked + self.proposal_timeout;
+                        self.reads.insert(id, (done, deadline));
                     }
                     Err(e) => call_guarded(|| done(Err(e))),
                 }
@@ -191,7 +197,20 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         Flow::Continue
     }
 
+    /// Fails with `Timeout` the proposals and read barriers whose deadline
+    /// passed.
     fn expire_proposals(&mut self, now: Instant) {
+        let late: Vec<ReadId> = self
+            .reads
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            if let Some((done, _)) = self.reads.remove(&id) {
+                call_guarded(|| done(Err(ProposeError::Timeout)));
+            }
+        }
         if self.pending.iter().all(|p| p.deadline > now) {
             return;
         }
@@ -322,7 +341,7 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
             }
         }
         for r in std::mem::take(&mut self.fx.reads_ready) {
-            if let Some(done) = self.reads.remove(&r.id) {
+            if let Some((done, _)) = self.reads.remove(&r.id) {
                 if let Err(e) = self.apply.send(ApplyMsg::Read {
                     index: r.index,
                     done,
@@ -335,7 +354,7 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
             }
         }
         for r in std::mem::take(&mut self.fx.reads_failed) {
-            if let Some(done) = self.reads.remove(&r.id) {
+            if let Some((done, _)) = self.reads.remove(&r.id) {
                 let leader = self.core.leader();
                 call_guarded(|| done(Err(ProposeError::NotLeader { leader })));
             }
@@ -345,19 +364,17 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
     }
 
     fn close(mut self) {
-        self.shared.closed.store(true, Ordering::Release);
+        // Closed before the last drain: whoever queues after the drain sees
+        // the node closed and fails its own input (`Shared::enqueue`).
+        self.shared.close();
         for p in self.pending.drain(..) {
             self.shared.fail_proposal(p.done, ProposeError::Closed);
         }
-        for (_, done) in self.reads.drain() {
+        for (_, (done, _)) in self.reads.drain() {
             call_guarded(|| done(Err(ProposeError::Closed)));
         }
         while let Ok(input) = self.input.try_recv() {
-            match input {
-                Input::Propose(_, done) => self.shared.fail_proposal(done, ProposeError::Closed),
-                Input::Read(done) => call_guarded(|| done(Err(ProposeError::Closed))),
-                Input::Messages(..) | Input::Shutdown => {}
-            }
+            self.shared.fail_input(input);
         }
         self.shared
             .status

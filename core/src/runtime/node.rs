@@ -11,12 +11,12 @@ use crate::storage::{Storage, StorageError};
 use crate::types::{Index, NodeId};
 use crate::wire::{Endpoint, WireError};
 use bytes::Bytes;
-use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 /// Why a node did not start.
@@ -51,7 +51,13 @@ pub(crate) struct Shared<P: Protocol> {
     pub id: NodeId,
     pub endpoint: Endpoint,
     pub input: Sender<Input<P::Message>>,
+    /// A second receiver of `input`, for inputs that arrive after the
+    /// driver stopped: whoever queued one drains the queue (see
+    /// [`Shared::enqueue`]), so every callback is called exactly once.
+    pub leftover: Receiver<Input<P::Message>>,
     pub status: SharedStatus,
+    /// Set once by shutdown, a storage failure or a state machine failure;
+    /// the driver stops at the end of its current batch.
     pub closed: AtomicBool,
     pub threads: Mutex<Vec<ThreadId>>,
 }
@@ -96,6 +102,67 @@ impl<P: Protocol> Shared<P> {
     pub fn fail_proposal(&self, cb: ProposeCallback, err: ProposeError) {
         self.status.proposals_failed.fetch_add(1, Ordering::Relaxed);
         apply::call_guarded(|| cb(Err(err)));
+    }
+
+    /// True once the node is closed. SeqCst, and paired with the fence in
+    /// [`Shared::close`]: a caller that queued an input and then reads
+    /// `false` knows the driver had not yet drained its queue for the last
+    /// time, so the driver will see the input.
+    pub fn is_closed(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Marks the node closed (the driver stops at the end of its batch).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Fails an input that will never be handled: its callback gets
+    /// `Closed`.
+    pub fn fail_input(&self, input: Input<P::Message>) {
+        match input {
+            Input::Propose(_, done) => self.fail_proposal(done, ProposeError::Closed),
+            Input::Read(done, _) => apply::call_guarded(|| done(Err(ProposeError::Closed))),
+            Input::Messages(..) | Input::Shutdown => {}
+        }
+    }
+
+    /// Queues a proposal or read for the driver, or fails it right away:
+    /// `Busy` when the queue is full, `Closed` when the node is. An input
+    /// queued while the node was closing is failed by this call when the
+    /// driver can no longer see it, so its callback runs exactly once.
+    pub fn enqueue(&self, input: Input<P::Message>) {
+        if self.is_closed() {
+            self.fail_input(input);
+            return;
+        }
+        self.enqueue_unchecked(input);
+    }
+
+    /// [`Shared::enqueue`] without the first check: what a caller that
+    /// checked just before the node closed does.
+    pub(crate) fn enqueue_unchecked(&self, input: Input<P::Message>) {
+        match self.input.try_send(input) {
+            Ok(()) => {
+                if self.is_closed() {
+                    // The driver may have drained for the last time before
+                    // this input arrived: drain what is left here.
+                    while let Ok(late) = self.leftover.try_recv() {
+                        self.fail_input(late);
+                    }
+                }
+            }
+            Err(TrySendError::Full(Input::Propose(_, done))) => {
+                self.fail_proposal(done, ProposeError::Busy)
+            }
+            Err(TrySendError::Full(Input::Read(done, _))) => {
+                apply::call_guarded(|| done(Err(ProposeError::Busy)))
+            }
+            Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(input)) => self.fail_input(input),
+        }
     }
 }
 
@@ -217,6 +284,7 @@ impl<P: Protocol> Node<P> {
                 peers: config.voters.clone(),
             },
             input: input_tx,
+            leftover: input_rx.clone(),
             status: SharedStatus::default(),
             closed: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
@@ -276,11 +344,15 @@ impl<P: Protocol> Node<P> {
 
     /// Stops the node: pending proposals and reads fail with `Closed`,
     /// entries already handed to the apply thread are applied, and both
-    /// threads are joined. Idempotent. Called from one of this node's own
-    /// callbacks, it stops the node without joining (that would deadlock).
+    /// threads are joined. Idempotent; never blocks on a full input queue
+    /// (the driver also stops on seeing the node closed, within a tick).
+    /// Called from one of this node's own callbacks, it stops the node
+    /// without joining (that would deadlock).
     pub fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::Release);
-        let _ = self.shared.input.send(Input::Shutdown);
+        self.shared.close();
+        // Wakes the driver if there is room; if not, it is busy and sees
+        // the node closed at the end of its batch.
+        let _ = self.shared.input.try_send(Input::Shutdown);
         let me = std::thread::current().id();
         if self.shared.threads.lock().contains(&me) {
             return;
@@ -302,7 +374,7 @@ impl<P: Protocol> NodeHandle<P> {
 
     /// True once [`Node::shutdown`] ran or the node stopped on an error.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.is_closed()
     }
 
     /// Hands bytes the host received from peer `from` to the node. Thread-safe;
@@ -310,7 +382,7 @@ impl<P: Protocol> NodeHandle<P> {
     ///
     /// # Errors
     /// [`ReceiveError`]: rejected bytes, a full queue, or a closed node. Each
-    /// is counted in [`Node::status`].
+    /// is counted in [`NodeHandle::status`].
     pub fn receive(&self, from: NodeId, bytes: &[u8]) -> Result<(), ReceiveError> {
         self.shared.receive(from, bytes)
     }
@@ -327,24 +399,7 @@ impl<P: Protocol> NodeHandle<P> {
     /// with an error ([`ProposeError`]); from a node thread, or right away on
     /// the caller's thread when the proposal cannot be queued.
     pub fn propose_with(&self, data: impl Into<Bytes>, done: ProposeCallback) {
-        if self.is_closed() {
-            self.shared.fail_proposal(done, ProposeError::Closed);
-            return;
-        }
-        match self
-            .shared
-            .input
-            .try_send(Input::Propose(data.into(), done))
-        {
-            Ok(()) => {}
-            Err(TrySendError::Full(Input::Propose(_, done))) => {
-                self.shared.fail_proposal(done, ProposeError::Busy)
-            }
-            Err(TrySendError::Disconnected(Input::Propose(_, done))) => {
-                self.shared.fail_proposal(done, ProposeError::Closed)
-            }
-            Err(_) => {}
-        }
+        self.shared.enqueue(Input::Propose(data.into(), done));
     }
 
     /// Proposes a command and blocks until it is applied here (returning the
@@ -374,22 +429,10 @@ impl<P: Protocol> NodeHandle<P> {
 
     /// Starts a linearizable read barrier without blocking; `done` gets the
     /// read index once a quorum confirmed this node still leads and the state
-    /// machine applied through it (or an error). Called exactly once.
+    /// machine applied through it (or an error: `Timeout` once the node's
+    /// `proposal_timeout` passes without a quorum). Called exactly once.
     pub fn read_barrier_with(&self, done: ReadCallback) {
-        if self.is_closed() {
-            apply::call_guarded(|| done(Err(ProposeError::Closed)));
-            return;
-        }
-        match self.shared.input.try_send(Input::Read(done)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Input::Read(done))) => {
-                apply::call_guarded(|| done(Err(ProposeError::Busy)))
-            }
-            Err(TrySendError::Disconnected(Input::Read(done))) => {
-                apply::call_guarded(|| done(Err(ProposeError::Closed)))
-            }
-            Err(_) => {}
-        }
+        self.shared.enqueue(Input::Read(done, Instant::now()));
     }
 
     /// Blocks until a linearizable read may be served from this node's state
@@ -428,5 +471,54 @@ impl<P: Protocol> NodeHandle<P> {
 impl<P: Protocol> Drop for Node<P> {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::raft::{Raft, RaftConfig};
+    use crate::runtime::CounterMachine;
+    use crate::storage::MemStorage;
+    use std::sync::atomic::AtomicU64;
+
+    /// What a caller does that checked `closed` just before the node closed
+    /// and queues afterwards: its callback still runs, once, with `Closed`.
+    #[test]
+    fn an_input_queued_as_the_node_closes_still_gets_its_callback() {
+        let node = Node::<Raft>::start(
+            NodeConfig::<RaftConfig>::new(1, vec![1]),
+            MemStorage::new(),
+            |_: u64, _: Vec<u8>| {},
+            CounterMachine::default(),
+        )
+        .unwrap();
+        node.shutdown();
+        let calls = Arc::new(AtomicU64::new(0));
+        let (c1, c2) = (Arc::clone(&calls), Arc::clone(&calls));
+        node.shared.enqueue_unchecked(Input::Propose(
+            Bytes::from_static(b"late"),
+            Box::new(move |r| {
+                assert_eq!(r, Err(ProposeError::Closed));
+                c1.fetch_add(1, Ordering::SeqCst);
+            }),
+        ));
+        node.shared.enqueue_unchecked(Input::Read(
+            Box::new(move |r| {
+                assert_eq!(r, Err(ProposeError::Closed));
+                c2.fetch_add(1, Ordering::SeqCst);
+            }),
+            Instant::now(),
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // And through the public calls, after close: at once, once each.
+        let c3 = Arc::clone(&calls);
+        node.propose_with(
+            b"after".to_vec(),
+            Box::new(move |_| {
+                c3.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

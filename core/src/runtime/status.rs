@@ -1,9 +1,9 @@
 //! A node's observable state and counters.
 
 use crate::types::{Epoch, Index, NodeId, Role};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 
-/// A point-in-time view of a node, from [`super::Node::status`].
+/// A point-in-time view of a node, from [`super::NodeHandle::status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     /// The node's id.
@@ -32,6 +32,10 @@ pub struct Status {
     pub proposals_failed: u64,
     /// Storage errors (the node stops at the first).
     pub storage_errors: u64,
+    /// The state machine panicked in `apply`: the node stopped (it neither
+    /// applies nor leads nor votes any more) so that the cluster replaces
+    /// it; restart it once the state machine is fixed.
+    pub state_machine_failed: bool,
 }
 
 /// Lock-free shared status, written by the node's threads.
@@ -49,6 +53,7 @@ pub(crate) struct SharedStatus {
     pub dropped: AtomicU64,
     pub proposals_failed: AtomicU64,
     pub storage_errors: AtomicU64,
+    pub state_machine_failed: AtomicBool,
 }
 
 fn role_code(role: Role) -> u8 {
@@ -102,6 +107,7 @@ impl SharedStatus {
             messages_dropped: self.dropped.load(Relaxed),
             proposals_failed: self.proposals_failed.load(Relaxed),
             storage_errors: self.storage_errors.load(Relaxed),
+            state_machine_failed: self.state_machine_failed.load(Relaxed),
         }
     }
 }
