@@ -18,7 +18,7 @@ C_LIBS := -lpthread -ldl -lm
 C_OUT := target/c
 FFI_LIB := target/debug/libconsenso.a
 
-.PHONY: demo test lint fmt bench bench-python sim-long header ffi c-test c-example python-test
+.PHONY: demo test test-release-edges lint fmt bench bench-python sim-long header ffi c-test c-example python-test
 
 demo: c-example
 	$(CARGO) run --release --example cluster -- --protocol raft
@@ -28,6 +28,7 @@ demo: c-example
 
 test: lint
 	$(CARGO) test --workspace
+	$(MAKE) test-release-edges
 	$(CARGO) check -p consenso-python
 	$(MAKE) c-test
 	$(CARGO) build --release --example cluster --bench throughput --bench hashing --bench balance --bench hash_compare
@@ -35,6 +36,11 @@ test: lint
 
 # Installs the package the way users do (pip builds it with maturin), with
 # pytest from its test extra, then runs tests/python and the example.
+# The balancer's and hashing's tests again in release (no overflow checks):
+# an arithmetic wrap there shows as a wrong answer, not a panic.
+test-release-edges:
+	$(CARGO) test --release -p consenso --lib -- balance:: hashing::
+
 python-test:
 	$(PYTHON) -m pip install --quiet "./python[test]"
 	$(PYTHON) -m pytest -q tests/python
@@ -62,9 +68,14 @@ c-example: ffi
 header:
 	CONSENSO_BLESS=1 $(CARGO) test -p consenso-ffi header_is_current
 
+# The docs build without a warning (broken links included). The ffi crate's
+# library is also named consenso, so the two are documented one at a time.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps -p consenso-ffi
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps -p consenso-python
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps -p consenso
 
 fmt:
 	$(CARGO) fmt --all
@@ -76,9 +87,11 @@ bench:
 	$(CARGO) bench -p consenso --bench balance
 	$(CARGO) bench -p consenso --bench hash_compare
 
-# lb.pick() from Python against an empty Python method (after python-test).
+# lb.pick() from Python against an empty Python method, and a 2,000-node
+# consistent-hashing LoadBalancer against a HashRing (after python-test).
 bench-python:
 	$(PYTHON) python/benches/bench_pick.py
+	$(PYTHON) python/benches/bench_build.py
 
 # A longer simulator run: 5,000 seeds per protocol.
 sim-long:

@@ -143,7 +143,9 @@ typedef uint32_t consenso_outcome;
 typedef struct consenso_balancer consenso_balancer;
 
 // Settings for a new balancer, built with `consenso_balancer_options_new`
-// and the `_set_` functions. Not thread-safe: one thread builds it.
+// and the `_set_` functions. Not thread-safe: one thread builds it. Each
+// setter checks its values with the core's own checks and changes nothing
+// when it returns an error.
 typedef struct consenso_balancer_options consenso_balancer_options;
 
 // Endpoints placed by a consistent-hashing algorithm.
@@ -220,10 +222,11 @@ consenso_result consenso_balancer_options_set_seed(struct consenso_balancer_opti
 
 // Passive outlier ejection: `consecutive_failures` failures in a row
 // (0: never eject) eject an endpoint for `base_ms`, the n-th time for n ×
-// `base_ms` up to `max_ms`; at most `max_share` (0..1) of the endpoints is
-// ejected at once.
+// `base_ms` up to `max_ms` (`UINT64_MAX`: as good as forever; no time
+// wraps); at most `max_share` (0..1) of the endpoints is ejected at once.
 //
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+// (`max_share` outside 0..1 or NaN, `max_ms` below `base_ms`).
 consenso_result consenso_balancer_options_set_ejection(struct consenso_balancer_options *options,
                                                        uint32_t consecutive_failures,
                                                        uint64_t base_ms,
@@ -233,12 +236,13 @@ consenso_result consenso_balancer_options_set_ejection(struct consenso_balancer_
 // Panic mode: when less than `threshold` (0..1) of the endpoints is
 // healthy, balance over all of them.
 //
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+// (outside 0..1, or NaN).
 consenso_result consenso_balancer_options_set_panic_threshold(struct consenso_balancer_options *options,
                                                               double threshold);
 
 // Slow start: a new or returning endpoint's share ramps up over
-// `window_ms` (0: off).
+// `window_ms` (0: off; any length, none wraps).
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
 consenso_result consenso_balancer_options_set_slow_start(struct consenso_balancer_options *options,
@@ -255,8 +259,8 @@ consenso_result consenso_balancer_options_set_ewma_decay(struct consenso_balance
 // no endpoints. Free with `consenso_balancer_free`.
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`out`),
-// `CONSENSO_RESULT_INVALID_ARGUMENT` (unknown policy, a bound with a
-// policy other than consistent hashing).
+// `CONSENSO_RESULT_INVALID_ARGUMENT` (unknown policy, a hash algorithm or
+// a bound set for a policy other than consistent hashing).
 consenso_result consenso_balancer_new(uint32_t policy,
                                       const struct consenso_balancer_options *options,
                                       struct consenso_balancer **out);
@@ -278,6 +282,25 @@ consenso_result consenso_balancer_add(const struct consenso_balancer *balancer,
                                       const char *name,
                                       uint32_t weight,
                                       uint64_t *id_out);
+
+// Adds `count` endpoints at once: `names[i]` (NUL-terminated UTF-8,
+// copied) with `weights[i]` (`weights` NULL: all 1), and writes their ids
+// into `ids_out[0..count]` unless `ids_out` is NULL. One rebuild of the
+// policy's tables for all of them, so building a consistent-hashing
+// balancer of thousands of endpoints costs about one hash ring. All or
+// nothing: on an error none is added and `ids_out` is not written.
+//
+// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`names`, or one of its entries,
+// NULL with `count` above 0), `CONSENSO_RESULT_INVALID_UTF8`,
+// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`
+// (in the balancer or twice in `names`),
+// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
+// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring or table too large).
+consenso_result consenso_balancer_add_many(const struct consenso_balancer *balancer,
+                                           const char *const *names,
+                                           const uint32_t *weights,
+                                           size_t count,
+                                           uint64_t *ids_out);
 
 // Removes the endpoint named `name`. Its outstanding picks finish normally.
 //
@@ -438,8 +461,10 @@ consenso_result consenso_hash_get_n(const struct consenso_hash *hash,
                                     size_t *written);
 
 // Bounded loads: writes the position of the first endpoint in `key`'s
-// preference order whose load (`loads`, one per endpoint) is below
-// `ceil((1 + epsilon) × (total + 1) / endpoints)` into `*index`.
+// preference order whose load (`loads`, one per endpoint) is below its cap,
+// `ceil((1 + epsilon) × (total + 1) × weight / total weight)` (with equal
+// weights, `ceil((1 + epsilon) × (total + 1) / endpoints)`), into `*index`.
+// Loads of any size are summed without overflow.
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
 // (`epsilon` not above 0, or `loads_len` not the number of endpoints).

@@ -4,7 +4,10 @@
 //!    100 and 1,000 endpoints on one thread, and the pick rate of two threads
 //!    at once against one at each size; at 100 endpoints `select` (the
 //!    choice alone) and `pick` (timed: one clock read more).
-//! 2. In the spirit of Linkerd's published experiment: 11 endpoints, one of
+//! 2. Building a balancer of 2,000 endpoints in one `extend` under each
+//!    consistent-hashing algorithm, against building a `HashRing` of the
+//!    same names (the rebuild is the same work; the ratio is the overhead).
+//! 3. In the spirit of Linkerd's published experiment: 11 endpoints, one of
 //!    them 100x slower for the middle third of the run; open-loop requests;
 //!    p50/p99/p99.9 of request latency per policy (virtual time, seeded).
 //!
@@ -12,8 +15,8 @@
 //! cargo bench -p consenso --bench balance
 //! ```
 
-use consenso::balance::{Balancer, Clock, Health, ManualClock, Outcome, Policy};
-use consenso::hashing::Algorithm;
+use consenso::balance::{Balancer, Clock, Health, ManualClock, NewEndpoint, Outcome, Policy};
+use consenso::hashing::{Algorithm, HashRing};
 use consenso::rng::Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,7 +34,7 @@ fn policies() -> Vec<(&'static str, Policy)> {
         (
             "consistent_hash (ring)",
             Policy::ConsistentHash {
-                algorithm: Algorithm::Ring { vnodes: 160 },
+                algorithm: Algorithm::default(),
                 bound: None,
             },
         ),
@@ -39,7 +42,7 @@ fn policies() -> Vec<(&'static str, Policy)> {
             "consistent_hash (maglev, bound 1.25)",
             Policy::ConsistentHash {
                 algorithm: Algorithm::Maglev {
-                    min_table_size: 65_537,
+                    min_table_size: Algorithm::DEFAULT_MAGLEV_TABLE,
                 },
                 bound: Some(1.25),
             },
@@ -49,10 +52,14 @@ fn policies() -> Vec<(&'static str, Policy)> {
 
 fn build(policy: Policy, n: usize) -> Balancer {
     let b = Balancer::new(policy).expect("valid policy");
-    for i in 0..n {
-        b.add(&format!("endpoint-{i}"), 1 + (i % 3) as u32)
-            .expect("add");
-    }
+    let names: Vec<String> = (0..n).map(|i| format!("endpoint-{i}")).collect();
+    b.extend(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| NewEndpoint::new(name, 1 + (i % 3) as u32)),
+    )
+    .expect("extend");
     // Give least_response_time some history.
     for _ in 0..(4 * n) {
         if let Ok(p) = b.pick(Some(b"warm")) {
@@ -149,6 +156,55 @@ fn pick_costs() {
     }
 }
 
+/// Milliseconds to build 2,000 endpoints: a balancer in one `extend`, and a
+/// hash ring of the same names; median of three.
+fn build_costs() {
+    println!();
+    println!("| 2,000 endpoints | Balancer::extend | HashRing::new | ratio |");
+    println!("|---|---:|---:|---:|");
+    let names: Vec<String> = (0..2_000).map(|i| format!("node-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (name, algorithm) in [
+        ("ring (160 vnodes)", Algorithm::default()),
+        (
+            "maglev (65,537)",
+            Algorithm::Maglev {
+                min_table_size: Algorithm::DEFAULT_MAGLEV_TABLE,
+            },
+        ),
+        ("rendezvous", Algorithm::Rendezvous),
+        ("jump", Algorithm::Jump),
+    ] {
+        let policy = Policy::ConsistentHash {
+            algorithm,
+            bound: None,
+        };
+        let balancer = median_ns(
+            || {
+                let start = Instant::now();
+                let b = Balancer::new(policy).expect("balancer");
+                b.extend(refs.iter().map(|n| NewEndpoint::new(n, 1)))
+                    .expect("extend");
+                black_box(&b);
+                start.elapsed()
+            },
+            1,
+        ) / 1e6;
+        let ring = median_ns(
+            || {
+                let start = Instant::now();
+                black_box(HashRing::with_names(algorithm, &refs).expect("ring"));
+                start.elapsed()
+            },
+            1,
+        ) / 1e6;
+        println!(
+            "| {name} | {balancer:.2} ms | {ring:.2} ms | {:.2}x |",
+            balancer / ring
+        );
+    }
+}
+
 /// Latency percentiles (ms) of one simulated run.
 fn simulate(policy: Policy, slow: bool) -> (f64, f64, f64) {
     let clock = Arc::new(ManualClock::new());
@@ -220,6 +276,16 @@ fn slow_endpoint() {
 }
 
 fn main() {
-    pick_costs();
-    slow_endpoint();
+    // `balance picks` (or `builds`, `slow`) runs one part alone.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if runs("picks") {
+        pick_costs();
+    }
+    if runs("builds") {
+        build_costs();
+    }
+    if runs("slow") {
+        slow_endpoint();
+    }
 }

@@ -83,6 +83,30 @@ pub(crate) unsafe fn array<'a, T>(ptr: *const T, len: usize) -> Res<&'a [T]> {
     }
 }
 
+/// An optional C array of `len` elements: NULL is `None`, whatever `len`.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` initialized elements.
+pub(crate) unsafe fn opt_array<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
+    // SAFETY: forwarded contract; NULL was handled.
+    (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Writes `values` into the C array at `ptr`, unless `ptr` is NULL (the
+/// caller did not want them).
+///
+/// # Safety
+/// A non-NULL `ptr` must point to room for `values.len()` elements.
+pub(crate) unsafe fn write_array<T: Copy>(ptr: *mut T, values: &[T]) {
+    if ptr.is_null() {
+        return;
+    }
+    for (i, &v) in values.iter().enumerate() {
+        // SAFETY: room for `values.len()` elements, as the caller promises.
+        unsafe { ptr.add(i).write(v) };
+    }
+}
+
 /// An out-parameter, checked for NULL up front and written only at the end
 /// of a successful call.
 pub(crate) struct Out<T>(NonNull<T>);

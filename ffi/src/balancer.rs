@@ -10,7 +10,7 @@ use crate::args::{self, into_handle, out_ptr, take_handle};
 use crate::enums;
 use crate::panic::{guard, guard_void};
 use crate::result::consenso_result;
-use consenso::balance::{Balancer, EndpointId, Health, Pick, SystemClock};
+use consenso::balance::{Balancer, EndpointId, Health, NewEndpoint, Pick, Policy, SystemClock};
 use consenso::hashing::Algorithm;
 use std::ffi::c_char;
 use std::sync::Arc;
@@ -21,24 +21,17 @@ use std::time::Duration;
 pub const CONSENSO_LATENCY_MEASURED: u64 = u64::MAX;
 
 /// Settings for a new balancer, built with `consenso_balancer_options_new`
-/// and the `_set_` functions. Not thread-safe: one thread builds it.
+/// and the `_set_` functions. Not thread-safe: one thread builds it. Each
+/// setter checks its values with the core's own checks and changes nothing
+/// when it returns an error.
+#[derive(Default)]
 pub struct consenso_balancer_options {
-    algorithm: Algorithm,
+    /// `None`: not set (the core's default when the policy hashes).
+    algorithm: Option<Algorithm>,
     bound: Option<f64>,
     health: Health,
     /// `None`: a seed of the balancer's own.
     seed: Option<u64>,
-}
-
-impl Default for consenso_balancer_options {
-    fn default() -> Self {
-        consenso_balancer_options {
-            algorithm: Algorithm::Ring { vnodes: 160 },
-            bound: None,
-            health: Health::default(),
-            seed: None,
-        }
-    }
 }
 
 /// A load balancer over named, weighted endpoints.
@@ -113,6 +106,21 @@ fn with_options(
     })
 }
 
+/// Applies `change` to a copy of the options' health settings and keeps it
+/// only when the core accepts it.
+fn set_health(
+    options: *mut consenso_balancer_options,
+    change: impl FnOnce(&mut Health),
+) -> consenso_result {
+    with_options(options, |o| {
+        let mut health = o.health;
+        change(&mut health);
+        health.validate()?;
+        o.health = health;
+        Ok(())
+    })
+}
+
 /// The consistent-hashing algorithm (a `CONSENSO_HASH_ALGORITHM_*`) and its
 /// parameter (0: the default; see `consenso_hash_algorithm`).
 ///
@@ -124,7 +132,9 @@ pub extern "C" fn consenso_balancer_options_set_hash(
     param: u32,
 ) -> consenso_result {
     with_options(options, |o| {
-        o.algorithm = enums::algorithm(algorithm, param)?;
+        let algorithm = enums::algorithm(algorithm, param)?;
+        algorithm.validate()?;
+        o.algorithm = Some(algorithm);
         Ok(())
     })
 }
@@ -142,8 +152,14 @@ pub extern "C" fn consenso_balancer_options_set_bound(
     with_options(options, |o| {
         o.bound = match bound {
             0.0 => None,
-            b if b > 1.0 && b.is_finite() => Some(b),
-            _ => return Err(consenso_result::InvalidArgument),
+            b => {
+                let hashing = Policy::ConsistentHash {
+                    algorithm: Algorithm::default(),
+                    bound: Some(b),
+                };
+                hashing.validate()?;
+                Some(b)
+            }
         };
         Ok(())
     })
@@ -165,10 +181,11 @@ pub extern "C" fn consenso_balancer_options_set_seed(
 
 /// Passive outlier ejection: `consecutive_failures` failures in a row
 /// (0: never eject) eject an endpoint for `base_ms`, the n-th time for n ×
-/// `base_ms` up to `max_ms`; at most `max_share` (0..1) of the endpoints is
-/// ejected at once.
+/// `base_ms` up to `max_ms` (`UINT64_MAX`: as good as forever; no time
+/// wraps); at most `max_share` (0..1) of the endpoints is ejected at once.
 ///
-/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+/// (`max_share` outside 0..1 or NaN, `max_ms` below `base_ms`).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_ejection(
     options: *mut consenso_balancer_options,
@@ -177,38 +194,29 @@ pub extern "C" fn consenso_balancer_options_set_ejection(
     max_ms: u64,
     max_share: f64,
 ) -> consenso_result {
-    with_options(options, |o| {
-        if !(0.0..=1.0).contains(&max_share) || max_ms < base_ms {
-            return Err(consenso_result::InvalidArgument);
-        }
-        o.health.consecutive_failures = consecutive_failures;
-        o.health.base_ejection = Duration::from_millis(base_ms);
-        o.health.max_ejection = Duration::from_millis(max_ms);
-        o.health.max_ejected_share = max_share;
-        Ok(())
+    set_health(options, |h| {
+        h.consecutive_failures = consecutive_failures;
+        h.base_ejection = Duration::from_millis(base_ms);
+        h.max_ejection = Duration::from_millis(max_ms);
+        h.max_ejected_share = max_share;
     })
 }
 
 /// Panic mode: when less than `threshold` (0..1) of the endpoints is
 /// healthy, balance over all of them.
 ///
-/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+/// (outside 0..1, or NaN).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_panic_threshold(
     options: *mut consenso_balancer_options,
     threshold: f64,
 ) -> consenso_result {
-    with_options(options, |o| {
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(consenso_result::InvalidArgument);
-        }
-        o.health.panic_threshold = threshold;
-        Ok(())
-    })
+    set_health(options, |h| h.panic_threshold = threshold)
 }
 
 /// Slow start: a new or returning endpoint's share ramps up over
-/// `window_ms` (0: off).
+/// `window_ms` (0: off; any length, none wraps).
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
 #[no_mangle]
@@ -216,10 +224,7 @@ pub extern "C" fn consenso_balancer_options_set_slow_start(
     options: *mut consenso_balancer_options,
     window_ms: u64,
 ) -> consenso_result {
-    with_options(options, |o| {
-        o.health.slow_start = Duration::from_millis(window_ms);
-        Ok(())
-    })
+    set_health(options, |h| h.slow_start = Duration::from_millis(window_ms))
 }
 
 /// The time constant of the latency EWMA, in milliseconds (above 0).
@@ -230,13 +235,7 @@ pub extern "C" fn consenso_balancer_options_set_ewma_decay(
     options: *mut consenso_balancer_options,
     decay_ms: u64,
 ) -> consenso_result {
-    with_options(options, |o| {
-        if decay_ms == 0 {
-            return Err(consenso_result::InvalidArgument);
-        }
-        o.health.ewma_decay = Duration::from_millis(decay_ms);
-        Ok(())
-    })
+    set_health(options, |h| h.ewma_decay = Duration::from_millis(decay_ms))
 }
 
 /// A new balancer with `policy` (a `CONSENSO_POLICY_*`) and `options`
@@ -244,8 +243,8 @@ pub extern "C" fn consenso_balancer_options_set_ewma_decay(
 /// no endpoints. Free with `consenso_balancer_free`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`out`),
-/// `CONSENSO_RESULT_INVALID_ARGUMENT` (unknown policy, a bound with a
-/// policy other than consistent hashing).
+/// `CONSENSO_RESULT_INVALID_ARGUMENT` (unknown policy, a hash algorithm or
+/// a bound set for a policy other than consistent hashing).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_new(
     policy: u32,
@@ -258,11 +257,7 @@ pub extern "C" fn consenso_balancer_new(
         let defaults = consenso_balancer_options::default();
         // SAFETY: a live options handle or NULL.
         let o = unsafe { options.as_ref() }.unwrap_or(&defaults);
-        let policy = enums::policy(policy, o.algorithm, o.bound)?;
-        if o.bound.is_some() && !matches!(policy, consenso::balance::Policy::ConsistentHash { .. })
-        {
-            return Err(consenso_result::InvalidArgument);
-        }
+        let policy = enums::policy(policy)?.with_hashing(o.algorithm, o.bound)?;
         let inner = Balancer::with_options(
             policy,
             o.health,
@@ -318,6 +313,45 @@ pub extern "C" fn consenso_balancer_add(
         if let Ok(out) = unsafe { out_ptr(id_out) } {
             out.set(id.0);
         }
+        Ok(())
+    })
+}
+
+/// Adds `count` endpoints at once: `names[i]` (NUL-terminated UTF-8,
+/// copied) with `weights[i]` (`weights` NULL: all 1), and writes their ids
+/// into `ids_out[0..count]` unless `ids_out` is NULL. One rebuild of the
+/// policy's tables for all of them, so building a consistent-hashing
+/// balancer of thousands of endpoints costs about one hash ring. All or
+/// nothing: on an error none is added and `ids_out` is not written.
+///
+/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`names`, or one of its entries,
+/// NULL with `count` above 0), `CONSENSO_RESULT_INVALID_UTF8`,
+/// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`
+/// (in the balancer or twice in `names`),
+/// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
+/// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring or table too large).
+#[no_mangle]
+pub extern "C" fn consenso_balancer_add_many(
+    balancer: *const consenso_balancer,
+    names: *const *const c_char,
+    weights: *const u32,
+    count: usize,
+    ids_out: *mut u64,
+) -> consenso_result {
+    with_balancer(balancer, |b| {
+        // SAFETY: `count` readable pointers, or NULL with 0.
+        let names = unsafe { args::array(names, count) }?;
+        // SAFETY: `count` readable weights, or NULL.
+        let weights = unsafe { args::opt_array(weights, count) };
+        let mut endpoints = Vec::with_capacity(count);
+        for (i, &name) in names.iter().enumerate() {
+            // SAFETY: each entry a NUL-terminated string or NULL.
+            let name = unsafe { args::c_str(name) }?;
+            endpoints.push(NewEndpoint::new(name, weights.map_or(1, |w| w[i])));
+        }
+        let ids: Vec<u64> = b.extend(endpoints)?.into_iter().map(|id| id.0).collect();
+        // SAFETY: room for `count` ids, or NULL (then ids are not wanted).
+        unsafe { args::write_array(ids_out, &ids) };
         Ok(())
     })
 }
@@ -493,16 +527,10 @@ pub extern "C" fn consenso_balancer_endpoint_name(
     with_balancer(balancer, |b| {
         // SAFETY: `len` writable bytes or NULL; a writable `written` or NULL.
         let (buf, written) = unsafe { (args::out_buffer(buf, len)?, out_ptr(written)?) };
-        let mut result = Err(consenso_result::UnknownEndpoint);
-        let mut out = Some((buf, written));
-        b.for_each_endpoint(|endpoint, name, _| {
-            if endpoint.0 == id {
-                if let Some((buf, written)) = out.take() {
-                    result = args::write_c_string(name, buf, written);
-                }
-            }
-        });
-        result
+        let name = b
+            .name_of(EndpointId(id))
+            .ok_or(consenso_result::UnknownEndpoint)?;
+        args::write_c_string(&name, buf, written)
     })
 }
 

@@ -56,31 +56,38 @@ pub enum consenso_outcome {
     Failure = 1,
 }
 
-/// The policy numbered `code` (consistent hashing gets `algorithm` and
-/// `bound`).
-pub(crate) fn policy(
-    code: u32,
-    algorithm: Algorithm,
-    bound: Option<f64>,
-) -> Result<Policy, consenso_result> {
+/// The policy numbered `code`, with the core's default parameters.
+pub(crate) fn policy(code: u32) -> Result<Policy, consenso_result> {
     Ok(match code {
         1 => Policy::Random,
         2 => Policy::RoundRobin,
         3 => Policy::WeightedRoundRobin,
         4 => Policy::LeastConnections,
         5 => Policy::LeastResponseTime,
-        6 => Policy::ConsistentHash { algorithm, bound },
+        6 => Policy::ConsistentHash {
+            algorithm: Algorithm::default(),
+            bound: None,
+        },
         _ => return Err(consenso_result::InvalidArgument),
     })
 }
 
 /// The algorithm numbered `code` with parameter `param` (0: default).
 pub(crate) fn algorithm(code: u32, param: u32) -> Result<Algorithm, consenso_result> {
-    let or = |default: u32| if param == 0 { default } else { param };
     Ok(match code {
-        1 => Algorithm::Ring { vnodes: or(160) },
+        1 => Algorithm::Ring {
+            vnodes: if param == 0 {
+                Algorithm::DEFAULT_VNODES
+            } else {
+                param
+            },
+        },
         2 => Algorithm::Maglev {
-            min_table_size: or(65_537) as usize,
+            min_table_size: if param == 0 {
+                Algorithm::DEFAULT_MAGLEV_TABLE
+            } else {
+                param as usize
+            },
         },
         3 | 4 if param != 0 => return Err(consenso_result::InvalidArgument),
         3 => Algorithm::Jump,

@@ -163,8 +163,10 @@ pub extern "C" fn consenso_hash_get_n(
 }
 
 /// Bounded loads: writes the position of the first endpoint in `key`'s
-/// preference order whose load (`loads`, one per endpoint) is below
-/// `ceil((1 + epsilon) × (total + 1) / endpoints)` into `*index`.
+/// preference order whose load (`loads`, one per endpoint) is below its cap,
+/// `ceil((1 + epsilon) × (total + 1) × weight / total weight)` (with equal
+/// weights, `ceil((1 + epsilon) × (total + 1) / endpoints)`), into `*index`.
+/// Loads of any size are summed without overflow.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
 /// (`epsilon` not above 0, or `loads_len` not the number of endpoints).

@@ -86,7 +86,7 @@ impl From<HashError> for consenso_result {
             HashError::ZeroWeight(_) => Self::InvalidWeight,
             HashError::Duplicate(_) => Self::DuplicateEndpoint,
             HashError::WeightsUnsupported(..) => Self::WeightsUnsupported,
-            HashError::Invalid(_) | HashError::Epsilon(_) => Self::InvalidArgument,
+            HashError::Invalid { .. } => Self::InvalidArgument,
         }
     }
 }
@@ -99,7 +99,7 @@ impl From<BalanceError> for consenso_result {
             BalanceError::Duplicate(_) => Self::DuplicateEndpoint,
             BalanceError::ZeroWeight(_) => Self::InvalidWeight,
             BalanceError::KeyRequired => Self::KeyRequired,
-            BalanceError::Invalid(_) => Self::InvalidArgument,
+            BalanceError::Invalid { .. } => Self::InvalidArgument,
             BalanceError::Hash(h) => h.into(),
         }
     }

@@ -298,7 +298,7 @@ fn hash_rings_answer_by_position() {
 fn enum_numbers_are_the_ones_the_conversions_accept() {
     use consenso::balance::Policy;
     use consenso::hashing::Algorithm;
-    let ring = Algorithm::Ring { vnodes: 160 };
+    let ring = Algorithm::default();
     for (code, want) in [
         (consenso_policy::Random, Policy::Random),
         (consenso_policy::RoundRobin, Policy::RoundRobin),
@@ -319,7 +319,7 @@ fn enum_numbers_are_the_ones_the_conversions_accept() {
             },
         ),
     ] {
-        assert_eq!(enums::policy(code as u32, ring, None), Ok(want));
+        assert_eq!(enums::policy(code as u32), Ok(want));
     }
     assert_eq!(
         enums::algorithm(consenso_hash_algorithm::Ring as u32, 0),

@@ -58,14 +58,23 @@ class LoadBalancer:
         hash: Optional[str] = None,
         bound: Optional[float] = None,
         seed: Optional[int] = None,
-        consecutive_failures: int = 5,
-        ejection_time: float = 30.0,
-        max_ejection_time: float = 300.0,
-        max_ejected_share: float = 0.5,
-        panic_threshold: float = 0.5,
-        slow_start: float = 0.0,
-        ewma_decay: float = 10.0,
-    ) -> None: ...
+        consecutive_failures: Optional[int] = None,
+        ejection_time: Optional[float] = None,
+        max_ejection_time: Optional[float] = None,
+        max_ejected_share: Optional[float] = None,
+        panic_threshold: Optional[float] = None,
+        slow_start: Optional[float] = None,
+        ewma_decay: Optional[float] = None,
+    ) -> None:
+        """Health settings left None keep the library's defaults: eject after
+        5 consecutive failures for 30 s, growing to at most 300 s; at most
+        half the nodes ejected; panic mode below half healthy; no slow start;
+        a 10 s latency decay. Durations are seconds; float("inf") is forever.
+
+        Weights count under every policy: random picks in proportion,
+        round_robin is the smooth weighted cycle when weights differ,
+        least_connections and least_response_time divide load by weight,
+        consistent_hash gives a node keys in proportion (not with jump)."""
     def request(self, request: Any, key: Optional[Key] = None) -> Any:
         """node.process(request) on the chosen node; records latency and
         outcome; an exception counts as a failure and propagates."""

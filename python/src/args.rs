@@ -4,9 +4,8 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyInt, PyString};
 use std::borrow::Cow;
-use std::time::Duration;
 
 /// The name of `obj`'s type, for error messages.
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -37,18 +36,18 @@ pub(crate) fn opt_key<'a>(obj: Option<&'a Bound<'_, PyAny>>) -> PyResult<Option<
 
 /// A weight: an `int` from 1 to 2^32 - 1.
 pub(crate) fn weight(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
-    let w: i128 = obj.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
+    if !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
             "a weight must be an int, not {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
-    u32::try_from(w).ok().filter(|&w| w >= 1).ok_or_else(|| {
-        PyValueError::new_err(format!("a weight must be from 1 to 2**32-1, got {w}"))
-    })
+            type_name(obj)
+        )));
+    }
+    obj.extract::<u32>()
+        .ok()
+        .filter(|&w| w >= 1)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("a weight must be from 1 to 2**32-1, got {obj}"))
+        })
 }
 
 /// One weight per node: `weights` (any iterable of ints >= 1), or all 1.
@@ -67,26 +66,6 @@ pub(crate) fn weights(weights: Option<&Bound<'_, PyAny>>, nodes: usize) -> PyRes
         )));
     }
     Ok(weights)
-}
-
-/// A duration in seconds: a finite, non-negative number.
-pub(crate) fn seconds(name: &str, s: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{name} must be a finite number of seconds >= 0, got {s}"
-        ))
-    })
-}
-
-/// A share from 0 to 1.
-pub(crate) fn share(name: &str, v: f64) -> PyResult<f64> {
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(PyValueError::new_err(format!(
-            "{name} must be from 0 to 1, got {v}"
-        )))
-    }
 }
 
 /// The name a node is known by: a `str` node is its own name; otherwise its

@@ -7,7 +7,8 @@
 use crate::args;
 use crate::errors::{self, ConsensoError};
 use consenso::balance::{
-    Attachment, BalanceError, Balancer, EndpointId, Health, Outcome, Pick, Policy, SystemClock,
+    seconds, Attachment, BalanceError, Balancer, EndpointId, Health, NewEndpoint, Outcome, Pick,
+    Policy, SystemClock,
 };
 use consenso::hashing::Algorithm;
 use parking_lot::Mutex;
@@ -65,71 +66,62 @@ impl LoadBalancer {
     fn add_node(&self, node: &Bound<'_, PyAny>, weight: u32) -> PyResult<()> {
         let name = args::node_name(node)?;
         let attachment: Attachment = Arc::new(node.clone().unbind());
-        self.inner
-            .add_with(&name, weight, attachment)
+        // Without the GIL: a hashing policy rebuilds its table.
+        node.py()
+            .detach(|| self.inner.add_with(&name, weight, attachment))
             .map_err(errors::balance)?;
         Ok(())
     }
 }
 
-/// `Health` from the keyword arguments, in seconds and shares.
+/// `Health` from the keyword arguments, in seconds and shares; each one not
+/// given keeps the core's default. The core checks the result.
 #[allow(clippy::too_many_arguments)]
 fn health(
-    consecutive_failures: u32,
-    ejection_time: f64,
-    max_ejection_time: f64,
-    max_ejected_share: f64,
-    panic_threshold: f64,
-    slow_start: f64,
-    ewma_decay: f64,
+    consecutive_failures: Option<u32>,
+    ejection_time: Option<f64>,
+    max_ejection_time: Option<f64>,
+    max_ejected_share: Option<f64>,
+    panic_threshold: Option<f64>,
+    slow_start: Option<f64>,
+    ewma_decay: Option<f64>,
 ) -> PyResult<Health> {
-    let health = Health {
-        consecutive_failures,
-        base_ejection: args::seconds("ejection_time", ejection_time)?,
-        max_ejection: args::seconds("max_ejection_time", max_ejection_time)?,
-        max_ejected_share: args::share("max_ejected_share", max_ejected_share)?,
-        panic_threshold: args::share("panic_threshold", panic_threshold)?,
-        slow_start: args::seconds("slow_start", slow_start)?,
-        ewma_decay: args::seconds("ewma_decay", ewma_decay)?,
+    let d = Health::default();
+    let secs = |setting: &'static str, given: Option<f64>, default| match given {
+        Some(s) => seconds(setting, s).map_err(errors::balance),
+        None => Ok(default),
     };
-    if health.ewma_decay.is_zero() {
-        return Err(PyValueError::new_err("ewma_decay must be above 0"));
-    }
-    Ok(health)
+    Ok(Health {
+        consecutive_failures: consecutive_failures.unwrap_or(d.consecutive_failures),
+        base_ejection: secs("ejection_time", ejection_time, d.base_ejection)?,
+        max_ejection: secs("max_ejection_time", max_ejection_time, d.max_ejection)?,
+        max_ejected_share: max_ejected_share.unwrap_or(d.max_ejected_share),
+        panic_threshold: panic_threshold.unwrap_or(d.panic_threshold),
+        slow_start: secs("slow_start", slow_start, d.slow_start)?,
+        ewma_decay: secs("ewma_decay", ewma_decay, d.ewma_decay)?,
+    })
 }
 
 /// The core policy for a policy name and the consistent-hashing options.
 fn policy(name: &str, hash: Option<&str>, bound: Option<f64>) -> PyResult<Policy> {
     let policy = Policy::from_name(name).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "unknown policy {name:?}; one of: random, round_robin, weighted_round_robin, \
-             least_connections, least_response_time, consistent_hash"
+            "unknown policy {name:?}; one of: {}",
+            Policy::NAMES.join(", ")
         ))
     })?;
-    match policy {
-        Policy::ConsistentHash { .. } => {
-            let algorithm = match hash {
-                None => Algorithm::Ring { vnodes: 160 },
-                Some(h) => Algorithm::from_name(h).ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "unknown hash {h:?}; one of: ring, maglev, jump, rendezvous"
-                    ))
-                })?,
-            };
-            if let Some(b) = bound {
-                if !(b > 1.0 && b.is_finite()) {
-                    return Err(PyValueError::new_err(format!(
-                        "bound is 1 + epsilon and must be above 1, got {b}"
-                    )));
-                }
-            }
-            Ok(Policy::ConsistentHash { algorithm, bound })
-        }
-        _ if hash.is_some() || bound.is_some() => Err(PyValueError::new_err(format!(
-            "hash and bound apply to the consistent_hash policy, not {name:?}"
-        ))),
-        p => Ok(p),
-    }
+    let algorithm = hash
+        .map(|h| {
+            Algorithm::from_name(h).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "unknown hash {h:?}; one of: ring, maglev, jump, rendezvous"
+                ))
+            })
+        })
+        .transpose()?;
+    policy
+        .with_hashing(algorithm, bound)
+        .map_err(errors::balance)
 }
 
 #[pymethods]
@@ -137,27 +129,35 @@ impl LoadBalancer {
     /// A load balancer over `nodes` (any objects; `request` calls their
     /// `process(request)` method) with `policy`.
     #[new]
+    ///
+    /// Health settings not given keep the library's defaults: eject after 5
+    /// consecutive failures for 30 s (`ejection_time`), growing to at most
+    /// 300 s (`max_ejection_time`), at most half the nodes ejected
+    /// (`max_ejected_share`), panic mode below half healthy
+    /// (`panic_threshold`), no `slow_start`, a 10 s `ewma_decay`. Durations
+    /// are seconds; `float("inf")` means forever.
     #[pyo3(signature = (
         nodes = None, policy = "random", *, weights = None, hash = None, bound = None,
-        seed = None, consecutive_failures = 5, ejection_time = 30.0,
-        max_ejection_time = 300.0, max_ejected_share = 0.5, panic_threshold = 0.5,
-        slow_start = 0.0, ewma_decay = 10.0
+        seed = None, consecutive_failures = None, ejection_time = None,
+        max_ejection_time = None, max_ejected_share = None, panic_threshold = None,
+        slow_start = None, ewma_decay = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         nodes: Option<&Bound<'_, PyAny>>,
         policy: &str,
         weights: Option<&Bound<'_, PyAny>>,
         hash: Option<&str>,
         bound: Option<f64>,
         seed: Option<u64>,
-        consecutive_failures: u32,
-        ejection_time: f64,
-        max_ejection_time: f64,
-        max_ejected_share: f64,
-        panic_threshold: f64,
-        slow_start: f64,
-        ewma_decay: f64,
+        consecutive_failures: Option<u32>,
+        ejection_time: Option<f64>,
+        max_ejection_time: Option<f64>,
+        max_ejected_share: Option<f64>,
+        panic_threshold: Option<f64>,
+        slow_start: Option<f64>,
+        ewma_decay: Option<f64>,
     ) -> PyResult<Self> {
         let core_policy = self::policy(policy, hash, bound)?;
         let health = health(
@@ -185,9 +185,21 @@ impl LoadBalancer {
             None => Vec::new(),
         };
         let weights = args::weights(weights, nodes.len())?;
+        let mut named = Vec::with_capacity(nodes.len());
         for (node, w) in nodes.iter().zip(weights) {
-            lb.add_node(node, w)?;
+            let attachment: Attachment = Arc::new(node.clone().unbind());
+            named.push((args::node_name(node)?, w, attachment));
         }
+        // One rebuild for all nodes, without the GIL: a Maglev table of
+        // thousands of nodes takes a while, and other threads may run.
+        py.detach(|| {
+            lb.inner.extend(
+                named
+                    .iter()
+                    .map(|(name, w, a)| NewEndpoint::new(name, *w).with_attachment(Arc::clone(a))),
+            )
+        })
+        .map_err(errors::balance)?;
         Ok(lb)
     }
 
@@ -319,10 +331,7 @@ impl LoadBalancer {
     }
 
     fn __contains__(&self, node: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let name = args::node_name(node)?;
-        let mut found = false;
-        self.inner.for_each_endpoint(|_, n, _| found |= n == name);
-        Ok(found)
+        Ok(self.inner.contains(&args::node_name(node)?))
     }
 
     fn __repr__(&self) -> String {
@@ -373,7 +382,10 @@ impl Lease {
     /// lease was already finished.
     #[pyo3(signature = (success = true, latency = None))]
     fn finish(&self, success: bool, latency: Option<f64>) -> PyResult<()> {
-        let latency = latency.map(|s| args::seconds("latency", s)).transpose()?;
+        let latency = latency
+            .map(|s| seconds("latency", s))
+            .transpose()
+            .map_err(errors::balance)?;
         let pick = self
             .pick
             .lock()

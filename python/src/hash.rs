@@ -76,9 +76,10 @@ impl HashRing {
     }
 
     /// Bounded loads: the first node in `key`'s preference order whose load
-    /// (`loads`, one int per node, in order) is below
-    /// ceil((1 + epsilon) * (total + 1) / nodes). Raises ValueError unless
-    /// epsilon > 0.
+    /// (`loads`, one int per node, in order) is below its cap,
+    /// ceil((1 + epsilon) * (total + 1) * weight / total_weight) (with equal
+    /// weights, ceil((1 + epsilon) * (total + 1) / nodes)). Raises ValueError
+    /// unless epsilon > 0.
     fn get_bounded(&self, key: &Bound<'_, PyAny>, loads: Vec<u64>, epsilon: f64) -> PyResult<&str> {
         let h = CoreRing::key_hash(&args::key(key)?);
         let i = self

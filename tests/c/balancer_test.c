@@ -143,6 +143,159 @@ static void test_bad_input(void) {
     consenso_balancer_options_free(NULL);
 }
 
+/* The same bad settings the core refuses, refused by the setters, which then
+ * change nothing: the options keep the last good values. */
+static void test_settings_are_checked_by_the_core(void) {
+    consenso_balancer_options *o = NULL;
+    OK(consenso_balancer_options_new(&o));
+    OK(consenso_balancer_options_set_ejection(o, 1, 60000, 120000, 1.0));
+    CHECK(consenso_balancer_options_set_ejection(o, 7, 60000, 1000, 0.5) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_options_set_ejection(o, 7, 1, 2, 0.0 / 0.0) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_options_set_ejection(o, 7, 1, 2, 1.5) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_options_set_panic_threshold(o, 0.0 / 0.0) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_options_set_panic_threshold(o, -0.5) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    OK(consenso_balancer_options_set_panic_threshold(o, 0.0));
+    CHECK(consenso_balancer_options_set_ewma_decay(o, 0) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_options_set_bound(o, 0.0 / 0.0) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_options_set_bound(o, 1.0 / 0.0) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_options_set_hash(o, CONSENSO_HASH_ALGORITHM_MAGLEV, 0xFFFFFFFFu) ==
+          CONSENSO_RESULT_INVALID_ARGUMENT);
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(CONSENSO_POLICY_ROUND_ROBIN, o, &b));
+    OK(consenso_balancer_add(b, "bad", 1, NULL));
+    OK(consenso_balancer_add(b, "good", 1, NULL));
+    /* One failure ejects: the refused call's 7 did not replace the 1. */
+    consenso_pick *p = NULL;
+    OK(consenso_balancer_pick(b, NULL, 0, &p));
+    CHECK(consenso_pick_id(p) == 1);
+    OK(consenso_pick_finish(p, CONSENSO_OUTCOME_FAILURE, 1000));
+    consenso_endpoint_stats stats[2];
+    size_t count = 0;
+    OK(consenso_balancer_stats(b, stats, 2, &count));
+    CHECK(stats[0].ejected && stats[0].ejections == 1);
+    consenso_balancer_free(b);
+    /* Hashing options are for the consistent_hash policy only. */
+    OK(consenso_balancer_options_set_bound(o, 1.5));
+    b = NULL;
+    CHECK(consenso_balancer_new(CONSENSO_POLICY_RANDOM, o, &b) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(b == NULL);
+    OK(consenso_balancer_new(CONSENSO_POLICY_CONSISTENT_HASH, o, &b));
+    consenso_balancer_free(b);
+    consenso_balancer_options_free(o);
+}
+
+/* Times as long as the API takes them: an ejection of UINT64_MAX ms lasts
+ * (and no clock arithmetic wraps or panics), a slow start of UINT64_MAX ms
+ * lets every call work, a latency of UINT64_MAX - 1 ns is recorded. */
+static void test_times_at_their_limits(void) {
+    consenso_balancer_options *o = NULL;
+    OK(consenso_balancer_options_new(&o));
+    OK(consenso_balancer_options_set_ejection(o, 1, UINT64_MAX, UINT64_MAX, 1.0));
+    OK(consenso_balancer_options_set_panic_threshold(o, 0.0));
+    OK(consenso_balancer_options_set_slow_start(o, UINT64_MAX));
+    OK(consenso_balancer_options_set_ewma_decay(o, UINT64_MAX));
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(CONSENSO_POLICY_LEAST_RESPONSE_TIME, o, &b));
+    consenso_balancer_options_free(o);
+    OK(consenso_balancer_add(b, "a", 1, NULL));
+    OK(consenso_balancer_add(b, "b", 1, NULL));
+    size_t len = 0;
+    OK(consenso_balancer_len(b, &len));
+    CHECK(len == 2);
+    consenso_pick *p = NULL;
+    OK(consenso_balancer_pick(b, NULL, 0, &p));
+    uint64_t failed = consenso_pick_id(p);
+    OK(consenso_pick_finish(p, CONSENSO_OUTCOME_FAILURE, UINT64_MAX - 1));
+    for (int i = 0; i < 50; i++) {
+        OK(consenso_balancer_pick(b, NULL, 0, &p));
+        CHECK(consenso_pick_id(p) != failed);
+        OK(consenso_pick_finish(p, CONSENSO_OUTCOME_SUCCESS, CONSENSO_LATENCY_MEASURED));
+    }
+    consenso_endpoint_stats stats[2];
+    size_t count = 0;
+    OK(consenso_balancer_stats(b, stats, 2, &count));
+    CHECK(stats[failed - 1].ejected && stats[failed - 1].ewma_latency > 1e9);
+    consenso_balancer_free(b);
+}
+
+/* Many endpoints in one call: one rebuild, all or nothing, consecutive ids,
+ * the same placement as a hash ring of the same names. */
+static void test_add_many(void) {
+    enum { N = 2000 };
+    static char storage[N][16];
+    static const char *names[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(storage[i], sizeof storage[i], "node-%d", i);
+        names[i] = storage[i];
+    }
+    consenso_balancer_options *o = NULL;
+    OK(consenso_balancer_options_new(&o));
+    OK(consenso_balancer_options_set_hash(o, CONSENSO_HASH_ALGORITHM_MAGLEV, 0));
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(CONSENSO_POLICY_CONSISTENT_HASH, o, &b));
+    consenso_balancer_options_free(o);
+    static uint64_t ids[N];
+    OK(consenso_balancer_add_many(b, names, NULL, N, ids));
+    CHECK(ids[0] == 1 && ids[N - 1] == N);
+    consenso_hash *h = NULL;
+    OK(consenso_hash_new(CONSENSO_HASH_ALGORITHM_MAGLEV, 0, names, NULL, N, &h));
+    for (int k = 0; k < 100; k++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%d", k);
+        uint64_t id = 0;
+        size_t index = 0;
+        OK(consenso_balancer_select(b, (const uint8_t *)key, (size_t)n, &id));
+        OK(consenso_hash_get(h, (const uint8_t *)key, (size_t)n, &index));
+        CHECK(id == index + 1);
+    }
+    consenso_hash_free(h);
+    /* All or nothing: a taken name, a repeated one, a zero weight, a NULL. */
+    const char *more[] = {"x", "node-7"};
+    const char *twice[] = {"x", "x"};
+    const char *with_null[] = {"x", NULL};
+    const uint32_t zero[] = {1, 0};
+    uint64_t untouched[2] = {77, 77};
+    CHECK(consenso_balancer_add_many(b, more, NULL, 2, untouched) == CONSENSO_RESULT_DUPLICATE_ENDPOINT);
+    CHECK(consenso_balancer_add_many(b, twice, NULL, 2, untouched) == CONSENSO_RESULT_DUPLICATE_ENDPOINT);
+    CHECK(consenso_balancer_add_many(b, more, zero, 2, untouched) == CONSENSO_RESULT_INVALID_WEIGHT);
+    CHECK(consenso_balancer_add_many(b, with_null, NULL, 2, untouched) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_balancer_add_many(b, NULL, NULL, 2, untouched) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(untouched[0] == 77 && untouched[1] == 77);
+    size_t len = 0;
+    OK(consenso_balancer_len(b, &len));
+    CHECK(len == N);
+    OK(consenso_balancer_add_many(b, NULL, NULL, 0, NULL));
+    uint64_t id = 0;
+    OK(consenso_balancer_add(b, "x", 1, &id));
+    CHECK(id == N + 1); /* no refused call used up an id */
+    consenso_balancer_free(b);
+}
+
+/* Weights count under every policy: 9 to 1 gives about nine picks in ten. */
+static void test_weights_count_under_every_policy(void) {
+    const char *names[] = {"light", "heavy"};
+    const uint32_t weights[] = {1, 9};
+    const consenso_policy policies[] = {CONSENSO_POLICY_RANDOM, CONSENSO_POLICY_ROUND_ROBIN,
+                                        CONSENSO_POLICY_WEIGHTED_ROUND_ROBIN,
+                                        CONSENSO_POLICY_LEAST_CONNECTIONS,
+                                        CONSENSO_POLICY_LEAST_RESPONSE_TIME};
+    for (size_t k = 0; k < sizeof policies / sizeof policies[0]; k++) {
+        consenso_balancer *b = NULL;
+        OK(consenso_balancer_new(policies[k], NULL, &b));
+        OK(consenso_balancer_add_many(b, names, weights, 2, NULL));
+        /* Held open, so the load-aware policies see the load. */
+        static consenso_pick *held[1000];
+        int heavy = 0;
+        for (int i = 0; i < 1000; i++) {
+            OK(consenso_balancer_pick(b, NULL, 0, &held[i]));
+            heavy += consenso_pick_id(held[i]) == 2;
+        }
+        for (int i = 0; i < 1000; i++) consenso_pick_free(held[i]);
+        CHECK(heavy >= 860 && heavy <= 940);
+        consenso_balancer_free(b);
+    }
+}
+
 struct worker {
     consenso_balancer *b;
     int picks;
@@ -222,6 +375,10 @@ int main(void) {
     test_policies();
     test_consistent_hash_with_a_bound();
     test_bad_input();
+    test_settings_are_checked_by_the_core();
+    test_times_at_their_limits();
+    test_add_many();
+    test_weights_count_under_every_policy();
     test_threads_lose_no_counts();
     test_hash();
     printf("C API: %d checks passed\n", checks);

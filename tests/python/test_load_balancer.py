@@ -246,3 +246,78 @@ def test_a_node_referencing_its_balancer_is_collected():
     del node, lb
     gc.collect()
     assert ref() is None, "the node <-> balancer cycle was collected"
+
+
+def test_bad_settings_get_the_cores_error_naming_the_setting():
+    # The same checks as Rust's Health::validate and C's setters.
+    cases = [
+        (dict(ejection_time=60.0, max_ejection_time=1.0), "max_ejection"),
+        (dict(max_ejected_share=float("nan")), "max_ejected_share"),
+        (dict(max_ejected_share=1.5), "max_ejected_share"),
+        (dict(panic_threshold=float("nan")), "panic_threshold"),
+        (dict(ewma_decay=0.0), "ewma_decay"),
+        (dict(ejection_time=float("nan")), "ejection_time"),
+        (dict(ejection_time=-1.0), "ejection_time"),
+        (dict(policy="consistent_hash", bound=float("inf")), "bound"),
+        (dict(policy="least_connections", hash="ring"), "hash"),
+    ]
+    for kwargs, setting in cases:
+        with pytest.raises(ValueError, match=f"invalid {setting}:"):
+            consenso.LoadBalancer(nodes("a"), **kwargs)
+
+
+def test_times_beyond_the_clock_mean_forever():
+    lb = consenso.LoadBalancer(
+        nodes("bad", "good"),
+        policy="round_robin",
+        consecutive_failures=1,
+        ejection_time=float("inf"),
+        max_ejection_time=1e300,
+        max_ejected_share=1.0,
+        panic_threshold=0.0,
+        slow_start=1e30,
+    )
+    lease = lb.acquire()
+    assert lease.node.name == "bad"
+    lease.finish(success=False, latency=1e300)
+    assert {s["name"]: s["ejected"] for s in lb.stats()}["bad"]
+    assert all(lb.pick().name == "good" for _ in range(20))
+
+
+def test_weights_count_under_every_policy():
+    for policy in ("random", "round_robin", "weighted_round_robin", "least_connections",
+                   "least_response_time"):
+        light, heavy = nodes("light", "heavy")
+        lb = consenso.LoadBalancer([light, heavy], policy=policy, weights=[1, 9], seed=5)
+        # Held open so the load-aware policies see the load.
+        leases = [lb.acquire() for _ in range(1000)]
+        share = sum(lease.node is heavy for lease in leases) / len(leases)
+        for lease in leases:
+            lease.finish()
+        assert 0.86 <= share <= 0.94, (policy, share)
+    lb = consenso.LoadBalancer(["light", "heavy"], policy="consistent_hash", weights=[1, 9])
+    share = sum(lb.pick(key=f"k{i}") == "heavy" for i in range(10_000)) / 10_000
+    assert 0.86 <= share <= 0.94, share
+
+
+def test_a_large_consistent_hash_balancer_places_keys_as_its_hash_ring():
+    names = [f"node-{i}" for i in range(2000)]
+    for algorithm in ("ring", "maglev", "rendezvous", "jump"):
+        lb = consenso.LoadBalancer(names, policy="consistent_hash", hash=algorithm)
+        ring = consenso.HashRing(names, algorithm=algorithm)
+        assert len(lb) == 2000 and "node-1999" in lb and "node-2000" not in lb
+        for k in range(200):
+            assert lb.pick(key=f"k{k}") == ring.get(f"k{k}")
+
+
+def test_a_refused_constructor_or_add_changes_nothing():
+    lb = consenso.LoadBalancer(nodes("a", "b"), policy="round_robin")
+    with pytest.raises(ValueError, match="already exists"):
+        consenso.LoadBalancer(nodes("x", "x"))
+    with pytest.raises(ValueError, match="weight"):
+        lb.add(Node("c"), weight=10**100)
+    with pytest.raises(ValueError, match="weights"):
+        lb.set_weight("a", 2**32 - 1)   # the round-robin cycle would be too long
+    assert [s["weight"] for s in lb.stats()] == [1, 1] and len(lb) == 2
+    lb.add(Node("c"))
+    assert [s["name"] for s in lb.stats()] == ["a", "b", "c"]

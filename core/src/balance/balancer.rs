@@ -3,11 +3,13 @@
 
 use super::clock::{Clock, SystemClock};
 use super::pick::{Holder, Pick};
-use super::policy::{Health, Policy};
+use super::policy::{nanos, Health, Policy};
+use super::snapshot::{Endpoint, Snapshot};
 use super::stats::{Attachment, EndpointId, EndpointStats, Stats};
-use crate::hashing::{mix64, HashError, HashRing};
+use crate::hashing::{mix64, HashError};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use thiserror::Error;
@@ -31,18 +33,26 @@ pub enum BalanceError {
     #[error("the consistent_hash policy needs a key")]
     KeyRequired,
     /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    Invalid(String),
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        /// The setting's name, as in [`Health`] and [`Policy`] (`bound`,
+        /// `max_ejected_share`, `weights`, ...).
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The hash ring could not be built.
     #[error(transparent)]
     Hash(#[from] HashError),
 }
 
-#[derive(Debug)]
-struct Endpoint {
-    weight: u32,
-    /// Statistics and name, shared by every snapshot holding the endpoint.
-    stats: Arc<Stats>,
+impl BalanceError {
+    pub(crate) fn invalid(setting: &'static str, reason: impl Into<String>) -> Self {
+        BalanceError::Invalid {
+            setting,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// A counter kept on its own pair of cache lines (CPUs fetch lines in
@@ -63,7 +73,7 @@ const SHARDS: usize = 8;
 /// read the same value and make the same choice twice; a value is never out
 /// of range and nothing else depends on the count.
 #[derive(Debug, Default)]
-struct Sharded([Padded; SHARDS]);
+pub(super) struct Sharded([Padded; SHARDS]);
 
 fn shard() -> usize {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -82,7 +92,7 @@ impl Sharded {
         s
     }
 
-    fn next(&self, step: u64) -> u64 {
+    pub(super) fn next(&self, step: u64) -> u64 {
         let c = &self.0[shard()].0;
         let v = c.load(Relaxed);
         c.store(v.wrapping_add(step), Relaxed);
@@ -90,42 +100,46 @@ impl Sharded {
     }
 }
 
-#[derive(Debug, Default)]
-struct Snapshot {
-    endpoints: Vec<Endpoint>,
-    /// Smooth weighted round robin: one cycle of picks.
-    wrr: Vec<u32>,
-    ring: Option<HashRing>,
-}
-
 pub(super) struct Inner {
-    snapshot: ArcSwap<Snapshot>,
-    policy: Policy,
+    pub(super) snapshot: ArcSwap<Snapshot>,
+    pub(super) policy: Policy,
     pub(super) health: Health,
     pub(super) clock: Arc<dyn Clock>,
     /// The latency EWMA's time constant in ns, and its inverse.
     pub(super) tau_ns: f64,
-    inv_tau: f64,
-    /// The id the next added endpoint gets.
+    pub(super) inv_tau: f64,
+    /// The slow-start window in ns (saturated; 0: none).
+    pub(super) slow_start_ns: u64,
+    /// The id the next added endpoint gets; changed under `writer` only.
     next_id: AtomicU64,
-    rng: Sharded,
-    turn: Sharded,
+    pub(super) rng: Sharded,
+    pub(super) turn: Sharded,
     /// Latest end of any ejection (0: none active), so picks skip the health
     /// scan (and the clock) while nothing is ejected.
-    ejected_horizon: AtomicU64,
+    pub(super) ejected_horizon: AtomicU64,
     /// Latest end of any slow-start window (0: none active).
-    warming_horizon: AtomicU64,
-    /// Serializes writers only; picks never take it.
-    writer: Mutex<()>,
+    pub(super) warming_horizon: AtomicU64,
+    /// Serializes writers only; picks never take it, and neither does the
+    /// ejection a finished pick may cause, so a long rebuild (a Maglev table
+    /// of thousands of endpoints) delays no pick and no finish.
+    pub(super) writer: Mutex<()>,
+    /// Serializes ejection decisions, so the ejected share stays capped.
+    ejection: Mutex<()>,
 }
 
 /// A load balancer over named, weighted endpoints. Thread-safe and cheap to
 /// clone (clones share it). Picks never take a lock an update holds:
 /// updates build a new immutable snapshot and publish it atomically, and
 /// per-endpoint statistics survive updates.
+///
+/// Every call that returns an error has changed nothing (no endpoint added,
+/// no id used up, no weight changed).
+///
+/// What each policy does with weights is on [`Policy`]'s variants: every
+/// policy honours them.
 #[derive(Clone)]
 pub struct Balancer {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Balancer {
@@ -137,64 +151,79 @@ impl std::fmt::Debug for Balancer {
     }
 }
 
-/// A number below `n` from 32 random bits, by multiplication rather than
-/// division (Lemire's reduction; the bias, n / 2^32, is immaterial here).
-/// `n` must be below 2^32.
-#[inline]
-fn below(random: u32, n: usize) -> usize {
-    ((random as u64 * n as u64) >> 32) as usize
+/// An endpoint to add with [`Balancer::extend`].
+#[derive(Clone)]
+pub struct NewEndpoint<'a> {
+    /// Its name, unique within the balancer.
+    pub name: &'a str,
+    /// Its weight, at least 1.
+    pub weight: u32,
+    /// What its picks hand back, if anything.
+    pub attachment: Option<Attachment>,
 }
 
-/// The first index from `start` on (wrapping at `n`) that passes `ok`.
-#[inline]
-fn first_usable(start: usize, n: usize, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
-    if ok(start) {
-        return Some(start);
-    }
-    let mut i = start;
-    for _ in 1..n {
-        i = if i + 1 == n { 0 } else { i + 1 };
-        if ok(i) {
-            return Some(i);
+impl<'a> NewEndpoint<'a> {
+    /// An endpoint named `name` with `weight` and no attachment.
+    pub fn new(name: &'a str, weight: u32) -> Self {
+        NewEndpoint {
+            name,
+            weight,
+            attachment: None,
         }
     }
-    None
-}
 
-/// One cycle of nginx's smooth weighted round robin.
-fn smooth_wrr_cycle(weights: &[u32]) -> Vec<u32> {
-    let total: i64 = weights.iter().map(|&w| w as i64).sum();
-    let mut current = vec![0i64; weights.len()];
-    let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        for i in 0..weights.len() {
-            current[i] += weights[i] as i64;
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= total;
-        out.push(best as u32);
+    /// The same endpoint carrying `attachment`.
+    pub fn with_attachment(mut self, attachment: Attachment) -> Self {
+        self.attachment = Some(attachment);
+        self
     }
-    out
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
+impl std::fmt::Debug for NewEndpoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEndpoint")
+            .field("name", &self.name)
+            .field("weight", &self.weight)
+            .field("attachment", &self.attachment.is_some())
+            .finish()
+    }
+}
+
+/// An endpoint named by its name or its id.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Name(&'a str),
+    Id(EndpointId),
+}
+
+impl Target<'_> {
+    fn find(&self, snap: &Snapshot) -> Result<usize, BalanceError> {
+        match *self {
+            Target::Name(name) => snap.index_of_name(name),
+            Target::Id(id) => snap.index_of_id(id.0),
+        }
+        .ok_or_else(|| BalanceError::Unknown(self.to_string()))
+    }
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Name(name) => f.write_str(name),
+            Target::Id(id) => write!(f, "{id}"),
+        }
     }
 }
 
 impl Inner {
-    fn random(&self) -> u64 {
+    pub(super) fn random(&self) -> u64 {
         mix64(self.rng.next(0x9E37_79B9_7F4A_7C15))
     }
 
+    /// Ejects the endpoint of `stats` at `now` for its next ejection time,
+    /// unless that would eject more than the allowed share.
     pub(super) fn try_eject(&self, stats: &Arc<Stats>, now: u64) {
-        let _w = self.writer.lock();
+        let _e = self.ejection.lock();
         if stats.is_ejected(now) {
             return;
         }
@@ -208,84 +237,19 @@ impl Inner {
         if (ejected + 1) as f64 > self.health.max_ejected_share * n as f64 {
             return;
         }
-        let k = stats.ejections.fetch_add(1, Relaxed) as u64 + 1;
-        let base = self.health.base_ejection.as_nanos() as u64;
-        let span = base
+        let k = stats.ejections.fetch_add(1, Relaxed).saturating_add(1) as u64;
+        let span = nanos(self.health.base_ejection)
             .saturating_mul(k)
-            .min(self.health.max_ejection.as_nanos() as u64);
-        stats.ejected_until.store(now + span, Relaxed);
-        stats.warm_from.store(now + span, Relaxed);
+            .min(nanos(self.health.max_ejection));
+        // Saturated: an ejection past what the clock can count never ends.
+        let until = now.saturating_add(span);
+        stats.ejected_until.store(until, Relaxed);
+        stats.warm_from.store(until, Relaxed);
         stats.consecutive_failures.store(0, Relaxed);
-        self.ejected_horizon.fetch_max(now + span, Relaxed);
-        let window = self.health.slow_start.as_nanos() as u64;
-        if window > 0 {
-            self.warming_horizon.fetch_max(now + span + window, Relaxed);
-        }
-    }
-
-    fn build(&self, endpoints: Vec<Endpoint>) -> Result<Snapshot, BalanceError> {
-        let mut snap = Snapshot {
-            endpoints,
-            ..Snapshot::default()
-        };
-        if snap.endpoints.is_empty() {
-            return Ok(snap);
-        }
-        match self.policy {
-            Policy::WeightedRoundRobin => {
-                let g = snap
-                    .endpoints
-                    .iter()
-                    .fold(0, |g, e| gcd(g, e.weight))
-                    .max(1);
-                let weights: Vec<u32> = snap.endpoints.iter().map(|e| e.weight / g).collect();
-                let total: u64 = weights.iter().map(|&w| w as u64).sum();
-                if total > 1 << 22 {
-                    return Err(BalanceError::Invalid(format!(
-                        "weights add up to {total} after dividing by their gcd; at most 2^22"
-                    )));
-                }
-                snap.wrr = smooth_wrr_cycle(&weights);
-            }
-            Policy::ConsistentHash { algorithm, .. } => {
-                let eps: Vec<(&str, u32)> = snap
-                    .endpoints
-                    .iter()
-                    .map(|e| (&*e.stats.name, e.weight))
-                    .collect();
-                snap.ring = Some(HashRing::new(algorithm, &eps)?);
-            }
-            _ => {}
-        }
-        Ok(snap)
-    }
-}
-
-/// An endpoint named by its name or its id.
-#[derive(Clone, Copy)]
-enum Target<'a> {
-    Name(&'a str),
-    Id(EndpointId),
-}
-
-impl Target<'_> {
-    fn is(&self, stats: &Stats) -> bool {
-        match *self {
-            Target::Name(name) => &*stats.name == name,
-            Target::Id(id) => stats.id == id.0,
-        }
-    }
-
-    fn unknown(&self) -> BalanceError {
-        BalanceError::Unknown(self.to_string())
-    }
-}
-
-impl std::fmt::Display for Target<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Name(name) => f.write_str(name),
-            Target::Id(id) => write!(f, "{id}"),
+        self.ejected_horizon.fetch_max(until, Relaxed);
+        if self.slow_start_ns > 0 {
+            self.warming_horizon
+                .fetch_max(until.saturating_add(self.slow_start_ns), Relaxed);
         }
     }
 }
@@ -296,7 +260,8 @@ impl Balancer {
     /// do not pick in lockstep. Use [`Balancer::with_options`] to replay.
     ///
     /// # Errors
-    /// [`BalanceError::Invalid`] for a bounded-load factor that is not > 1.
+    /// [`BalanceError::Invalid`] or [`BalanceError::Hash`] for a bad policy
+    /// parameter ([`Policy::validate`]).
     pub fn new(policy: Policy) -> Result<Self, BalanceError> {
         Self::with_options(
             policy,
@@ -310,47 +275,34 @@ impl Balancer {
     /// a [`super::ManualClock`]) and the seed of its randomness.
     ///
     /// # Errors
-    /// [`BalanceError::Invalid`] for out-of-range settings.
+    /// [`BalanceError::Invalid`] or [`BalanceError::Hash`] naming the first
+    /// bad setting ([`Policy::validate`], [`Health::validate`]).
     pub fn with_options(
         policy: Policy,
         health: Health,
         clock: Arc<dyn Clock>,
         seed: u64,
     ) -> Result<Self, BalanceError> {
-        if let Policy::ConsistentHash { bound: Some(b), .. } = policy {
-            if !(b > 1.0 && b.is_finite()) {
-                return Err(BalanceError::Invalid(format!(
-                    "bound must be greater than 1 (it is 1 + epsilon), got {b}"
-                )));
-            }
-        }
-        for (name, v) in [
-            ("max_ejected_share", health.max_ejected_share),
-            ("panic_threshold", health.panic_threshold),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(BalanceError::Invalid(format!(
-                    "{name} must be within 0..=1, got {v}"
-                )));
-            }
-        }
-        if health.ewma_decay.is_zero() {
-            return Err(BalanceError::Invalid("ewma_decay must be positive".into()));
-        }
+        policy.validate()?;
+        health.validate()?;
+        // Saturated like every duration: a decay past 584 years is "never".
+        let tau_ns = nanos(health.ewma_decay) as f64;
         Ok(Balancer {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(Snapshot::default()),
                 policy,
                 health,
                 clock,
-                tau_ns: health.ewma_decay.as_nanos() as f64,
-                inv_tau: 1.0 / health.ewma_decay.as_nanos() as f64,
+                tau_ns,
+                inv_tau: 1.0 / tau_ns,
+                slow_start_ns: nanos(health.slow_start),
                 rng: Sharded::seeded(seed),
                 turn: Sharded::default(),
                 next_id: AtomicU64::new(1),
                 ejected_horizon: AtomicU64::new(0),
                 warming_horizon: AtomicU64::new(0),
                 writer: Mutex::new(()),
+                ejection: Mutex::new(()),
             }),
         })
     }
@@ -358,6 +310,11 @@ impl Balancer {
     /// The policy.
     pub fn policy(&self) -> Policy {
         self.inner.policy
+    }
+
+    /// The health settings.
+    pub fn health(&self) -> Health {
+        self.inner.health
     }
 
     /// Number of endpoints.
@@ -381,37 +338,51 @@ impl Balancer {
             .collect()
     }
 
-    fn update(
+    /// True when an endpoint is named `name` (a map lookup).
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.snapshot.load().index_of_name(name).is_some()
+    }
+
+    /// The name of the endpoint with id `id` (a map lookup).
+    pub fn name_of(&self, id: EndpointId) -> Option<String> {
+        let snap = self.inner.snapshot.load();
+        snap.index_of_id(id.0)
+            .map(|i| snap.endpoints[i].stats.name.to_string())
+    }
+
+    /// Builds the next endpoint list with `f` from the current snapshot,
+    /// then the next snapshot, publishes it and calls `published` with what
+    /// `f` returned; holds the writer lock throughout, which only other
+    /// updates take. On an error nothing is published and `published` is
+    /// not called.
+    fn update<T>(
         &self,
-        f: impl FnOnce(&mut Vec<Endpoint>) -> Result<(), BalanceError>,
-    ) -> Result<(), BalanceError> {
-        let _w = self.inner.writer.lock();
-        let cur = self.inner.snapshot.load();
-        let mut eps: Vec<Endpoint> = cur
-            .endpoints
-            .iter()
-            .map(|e| Endpoint {
-                weight: e.weight,
-                stats: Arc::clone(&e.stats),
-            })
-            .collect();
-        f(&mut eps)?;
-        let snap = self.inner.build(eps)?;
+        f: impl FnOnce(&Snapshot, &mut Vec<Endpoint>) -> Result<T, BalanceError>,
+        published: impl FnOnce(&T),
+    ) -> Result<T, BalanceError> {
+        let w = self.inner.writer.lock();
+        let cur = self.inner.snapshot.load_full();
+        let mut eps = cur.shared_endpoints();
+        let out = f(&cur, &mut eps)?;
+        let snap = Snapshot::build(self.inner.policy, eps)?;
         let old = self.inner.snapshot.swap(Arc::new(snap));
+        published(&out);
         // The old snapshot may hold the last reference to a removed
         // endpoint's attachment, whose drop may run caller code (a Python
         // __del__) that calls back into this balancer: drop it unlocked.
-        drop(_w);
+        drop(w);
         drop(old);
-        Ok(())
+        drop(cur);
+        Ok(out)
     }
 
     /// Adds an endpoint and returns its id. Others keep their statistics.
     ///
     /// # Errors
-    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Duplicate`].
+    /// [`BalanceError::ZeroWeight`], [`BalanceError::Duplicate`], or what
+    /// the policy refuses ([`Balancer::extend`]).
     pub fn add(&self, name: &str, weight: u32) -> Result<EndpointId, BalanceError> {
-        self.add_endpoint(name, weight, None)
+        self.add_one(NewEndpoint::new(name, weight))
     }
 
     /// Adds an endpoint carrying `attachment`, which its picks hand back
@@ -420,46 +391,82 @@ impl Balancer {
     /// endpoint is removed and its last pick finished.
     ///
     /// # Errors
-    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Duplicate`].
+    /// As [`Balancer::add`].
     pub fn add_with(
         &self,
         name: &str,
         weight: u32,
         attachment: Attachment,
     ) -> Result<EndpointId, BalanceError> {
-        self.add_endpoint(name, weight, Some(attachment))
+        self.add_one(NewEndpoint::new(name, weight).with_attachment(attachment))
     }
 
-    fn add_endpoint(
+    fn add_one(&self, endpoint: NewEndpoint<'_>) -> Result<EndpointId, BalanceError> {
+        let ids = self.extend([endpoint])?;
+        Ok(ids[0])
+    }
+
+    /// Adds every endpoint of `endpoints` at once, in order, and returns
+    /// their ids: one rebuild of the policy's tables however many there are
+    /// (adding 2,000 endpoints one at a time under consistent hashing
+    /// rebuilds the table 2,000 times). All or nothing: on an error none is
+    /// added and no id is used up. Ids are consecutive and never reused.
+    ///
+    /// # Errors
+    /// [`BalanceError::ZeroWeight`], [`BalanceError::Duplicate`] (a name in
+    /// the balancer or twice in `endpoints`), [`BalanceError::Invalid`]
+    /// (round-robin weights whose cycle is too long) or
+    /// [`BalanceError::Hash`] (weights under jump hashing, a ring or table
+    /// too large).
+    pub fn extend<'a>(
         &self,
-        name: &str,
-        weight: u32,
-        attachment: Option<Attachment>,
-    ) -> Result<EndpointId, BalanceError> {
-        if weight == 0 {
-            return Err(BalanceError::ZeroWeight(name.into()));
+        endpoints: impl IntoIterator<Item = NewEndpoint<'a>>,
+    ) -> Result<Vec<EndpointId>, BalanceError> {
+        let endpoints: Vec<NewEndpoint<'a>> = endpoints.into_iter().collect();
+        let mut batch: HashSet<&str> = HashSet::with_capacity(endpoints.len());
+        for e in &endpoints {
+            if e.weight == 0 {
+                return Err(BalanceError::ZeroWeight(e.name.into()));
+            }
+            if !batch.insert(e.name) {
+                return Err(BalanceError::Duplicate(e.name.into()));
+            }
         }
         let now = self.inner.clock.now_ns();
-        let mut id = 0;
-        self.update(|eps| {
-            if eps.iter().any(|e| &*e.stats.name == name) {
-                return Err(BalanceError::Duplicate(name.into()));
-            }
-            // Taken under the writer lock, after the duplicate check: a
-            // duplicate burns no id (an add the hash ring refuses, such as a
-            // weight under jump hashing, does; ids stay unique either way).
-            id = self.inner.next_id.fetch_add(1, Relaxed);
-            eps.push(Endpoint {
-                weight,
-                stats: Arc::new(Stats::new(name, id, attachment, now)),
-            });
-            Ok(())
-        })?;
-        let window = self.inner.health.slow_start.as_nanos() as u64;
-        if window > 0 {
-            self.inner.warming_horizon.fetch_max(now + window, Relaxed);
+        let ids = self.update(
+            |cur, eps| {
+                if let Some(e) = endpoints
+                    .iter()
+                    .find(|e| cur.index_of_name(e.name).is_some())
+                {
+                    return Err(BalanceError::Duplicate(e.name.into()));
+                }
+                // Ids are taken under the writer lock; `next_id` moves on only
+                // once the new snapshot is published, so a refused add uses up
+                // no id.
+                let first = self.inner.next_id.load(Relaxed);
+                let mut ids = Vec::with_capacity(endpoints.len());
+                for (e, id) in endpoints.into_iter().zip(first..) {
+                    eps.push(Endpoint {
+                        weight: e.weight,
+                        stats: Arc::new(Stats::new(e.name, id, e.attachment, now)),
+                    });
+                    ids.push(EndpointId(id));
+                }
+                Ok(ids)
+            },
+            |ids| {
+                if let Some(last) = ids.last() {
+                    self.inner.next_id.store(last.0 + 1, Relaxed);
+                }
+            },
+        )?;
+        if self.inner.slow_start_ns > 0 && !ids.is_empty() {
+            self.inner
+                .warming_horizon
+                .fetch_max(now.saturating_add(self.inner.slow_start_ns), Relaxed);
         }
-        Ok(EndpointId(id))
+        Ok(ids)
     }
 
     /// Removes an endpoint. Picks already made of it finish normally.
@@ -479,20 +486,20 @@ impl Balancer {
     }
 
     fn remove_where(&self, target: Target<'_>) -> Result<(), BalanceError> {
-        self.update(|eps| {
-            let before = eps.len();
-            eps.retain(|e| !target.is(&e.stats));
-            if eps.len() == before {
-                return Err(target.unknown());
-            }
-            Ok(())
-        })
+        self.update(
+            |cur, eps| {
+                eps.remove(target.find(cur)?);
+                Ok(())
+            },
+            |_| {},
+        )
     }
 
     /// Changes an endpoint's weight, keeping its statistics.
     ///
     /// # Errors
-    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Unknown`].
+    /// [`BalanceError::ZeroWeight`], [`BalanceError::Unknown`], or what the
+    /// policy refuses ([`Balancer::extend`]).
     pub fn set_weight(&self, name: &str, weight: u32) -> Result<(), BalanceError> {
         self.set_weight_where(Target::Name(name), weight)
     }
@@ -501,7 +508,7 @@ impl Balancer {
     /// [`Balancer::set_weight`].
     ///
     /// # Errors
-    /// [`BalanceError::ZeroWeight`] or [`BalanceError::Unknown`].
+    /// As [`Balancer::set_weight`].
     pub fn set_weight_id(&self, id: EndpointId, weight: u32) -> Result<(), BalanceError> {
         self.set_weight_where(Target::Id(id), weight)
     }
@@ -510,13 +517,13 @@ impl Balancer {
         if weight == 0 {
             return Err(BalanceError::ZeroWeight(target.to_string()));
         }
-        self.update(|eps| match eps.iter_mut().find(|e| target.is(&e.stats)) {
-            Some(e) => {
-                e.weight = weight;
+        self.update(
+            |cur, eps| {
+                eps[target.find(cur)?].weight = weight;
                 Ok(())
-            }
-            None => Err(target.unknown()),
-        })
+            },
+            |_| {},
+        )
     }
 
     /// Statistics of every endpoint.
@@ -545,7 +552,8 @@ impl Balancer {
     /// Picks an endpoint (`key` is needed by consistent hashing and ignored
     /// by the others). Lock-free. The pick counts as in flight until
     /// finished or dropped, and is timed: [`Pick::finish`] records the
-    /// latency since the pick as well as the outcome.
+    /// latency since the pick as well as the outcome. An error leaves
+    /// nothing in flight.
     ///
     /// # Errors
     /// [`BalanceError::Empty`] or [`BalanceError::KeyRequired`].
@@ -598,7 +606,7 @@ impl Balancer {
         f: impl FnOnce(EndpointId, Option<&(dyn std::any::Any + Send + Sync)>) -> R,
     ) -> Result<R, BalanceError> {
         let snap = self.inner.snapshot.load();
-        let (index, _) = self.pick_index(&snap, key, false)?;
+        let (index, _) = self.inner.pick_index(&snap, key, false)?;
         let stats = &snap.endpoints[index].stats;
         Ok(f(
             EndpointId(stats.id),
@@ -628,7 +636,8 @@ impl Balancer {
         time_it: bool,
     ) -> Result<Pick<'a>, BalanceError> {
         let snap = self.inner.snapshot.load();
-        let (index, now) = self.pick_index(&snap, key, time_it)?;
+        let (index, now) = self.inner.pick_index(&snap, key, time_it)?;
+        // Nothing below can fail: the pick takes effect only here.
         let stats = Arc::clone(&snap.endpoints[index].stats);
         stats.in_flight.fetch_add(1, Relaxed);
         Ok(Pick {
@@ -637,165 +646,6 @@ impl Balancer {
             stats,
             started: now,
             done: false,
-        })
-    }
-
-    /// The index of the chosen endpoint, and the clock reading when
-    /// `time_it`. No policy needs the clock to choose; ejections and slow
-    /// start read it while they last.
-    fn pick_index(
-        &self,
-        snap: &Snapshot,
-        key: Option<&[u8]>,
-        time_it: bool,
-    ) -> Result<(usize, Option<u64>), BalanceError> {
-        let inner = &*self.inner;
-        let n = snap.endpoints.len();
-        if n == 0 {
-            return Err(BalanceError::Empty);
-        }
-        let timed = time_it;
-        let ejected_until = inner.ejected_horizon.load(Relaxed);
-        let warming_until = inner.warming_horizon.load(Relaxed);
-        // The clock is read only when something needs it.
-        let now = if timed || ejected_until != 0 || warming_until != 0 {
-            inner.clock.now_ns()
-        } else {
-            0
-        };
-        if ejected_until != 0 && now >= ejected_until {
-            let _ = inner
-                .ejected_horizon
-                .compare_exchange(ejected_until, 0, Relaxed, Relaxed);
-        }
-        if warming_until != 0 && now >= warming_until {
-            let _ = inner
-                .warming_horizon
-                .compare_exchange(warming_until, 0, Relaxed, Relaxed);
-        }
-        let ejections = ejected_until != 0 && now < ejected_until;
-        let health = &inner.health;
-        let panic = ejections && {
-            let healthy = snap
-                .endpoints
-                .iter()
-                .filter(|e| !e.stats.is_ejected(now))
-                .count();
-            // Too few healthy endpoints: use them all.
-            (healthy as f64) < health.panic_threshold * n as f64 || healthy == 0
-        };
-        let usable = |i: usize| !ejections || panic || !snap.endpoints[i].stats.is_ejected(now);
-        let mut index = self.choose(snap, key, &usable)?;
-        // Slow start: a warming endpoint is passed over with the probability
-        // it has not yet earned, at most a few times.
-        let hashing = matches!(inner.policy, Policy::ConsistentHash { .. });
-        if warming_until != 0 && now < warming_until && !hashing {
-            let window = health.slow_start.as_nanos() as f64;
-            for _ in 0..4 {
-                let from = snap.endpoints[index].stats.warm_from.load(Relaxed);
-                let share = (now.saturating_sub(from) as f64 / window).clamp(0.0, 1.0);
-                if share >= 1.0 {
-                    break;
-                }
-                let roll = (inner.random() >> 11) as f64 / (1u64 << 53) as f64;
-                if roll < share.max(0.05) {
-                    break;
-                }
-                index = self.choose(snap, key, &usable)?;
-            }
-        }
-        Ok((index, timed.then_some(now)))
-    }
-
-    /// Two distinct random usable endpoints (the same one when only one is).
-    fn two_choices(&self, n: usize, usable: &dyn Fn(usize) -> bool) -> (usize, usize) {
-        let r = self.inner.random();
-        let a0 = below(r as u32, n);
-        let b0 = if n == 1 {
-            a0
-        } else {
-            let x = below((r >> 32) as u32, n - 1);
-            if x >= a0 {
-                x + 1
-            } else {
-                x
-            }
-        };
-        let a = first_usable(a0, n, &|i| usable(i)).unwrap_or(a0);
-        let b = first_usable(b0, n, &|i| i != a && usable(i)).unwrap_or(a);
-        (a, b)
-    }
-
-    fn choose(
-        &self,
-        snap: &Snapshot,
-        key: Option<&[u8]>,
-        usable: &dyn Fn(usize) -> bool,
-    ) -> Result<usize, BalanceError> {
-        let n = snap.endpoints.len();
-        let first_usable_from = |start: usize| first_usable(start, n, usable).unwrap_or(start);
-        Ok(match self.inner.policy {
-            Policy::Random => first_usable_from(below(self.inner.random() as u32, n)),
-            Policy::RoundRobin => first_usable_from((self.inner.turn.next(1) % n as u64) as usize),
-            Policy::WeightedRoundRobin => {
-                let len = snap.wrr.len() as u64;
-                let mut pick = 0;
-                for _ in 0..len.min(4 * n as u64) {
-                    let t = self.inner.turn.next(1) % len;
-                    pick = snap.wrr[t as usize] as usize;
-                    if usable(pick) {
-                        break;
-                    }
-                }
-                if usable(pick) {
-                    pick
-                } else {
-                    first_usable_from(pick)
-                }
-            }
-            Policy::LeastConnections => {
-                let (a, b) = self.two_choices(n, usable);
-                let (la, lb) = (
-                    snap.endpoints[a].stats.in_flight(),
-                    snap.endpoints[b].stats.in_flight(),
-                );
-                if lb < la {
-                    b
-                } else {
-                    a
-                }
-            }
-            Policy::LeastResponseTime => {
-                let (a, b) = self.two_choices(n, usable);
-                let (sa, sb) = (&snap.endpoints[a].stats, &snap.endpoints[b].stats);
-                if sb.costs_less_than(sa, self.inner.inv_tau) {
-                    b
-                } else {
-                    a
-                }
-            }
-            Policy::ConsistentHash { bound, .. } => {
-                let key = key.ok_or(BalanceError::KeyRequired)?;
-                let Some(ring) = &snap.ring else {
-                    return Err(BalanceError::Empty);
-                };
-                let h = HashRing::key_hash(key);
-                let first = match bound {
-                    Some(b) => {
-                        let loads: Vec<u64> =
-                            snap.endpoints.iter().map(|e| e.stats.in_flight()).collect();
-                        ring.index_bounded(h, &loads, b - 1.0)?
-                    }
-                    None => ring.index_for_hash(h),
-                };
-                if usable(first) {
-                    first
-                } else {
-                    let mut order = Vec::with_capacity(n);
-                    ring.indexes_for_hash(h, n, &mut order);
-                    order.into_iter().find(|&i| usable(i)).unwrap_or(first)
-                }
-            }
         })
     }
 }

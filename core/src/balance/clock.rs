@@ -27,11 +27,11 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     fn now_ns(&self) -> u64 {
         // In u64 arithmetic: `as_nanos` goes through u128, which costs a
-        // few ns on every timed pick. u64 ns last 584 years.
+        // few ns on every timed pick. u64 ns last 584 years, and saturate.
         let d = self.start.elapsed();
         d.as_secs()
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(d.subsec_nanos() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(d.subsec_nanos() as u64)
     }
 }
 
@@ -47,9 +47,13 @@ impl ManualClock {
         Self::default()
     }
 
-    /// Moves the clock forward by `ns`.
+    /// Moves the clock forward by `ns`, stopping at `u64::MAX`.
     pub fn advance(&self, ns: u64) {
-        self.now.fetch_add(ns, Ordering::SeqCst);
+        let _ = self
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(ns))
+            });
     }
 }
 

@@ -8,15 +8,21 @@
 //! is seeded, and time comes from an injectable [`Clock`], so tests replay.
 
 mod balancer;
+mod choose;
 mod clock;
+#[cfg(test)]
+mod extremes_tests;
 mod pick;
 mod policy;
+mod snapshot;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod weights_tests;
 
-pub use balancer::{BalanceError, Balancer};
+pub use balancer::{BalanceError, Balancer, NewEndpoint};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use pick::{Outcome, Pick};
-pub use policy::{Health, Policy};
+pub use policy::{seconds, Health, Policy};
 pub use stats::{Attachment, EndpointId, EndpointStats};

@@ -104,7 +104,7 @@ impl Pick<'_> {
     /// Records the outcome with a latency the caller measured.
     pub fn finish_with_latency(mut self, latency: std::time::Duration, outcome: Outcome) {
         let now = self.inner.clock.now_ns();
-        self.record(Some(latency.as_nanos() as u64), outcome, now);
+        self.record(Some(super::policy::nanos(latency)), outcome, now);
     }
 
     fn record(&mut self, latency_ns: Option<u64>, outcome: Outcome, now: u64) {

@@ -59,7 +59,7 @@ impl std::fmt::Debug for Attached {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct Stats {
-    pub(crate) name: Box<str>,
+    pub(crate) name: std::sync::Arc<str>,
     /// The endpoint's id: assigned at `add`, never reused by its balancer.
     pub(crate) id: u64,
     /// What the caller attached at `add`, if anything.
@@ -109,18 +109,34 @@ impl Stats {
         v * (-dt / tau_ns).exp()
     }
 
-    /// True when this endpoint's load, its latency estimate × (in flight +
-    /// 1), is below `other`'s; an endpoint with no sample yet costs nothing.
+    /// True when this endpoint's load per unit of weight, its latency
+    /// estimate × (in flight + 1) / `weight`, is below `other`'s (of weight
+    /// `other_weight`); an endpoint with no sample yet costs nothing, and
+    /// when neither has one, load per weight decides (as least connections).
     /// `inv_tau` is 1 / the decay time constant in ns.
     ///
     /// Both estimates decay at the same rate, so the comparison holds at
     /// any common time and needs no clock: `c₁·e^(−(t−t₁)/τ) < c₂·e^(−(t−t₂)/τ)`
     /// exactly when `c₁·e^((t₁−t₂)/τ) < c₂`.
-    pub fn costs_less_than(&self, other: &Stats, inv_tau: f64) -> bool {
+    pub fn costs_less_than(
+        &self,
+        weight: f64,
+        other: &Stats,
+        other_weight: f64,
+        inv_tau: f64,
+    ) -> bool {
         let (v1, at1) = self.ewma_parts();
         let (v2, at2) = other.ewma_parts();
-        let c1 = v1 * (self.in_flight() + 1) as f64;
-        let c2 = v2 * (other.in_flight() + 1) as f64;
+        let (load1, load2) = (
+            (self.in_flight() + 1) as f64 * other_weight,
+            (other.in_flight() + 1) as f64 * weight,
+        );
+        if v1 == 0.0 && v2 == 0.0 {
+            // No latency known on either side: load per weight decides.
+            return load1 < load2;
+        }
+        // c₁ / w₁ < c₂ / w₂ as c₁·w₂ < c₂·w₁ (weights are at least 1).
+        let (c1, c2) = (v1 * load1, v2 * load2);
         if c1 == 0.0 || c2 == 0.0 {
             return c1 < c2;
         }

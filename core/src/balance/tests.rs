@@ -327,7 +327,7 @@ fn bad_input_gets_a_clear_error() {
         };
         assert!(matches!(
             Balancer::new(policy),
-            Err(BalanceError::Invalid(_))
+            Err(BalanceError::Invalid { .. })
         ));
     }
     let health = Health {
@@ -337,7 +337,7 @@ fn bad_input_gets_a_clear_error() {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
     assert!(matches!(
         Balancer::with_options(Policy::Random, health, clock, 1),
-        Err(BalanceError::Invalid(_))
+        Err(BalanceError::Invalid { .. })
     ));
     // Jump hashing cannot weight endpoints: the error names the endpoint.
     let jump = Policy::ConsistentHash {
@@ -379,8 +379,9 @@ fn ids_are_stable_never_reused_and_address_endpoints() {
     let bb = b.add("b", 1).unwrap();
     assert_eq!((a, bb), (EndpointId(1), EndpointId(2)));
     b.set_weight_id(bb, 4).unwrap();
+    // Round robin is weighted: the heavier endpoint leads the cycle.
     let p = b.pick(None).unwrap();
-    assert_eq!((p.id(), p.name()), (a, "a"));
+    assert_eq!((p.id(), p.name()), (bb, "b"));
     p.finish(Outcome::Success);
     b.remove_id(a).unwrap();
     let c = b.add("a", 1).unwrap();
@@ -391,7 +392,7 @@ fn ids_are_stable_never_reused_and_address_endpoints() {
             .iter()
             .map(|s| (s.id, s.name.as_str(), s.weight, s.successes))
             .collect::<Vec<_>>(),
-        vec![(bb, "b", 4, 0), (c, "a", 1, 0)],
+        vec![(bb, "b", 4, 1), (c, "a", 1, 0)],
         "the new 'a' starts with fresh statistics"
     );
     assert_eq!(
@@ -535,15 +536,66 @@ fn least_response_time_compares_without_the_clock_as_it_would_with_it() {
             );
         }
         let now = 60 * SEC + rng.next_u64() % (600 * SEC);
-        let cost = |s: &Stats| s.ewma_ns(now, tau) * (s.in_flight() + 1) as f64;
-        let (ca, cb) = (cost(&a), cost(&b));
+        // Half the pairs weighted alike, the rest 1 to 10 each.
+        let (wa, wb) = if rng.next_u64() % 2 == 0 {
+            (1.0, 1.0)
+        } else {
+            (
+                (1 + rng.next_u64() % 10) as f64,
+                (1 + rng.next_u64() % 10) as f64,
+            )
+        };
+        let load = |s: &Stats, w: f64| (s.in_flight() + 1) as f64 / w;
+        let cost = |s: &Stats, w: f64| s.ewma_ns(now, tau) * load(s, w);
+        let (mut ca, mut cb) = (cost(&a, wa), cost(&b, wb));
+        if ca == 0.0 && cb == 0.0 {
+            // Neither has a sample: load per weight decides.
+            (ca, cb) = (load(&a, wa), load(&b, wb));
+        }
         // Skip near-ties, where rounding may decide either way.
         if (ca - cb).abs() <= 1e-9 * ca.max(cb) && ca != cb {
             continue;
         }
-        assert_eq!(a.costs_less_than(&b, 1.0 / tau), ca < cb, "{ca} vs {cb}");
-        assert_eq!(b.costs_less_than(&a, 1.0 / tau), cb < ca, "{cb} vs {ca}");
+        let inv_tau = 1.0 / tau;
+        assert_eq!(
+            a.costs_less_than(wa, &b, wb, inv_tau),
+            ca < cb,
+            "{ca} vs {cb}"
+        );
+        assert_eq!(
+            b.costs_less_than(wb, &a, wa, inv_tau),
+            cb < ca,
+            "{cb} vs {ca}"
+        );
         agreed += 1;
     }
     assert!(agreed > 19_000);
+}
+
+#[test]
+fn picks_and_ejections_do_not_wait_for_an_update_in_progress() {
+    let health = Health {
+        consecutive_failures: 1,
+        max_ejected_share: 1.0,
+        ..Health::default()
+    };
+    let (b, _) = balancer_with(Policy::RoundRobin, health, &[("a", 1), ("b", 1)]);
+    // An update holds the writer lock for as long as its rebuild takes.
+    let rebuilding = b.inner.writer.lock();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let picker = b.clone();
+    std::thread::spawn(move || {
+        // A failure ejects: the ejection takes a lock of its own.
+        picker.pick(None).unwrap().finish(Outcome::Failure);
+        picker.pick(None).unwrap().finish(Outcome::Success);
+        done_tx.send(()).unwrap();
+    });
+    // Not a timing check: a minute means the picker is blocked for good.
+    let finished = done_rx.recv_timeout(Duration::from_secs(60));
+    drop(rebuilding);
+    assert!(
+        finished.is_ok(),
+        "a pick or its ejection waited for the writer lock"
+    );
+    assert_eq!(b.stats().iter().filter(|s| s.ejected).count(), 1);
 }

@@ -15,9 +15,11 @@ mod ring;
 pub use hash::{hash64, hash_u64, mix64};
 pub use maglev::next_prime;
 
+use std::collections::HashSet;
 use thiserror::Error;
 
-/// Which consistent-hashing algorithm a [`HashRing`] uses.
+/// Which consistent-hashing algorithm a [`HashRing`] uses. The default is
+/// the ring with [`Algorithm::DEFAULT_VNODES`] points per unit of weight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
     /// Ketama-style ring with `vnodes` points per unit of weight.
@@ -37,19 +39,76 @@ pub enum Algorithm {
     Rendezvous,
 }
 
+impl Default for Algorithm {
+    fn default() -> Self {
+        Algorithm::Ring {
+            vnodes: Self::DEFAULT_VNODES,
+        }
+    }
+}
+
 impl Algorithm {
+    /// Ring points per endpoint per unit of weight unless told otherwise
+    /// (the customary Ketama figure).
+    pub const DEFAULT_VNODES: u32 = 160;
+    /// The smallest Maglev table unless told otherwise (a prime; enough for
+    /// about 650 endpoints at the recommended 100 slots each).
+    pub const DEFAULT_MAGLEV_TABLE: usize = 65_537;
+    /// The most ring points (endpoints × weight × vnodes) or Maglev slots a
+    /// table may have: 2^26, half a gigabyte of ring points at most.
+    pub const MAX_TABLE: u64 = 1 << 26;
+
     /// The algorithm named `name` (`ring`, `maglev`, `jump`, `rendezvous`)
     /// with its default parameters.
     pub fn from_name(name: &str) -> Option<Algorithm> {
         match name {
-            "ring" => Some(Algorithm::Ring { vnodes: 160 }),
+            "ring" => Some(Algorithm::default()),
             "maglev" => Some(Algorithm::Maglev {
-                min_table_size: 65_537,
+                min_table_size: Self::DEFAULT_MAGLEV_TABLE,
             }),
             "jump" => Some(Algorithm::Jump),
             "rendezvous" => Some(Algorithm::Rendezvous),
             _ => None,
         }
+    }
+
+    /// Checks the algorithm's own parameters, before any endpoint is known:
+    /// ring `vnodes` from 1 to [`Algorithm::MAX_TABLE`], a Maglev
+    /// `min_table_size` of at most [`Algorithm::MAX_TABLE`].
+    ///
+    /// # Errors
+    /// [`HashError::Invalid`] naming the parameter.
+    pub fn validate(&self) -> Result<(), HashError> {
+        match *self {
+            Algorithm::Ring { vnodes } if vnodes == 0 || u64::from(vnodes) > Self::MAX_TABLE => {
+                Err(HashError::invalid(
+                    "vnodes",
+                    format!("must be from 1 to {}, got {vnodes}", Self::MAX_TABLE),
+                ))
+            }
+            Algorithm::Maglev { min_table_size } if min_table_size as u64 > Self::MAX_TABLE => {
+                Err(HashError::invalid(
+                    "table_size",
+                    format!("must be at most {}, got {min_table_size}", Self::MAX_TABLE),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Checks a bounded-load factor: `epsilon` must be positive and finite.
+///
+/// # Errors
+/// [`HashError::Invalid`] naming `epsilon`.
+pub fn check_epsilon(epsilon: f64) -> Result<(), HashError> {
+    if epsilon > 0.0 && epsilon.is_finite() {
+        Ok(())
+    } else {
+        Err(HashError::invalid(
+            "epsilon",
+            format!("must be positive and finite, got {epsilon}"),
+        ))
     }
 }
 
@@ -69,11 +128,22 @@ pub enum HashError {
     #[error("jump hashing cannot weight endpoints ({0:?} has weight {1})")]
     WeightsUnsupported(String, u32),
     /// A parameter is out of range.
-    #[error("invalid parameter: {0}")]
-    Invalid(String),
-    /// The bounded-load factor must be positive.
-    #[error("the bounded-load factor epsilon must be positive and finite, got {0}")]
-    Epsilon(String),
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        /// The parameter's name (`vnodes`, `table_size`, `epsilon`, `loads`).
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl HashError {
+    fn invalid(setting: &'static str, reason: impl Into<String>) -> Self {
+        HashError::Invalid {
+            setting,
+            reason: reason.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +163,8 @@ pub struct HashRing {
     seeds: Vec<u64>,
     /// All weights equal (rendezvous can skip its logarithm).
     uniform: bool,
+    /// The sum of the weights, for bounded loads' weighted caps.
+    total_weight: f64,
     algorithm: Algorithm,
     index: Index,
 }
@@ -107,22 +179,23 @@ impl HashRing {
     /// [`HashError`] for no endpoints, a zero weight, a duplicate name,
     /// weights with jump hashing, or a bad parameter.
     pub fn new(algorithm: Algorithm, endpoints: &[(&str, u32)]) -> Result<HashRing, HashError> {
+        algorithm.validate()?;
         if endpoints.is_empty() {
             return Err(HashError::Empty);
         }
-        let mut names: Vec<String> = Vec::with_capacity(endpoints.len());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(endpoints.len());
         for &(name, w) in endpoints {
             if w == 0 {
                 return Err(HashError::ZeroWeight(name.to_string()));
             }
-            if names.iter().any(|n| n == name) {
+            if !seen.insert(name) {
                 return Err(HashError::Duplicate(name.to_string()));
             }
             if algorithm == Algorithm::Jump && w != 1 {
                 return Err(HashError::WeightsUnsupported(name.to_string(), w));
             }
-            names.push(name.to_string());
         }
+        let names: Vec<String> = endpoints.iter().map(|e| e.0.to_string()).collect();
         let weights: Vec<u32> = endpoints.iter().map(|e| e.1).collect();
         let seeds: Vec<u64> = names
             .iter()
@@ -130,26 +203,28 @@ impl HashRing {
             .collect();
         let index = match algorithm {
             Algorithm::Ring { vnodes } => {
-                if vnodes == 0 {
-                    return Err(HashError::Invalid("ring vnodes must be at least 1".into()));
-                }
-                let points: u64 = weights.iter().map(|&w| w as u64 * vnodes as u64).sum();
-                if points > 1 << 26 {
-                    return Err(HashError::Invalid(format!(
-                        "{points} ring points is too many (at most 2^26)"
-                    )));
+                // In u128: weights and vnodes may both be near 2^32.
+                let points: u128 = weights.iter().map(|&w| w as u128 * vnodes as u128).sum();
+                if points > Algorithm::MAX_TABLE as u128 {
+                    return Err(HashError::invalid(
+                        "vnodes",
+                        format!(
+                            "{points} ring points (weights x vnodes) is too many; at most {}",
+                            Algorithm::MAX_TABLE
+                        ),
+                    ));
                 }
                 Index::Ring(ring::Ring::build(&seeds, &weights, vnodes))
             }
             Algorithm::Maglev { min_table_size } => {
-                let total_weight: usize = weights.iter().map(|&w| w as usize).sum();
-                if min_table_size < total_weight {
-                    return Err(HashError::Invalid(format!(
-                        "a Maglev table of {min_table_size} slots cannot hold {total_weight} units of weight"
-                    )));
-                }
-                if min_table_size > 1 << 26 {
-                    return Err(HashError::Invalid("Maglev table larger than 2^26".into()));
+                let total_weight: u64 = weights.iter().map(|&w| w as u64).sum();
+                if (min_table_size as u64) < total_weight {
+                    return Err(HashError::invalid(
+                        "table_size",
+                        format!(
+                            "a Maglev table of {min_table_size} slots cannot hold {total_weight} units of weight"
+                        ),
+                    ));
                 }
                 let size = next_prime(min_table_size.max(2));
                 Index::Maglev(maglev::Maglev::build(&seeds, &weights, size))
@@ -158,11 +233,13 @@ impl HashRing {
             Algorithm::Rendezvous => Index::Rendezvous,
         };
         let uniform = weights.iter().all(|&w| w == weights[0]);
+        let total_weight = weights.iter().map(|&w| w as f64).sum();
         Ok(HashRing {
             names,
             weights,
             seeds,
             uniform,
+            total_weight,
             algorithm,
             index,
         })
@@ -245,37 +322,64 @@ impl HashRing {
     }
 
     /// Consistent hashing with bounded loads (Mirrokni, Thorup and
-    /// Zadimoghaddam, 2018): the first endpoint in `h`'s preference order
-    /// whose load is below `ceil((1 + epsilon) * (total + 1) / n)`, where
-    /// `loads[i]` is endpoint `i`'s current load and `total` their sum. No
-    /// endpoint is ever handed a key that would take it over the bound.
+    /// Zadimoghaddam, 2018), weighted: the first endpoint in `h`'s
+    /// preference order whose load is below its cap,
+    /// `ceil((1 + epsilon) * (total + 1) * weight / total_weight)`, where
+    /// `loads[i]` is endpoint `i`'s current load and `total` their sum (with
+    /// equal weights the cap is `ceil((1 + epsilon) * (total + 1) / n)`). No
+    /// endpoint is handed a key that would take it over its cap. Loads of any
+    /// size are summed without overflow; when every load is near `u64::MAX`
+    /// and so no cap can be told apart, the key's own endpoint is returned.
     ///
     /// # Errors
-    /// [`HashError::Epsilon`] unless `epsilon > 0`; [`HashError::Invalid`]
-    /// when `loads` does not have one entry per endpoint.
+    /// [`HashError::Invalid`] unless `epsilon > 0` and finite, or when
+    /// `loads` does not have one entry per endpoint.
     pub fn index_bounded(&self, h: u64, loads: &[u64], epsilon: f64) -> Result<usize, HashError> {
-        if !(epsilon > 0.0 && epsilon.is_finite()) {
-            return Err(HashError::Epsilon(epsilon.to_string()));
-        }
+        check_epsilon(epsilon)?;
         if loads.len() != self.names.len() {
-            return Err(HashError::Invalid(format!(
-                "{} loads for {} endpoints",
-                loads.len(),
-                self.names.len()
-            )));
+            return Err(HashError::invalid(
+                "loads",
+                format!("{} loads for {} endpoints", loads.len(), self.names.len()),
+            ));
         }
-        let n = self.names.len() as f64;
-        let total: u64 = loads.iter().sum();
-        let cap = ((1.0 + epsilon) * (total as f64 + 1.0) / n).ceil() as u64;
+        let total = sum_of(loads);
+        // Caps in f64: no cast back to an integer, so nothing saturates or
+        // wraps; loads below 2^53 compare exactly.
+        let budget = (1.0 + epsilon) * (total as f64 + 1.0);
+        let per_weight = if self.uniform {
+            budget / self.names.len() as f64
+        } else {
+            budget / self.total_weight
+        };
+        let under_cap = |i: usize| {
+            let share = if self.uniform {
+                per_weight
+            } else {
+                per_weight * self.weights[i] as f64
+            };
+            // For a whole load L, L < ceil(share) exactly when L < share
+            // (and no libm `ceil` call on every pick).
+            (loads[i] as f64) < share
+        };
         let first = self.index_for_hash(h);
-        if loads[first] < cap {
+        if under_cap(first) {
             return Ok(first);
         }
         let mut order = Vec::with_capacity(self.names.len());
         self.indexes_for_hash(h, self.names.len(), &mut order);
-        // Some endpoint is always below the cap: cap * n > total.
-        Ok(order.into_iter().find(|&i| loads[i] < cap).unwrap_or(first))
+        // Some endpoint is below its cap: the caps add up to more than total.
+        Ok(order.into_iter().find(|&i| under_cap(i)).unwrap_or(first))
     }
+}
+
+/// The exact sum of `loads` (fewer than 2^32 of them): the low and high 32
+/// bits of every load are summed apart, in two u64 accumulators that cannot
+/// overflow, with plain adds and shifts the compiler vectorizes.
+fn sum_of(loads: &[u64]) -> u128 {
+    let (low, high) = loads.iter().fold((0u64, 0u64), |(lo, hi), &l| {
+        (lo + (l & 0xFFFF_FFFF), hi + (l >> 32))
+    });
+    ((high as u128) << 32) + low as u128
 }
 
 #[cfg(test)]

@@ -165,25 +165,28 @@ fn bad_input_gets_a_clear_error() {
     ));
     assert!(matches!(
         HashRing::new(Algorithm::Ring { vnodes: 0 }, &[("a", 1)]),
-        Err(HashError::Invalid(_))
+        Err(HashError::Invalid { .. })
     ));
     assert!(matches!(
         HashRing::new(
             Algorithm::Maglev { min_table_size: 2 },
             &[("a", 2), ("b", 2)]
         ),
-        Err(HashError::Invalid(_))
+        Err(HashError::Invalid { .. })
     ));
     let r = ring(ALL[0], 3);
     for eps in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(
             r.index_bounded(1, &[0, 0, 0], eps),
-            Err(HashError::Epsilon(_))
+            Err(HashError::Invalid {
+                setting: "epsilon",
+                ..
+            })
         ));
     }
     assert!(matches!(
         r.index_bounded(1, &[0, 0], 0.5),
-        Err(HashError::Invalid(_))
+        Err(HashError::Invalid { .. })
     ));
     assert_eq!(Algorithm::from_name("maglev"), Some(ALL[1]));
     assert_eq!(Algorithm::from_name("nope"), None);
@@ -220,4 +223,15 @@ fn blocked_jump_matches_the_papers_loop() {
             assert_eq!(jump(key, buckets), jump_reference(key, buckets));
         }
     }
+}
+
+#[test]
+fn loads_are_summed_exactly_at_any_size() {
+    use super::sum_of;
+    assert_eq!(sum_of(&[]), 0);
+    assert_eq!(sum_of(&[1, 2, 3]), 6);
+    assert_eq!(sum_of(&[u64::MAX; 3]), 3 * u64::MAX as u128);
+    let mixed = [u64::MAX, 1 << 32, (1 << 32) - 1, 0, 12_345];
+    let want: u128 = mixed.iter().map(|&l| l as u128).sum();
+    assert_eq!(sum_of(&mixed), want);
 }
