@@ -129,6 +129,12 @@ impl LocalNetwork {
         }
     }
 
+    /// Cuts the link from `from` to `to` only; `to` still reaches `from`
+    /// (a one-way partition, as a half-broken NIC or firewall makes).
+    pub fn cut_one_way(&self, from: NodeId, to: NodeId) {
+        self.inner.faults.write().cut.insert((from, to));
+    }
+
     /// Restores every link (drop rate and delay stay as set).
     pub fn heal(&self) {
         self.inner.faults.write().cut.clear();

@@ -26,10 +26,18 @@ pub enum EntryKind {
 ///
 /// `data` is reference counted, so the log, storage and the apply thread share
 /// one copy of each command.
+///
+/// `(origin, index)` is the identity of the proposal that put the command
+/// there: a proposer recognises its own command by it wherever the entry's
+/// `epoch` later changes (a Multi-Paxos leader re-proposes a value it
+/// recovered under its own ballot, keeping the value's origin).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Epoch (term) of the leader that created the entry.
+    /// Epoch (term, ballot) in which the entry was last written by a leader.
     pub epoch: Epoch,
+    /// Epoch in which the command was first proposed; never above `epoch`,
+    /// and equal to it except for re-proposed values.
+    pub origin: Epoch,
     /// Log slot of the entry.
     pub index: Index,
     /// Command or no-op.
@@ -39,9 +47,20 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A fresh entry proposed in `epoch` (its origin is `epoch`).
+    pub fn new(epoch: Epoch, index: Index, kind: EntryKind, data: Bytes) -> Self {
+        Entry {
+            epoch,
+            origin: epoch,
+            index,
+            kind,
+            data,
+        }
+    }
+
     /// Bytes this entry counts for in batching and memory limits.
     pub fn size(&self) -> usize {
-        self.data.len() + 24
+        self.data.len() + 32
     }
 }
 

@@ -117,7 +117,7 @@ fn bad_envelopes_are_rejected_counted_and_harmless() {
         node.receive(2, b"garbage bytes"),
         Err(ReceiveError::Wire(WireError::BadMagic))
     ));
-    let mut foreign = b"CNSO\x01\x01".to_vec();
+    let mut foreign = b"CNSO\x02\x01".to_vec();
     foreign.extend_from_slice(&[99, 2, leader as u8, 0]);
     assert!(matches!(
         node.receive(2, &foreign),
@@ -569,5 +569,65 @@ fn a_leader_whose_state_machine_panics_stops_and_is_replaced() {
         .unwrap()
         .propose(b"after".to_vec(), WAIT)
         .unwrap();
+    cluster.shutdown();
+}
+
+/// Issue #8, bug 1: a Multi-Paxos leader proposes X; only one acceptor
+/// takes it and the leader never hears back; the next leader re-proposes X in
+/// the same slot under its own ballot; the old leader rejoins and applies X.
+/// The proposer must hear that X committed, not `Dropped` (a retrying client
+/// would apply it twice).
+#[test]
+fn a_paxos_proposal_re_proposed_by_the_next_leader_completes_as_committed() {
+    use consenso::consensus::paxos::{MultiPaxos, PaxosConfig};
+    let recorders: Vec<Recorder> = (0..3).map(|_| Recorder::default()).collect();
+    let rs = recorders.clone();
+    let mut config = NodeConfig::<PaxosConfig>::new(1, vec![1, 2, 3]);
+    config.proposal_timeout = Duration::from_secs(600);
+    let cluster =
+        LocalCluster::<MultiPaxos>::start_with(config, move |id| rs[id as usize - 1].clone())
+            .unwrap();
+    let old = cluster.wait_for_leader(WAIT).expect("a leader");
+    cluster.propose(b"warm-up", WAIT).unwrap();
+    let others: Vec<u64> = cluster.ids().into_iter().filter(|&i| i != old).collect();
+    let (taker, other) = (others[0], others[1]);
+    let net = cluster.network();
+    // X reaches `taker` only, and `taker`'s answer never comes back.
+    net.cut_one_way(old, other);
+    net.cut_one_way(taker, old);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    cluster.node(old).unwrap().propose_with(
+        b"X".to_vec(),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let taker_log = cluster.storage(taker).unwrap();
+    let before = taker_log.len();
+    eventually("the acceptor takes X", || taker_log.len() > before);
+    // The old leader is cut off; the other two elect a leader that must
+    // re-propose X, found in `taker`'s promise.
+    net.isolate(old);
+    eventually("a new leader commits X", || {
+        cluster.leader().is_some_and(|l| l != old)
+            && recorders[taker as usize - 1]
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| c == b"X")
+    });
+    assert!(
+        rx.try_recv().is_err(),
+        "the cut-off proposer cannot know yet"
+    );
+    net.heal();
+    let outcome = rx.recv_timeout(WAIT).expect("the proposer hears back");
+    assert!(
+        outcome.is_ok(),
+        "X committed in its slot, so its proposer is told so, not {outcome:?}"
+    );
+    let applied = recorders[old as usize - 1].0.lock().unwrap().clone();
+    assert_eq!(applied.iter().filter(|c| c.as_slice() == b"X").count(), 1);
     cluster.shutdown();
 }

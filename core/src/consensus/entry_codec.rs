@@ -1,7 +1,8 @@
 //! Compact wire form of a run of consecutive log entries, for any protocol's
 //! messages (`#[serde(with = "entry_codec")]` on a `Vec<Entry>` field).
 //!
-//! Layout: the first index, then `(epoch, kind, length)` per entry, then all
+//! Layout: the first index, then `(epoch, epoch - origin, kind, length)` per
+//! entry (the difference is 0, one byte, except for re-proposed values), then all
 //! payloads as one byte string. Decoding copies the payloads once into one
 //! buffer and hands each entry a slice of it, so a batch of N entries costs
 //! one allocation for data instead of N. Indexes are implicit (consecutive),
@@ -18,11 +19,14 @@ struct Metas<'a>(&'a [Entry]);
 
 impl Serialize for Metas<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(
-            self.0
-                .iter()
-                .map(|e| (e.epoch, e.kind, e.data.len() as u64)),
-        )
+        s.collect_seq(self.0.iter().map(|e| {
+            (
+                e.epoch,
+                e.epoch.saturating_sub(e.origin),
+                e.kind,
+                e.data.len() as u64,
+            )
+        }))
     }
 }
 
@@ -48,10 +52,14 @@ impl Serialize for Blob<'_> {
 /// Serializes consecutive entries (as the field attribute requires).
 ///
 /// # Errors
-/// The serializer's error; also when the entries are not consecutive.
+/// The serializer's error; also when the entries are not consecutive or an
+/// entry's origin is after its epoch.
 pub fn serialize<S: Serializer>(entries: &[Entry], s: S) -> Result<S::Ok, S::Error> {
     if entries.windows(2).any(|w| w[1].index != w[0].index + 1) {
         return Err(serde::ser::Error::custom("entries are not consecutive"));
+    }
+    if entries.iter().any(|e| e.origin > e.epoch) {
+        return Err(serde::ser::Error::custom("entry origin after its epoch"));
     }
     let first = entries.first().map_or(0, |e| e.index);
     let mut t = s.serialize_tuple(3)?;
@@ -104,11 +112,12 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Err
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Entry>, A::Error> {
             let missing = || de::Error::custom("truncated entry batch");
             let first: Index = seq.next_element()?.ok_or_else(missing)?;
-            let metas: Vec<(Epoch, EntryKind, u64)> = seq.next_element()?.ok_or_else(missing)?;
+            let metas: Vec<(Epoch, Epoch, EntryKind, u64)> =
+                seq.next_element()?.ok_or_else(missing)?;
             let blob: BlobBuf = seq.next_element()?.ok_or_else(missing)?;
             let total = metas
                 .iter()
-                .try_fold(0u64, |acc, m| acc.checked_add(m.2))
+                .try_fold(0u64, |acc, m| acc.checked_add(m.3))
                 .ok_or_else(|| de::Error::custom("entry lengths overflow"))?;
             if total != blob.0.len() as u64 {
                 return Err(de::Error::custom(format!(
@@ -123,13 +132,14 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Err
             let blob = Bytes::from(blob.0);
             let mut at = 0usize;
             let mut out = Vec::with_capacity(metas.len());
-            for (i, (epoch, kind, len)) in metas.into_iter().enumerate() {
+            for (i, (epoch, age, kind, len)) in metas.into_iter().enumerate() {
+                let origin = epoch
+                    .checked_sub(age)
+                    .ok_or_else(|| de::Error::custom("entry origin after its epoch"))?;
                 let len = len as usize;
                 out.push(Entry {
-                    epoch,
-                    index: first + i as u64,
-                    kind,
-                    data: blob.slice(at..at + len),
+                    origin,
+                    ..Entry::new(epoch, first + i as u64, kind, blob.slice(at..at + len))
                 });
                 at += len;
             }
@@ -147,12 +157,7 @@ mod tests {
     struct Wrap(#[serde(with = "super")] Vec<Entry>);
 
     fn e(index: Index, data: &'static [u8]) -> Entry {
-        Entry {
-            epoch: 3,
-            index,
-            kind: EntryKind::Normal,
-            data: Bytes::from_static(data),
-        }
+        Entry::new(3, index, EntryKind::Normal, Bytes::from_static(data))
     }
 
     #[test]
@@ -175,6 +180,19 @@ mod tests {
         assert_eq!(bad[pos], 3);
         bad[pos] = 4;
         assert!(postcard::from_bytes::<Wrap>(&bad).is_err());
+    }
+
+    #[test]
+    fn a_re_proposed_entry_keeps_its_origin_and_a_later_origin_is_refused() {
+        let mut moved = e(2, b"x");
+        moved.epoch = 9;
+        let batch = Wrap(vec![e(1, b""), moved]);
+        let back: Wrap = postcard::from_bytes(&postcard::to_allocvec(&batch).unwrap()).unwrap();
+        assert_eq!(back.0[1].origin, 3);
+        assert_eq!(back.0[1].epoch, 9);
+        let mut ahead = e(1, b"");
+        ahead.origin = 4;
+        assert!(postcard::to_allocvec(&Wrap(vec![ahead])).is_err());
     }
 
     #[test]

@@ -203,12 +203,12 @@ mod tests {
     fn log_of(n: Index) -> Log {
         let mut log = Log::default();
         for i in 1..=n {
-            log.push(Entry {
-                epoch: 1,
-                index: i,
-                kind: EntryKind::Normal,
-                data: Bytes::from_static(b"xy"),
-            });
+            log.push(Entry::new(
+                1,
+                i,
+                EntryKind::Normal,
+                Bytes::from_static(b"xy"),
+            ));
         }
         log
     }

@@ -29,6 +29,9 @@ pub(crate) enum Input<M> {
     Shutdown,
 }
 
+/// A proposal waiting for its entry, known by its identity `(origin,
+/// index)` (see [`crate::types::Entry`]), not by the epoch its slot ends up
+/// committed in.
 struct PendingProposal {
     epoch: Epoch,
     index: Index,
@@ -321,7 +324,7 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                     let Some(p) = self.pending.pop_front() else {
                         break;
                     };
-                    if p.index == e.index && p.epoch == e.epoch {
+                    if p.index == e.index && p.epoch == e.origin {
                         completions.push((pos, p.done));
                     } else {
                         self.shared.fail_proposal(p.done, ProposeError::Dropped);

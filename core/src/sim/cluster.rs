@@ -55,6 +55,8 @@ pub struct SimStats {
     pub committed: Index,
     /// Client puts that completed.
     pub puts_ok: u64,
+    /// Client puts answered `Dropped` (their slot went to another entry).
+    pub puts_dropped: u64,
     /// Client gets that completed.
     pub gets_ok: u64,
     /// Crashes.
@@ -328,7 +330,7 @@ impl<P: SimProtocol> SimCluster<P> {
                 node.kv.apply(&e.data);
                 node.applied.push((e.index, e.data.clone()));
             }
-            if let Some(w) = node.proposals.remove(&(e.index, e.epoch)) {
+            if let Some(w) = node.proposals.remove(&(e.index, e.origin)) {
                 if self.trace {
                     println!(
                         "t={} node {id} completes op {} at stamp {}",
@@ -347,14 +349,27 @@ impl<P: SimProtocol> SimCluster<P> {
                 );
                 self.stats.puts_ok += 1;
             }
-            // Proposals at this index from other epochs were overwritten.
+            // Proposals at this index with another identity were overwritten:
+            // like the runtime, say `Dropped`, a definite "did not happen"
+            // the linearizability check holds the cluster to.
             let stale: Vec<_> = node
                 .proposals
                 .range((e.index, 0)..=(e.index, Epoch::MAX))
                 .map(|(k, _)| *k)
                 .collect();
             for k in stale {
-                node.proposals.remove(&k);
+                if let Some(w) = node.proposals.remove(&k) {
+                    self.stamp += 1;
+                    complete(
+                        &mut self.history,
+                        &mut self.completed,
+                        w.op,
+                        self.stamp,
+                        None,
+                    );
+                    self.history[w.op].failed = true;
+                    self.stats.puts_dropped += 1;
+                }
             }
         }
         for r in fx.reads_ready.drain(..) {
@@ -526,6 +541,7 @@ impl<P: SimProtocol> SimCluster<P> {
             call,
             ret: None,
             output: None,
+            failed: false,
         });
         self.completed.push(false);
         self.history.len() - 1

@@ -31,6 +31,9 @@ pub struct Operation {
     pub ret: Option<u64>,
     /// For a completed Get: the value read (`None`: key absent).
     pub output: Option<u64>,
+    /// The system answered that the op did not take effect (a Put whose
+    /// proposal was `Dropped`): it must not appear to have happened.
+    pub failed: bool,
 }
 
 /// Result of a check.
@@ -46,7 +49,9 @@ pub enum CheckResult {
 }
 
 /// Checks a whole history. Gets with unknown outcome are ignored (they
-/// change nothing); Puts with unknown outcome may take effect or not.
+/// change nothing); Puts with unknown outcome may take effect or not; failed
+/// ops never took effect, so a Get that returns a failed Put's value is
+/// illegal.
 ///
 /// A Put with unknown outcome whose value no Get ever returned is dropped
 /// before the search: linearizing it at the end of time is always possible
@@ -60,7 +65,7 @@ pub fn check(history: &[Operation]) -> CheckResult {
         .collect();
     let mut by_key: BTreeMap<u8, Vec<&Operation>> = BTreeMap::new();
     for op in history {
-        if op.kind == OpKind::Get && op.ret.is_none() {
+        if op.failed || (op.kind == OpKind::Get && op.ret.is_none()) {
             continue;
         }
         if let (OpKind::Put(v), None) = (op.kind, op.ret) {
@@ -211,6 +216,7 @@ mod tests {
             call,
             ret,
             output: None,
+            failed: false,
         }
     }
 
@@ -222,6 +228,7 @@ mod tests {
             call,
             ret: Some(ret),
             output: out,
+            failed: false,
         }
     }
 
@@ -289,6 +296,19 @@ mod tests {
         let h = vec![other, put(1, 1, 2, Some(3)), get(2, Some(1), 4, 5)];
         assert_eq!(check(&h), CheckResult::Ok);
     }
+
+    #[test]
+    fn a_read_of_a_value_whose_put_failed_is_illegal() {
+        let mut failed = put(1, 5, 1, Some(2));
+        failed.failed = true;
+        let read = get(2, Some(5), 3, 4);
+        assert_eq!(
+            check(&[failed.clone(), read]),
+            CheckResult::Illegal { key: 0 }
+        );
+        let nothing = get(2, None, 3, 4);
+        assert_eq!(check(&[failed, nothing]), CheckResult::Ok);
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +325,7 @@ mod unobserved {
                 call: i,
                 ret: None,
                 output: None,
+                failed: false,
             })
             .collect();
         h.push(Operation {
@@ -314,6 +335,7 @@ mod unobserved {
             call: 600,
             ret: Some(601),
             output: None,
+            failed: false,
         });
         assert_eq!(check(&h), CheckResult::Ok);
         // Still exact: a completed write followed by a read of nothing fails.
@@ -324,6 +346,7 @@ mod unobserved {
             call: 602,
             ret: Some(603),
             output: None,
+            failed: false,
         });
         h.push(Operation {
             client: 1,
@@ -332,6 +355,7 @@ mod unobserved {
             call: 604,
             ret: Some(605),
             output: None,
+            failed: false,
         });
         assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
     }

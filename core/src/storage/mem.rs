@@ -115,12 +115,7 @@ mod tests {
     use bytes::Bytes;
 
     fn e(index: Index) -> Entry {
-        Entry {
-            epoch: 1,
-            index,
-            kind: EntryKind::Normal,
-            data: Bytes::from(vec![index as u8]),
-        }
+        Entry::new(1, index, EntryKind::Normal, Bytes::from(vec![index as u8]))
     }
 
     #[test]

@@ -227,12 +227,7 @@ impl MultiPaxos {
     }
 
     fn append_local(&mut self, kind: EntryKind, data: Bytes, out: &mut PaxosEffects) -> Index {
-        let entry = Entry {
-            epoch: self.my_ballot,
-            index: self.log.last_index() + 1,
-            kind,
-            data,
-        };
+        let entry = Entry::new(self.my_ballot, self.log.last_index() + 1, kind, data);
         let (index, size) = (entry.index, entry.size());
         out.append.push(entry.clone());
         self.log.push(entry);
@@ -626,7 +621,7 @@ fn promised_at(p: &Promised, slot: Index) -> Option<&Entry> {
 
 /// The value a new leader of ballot `b` puts in `slot`: a value some acceptor
 /// knows chosen; else the value accepted in the highest ballot (re-proposed
-/// under `b`); else, in a gap no promise covers, a no-op.
+/// under `b`, keeping its origin); else, in a gap no promise covers, a no-op.
 fn merge_slot(
     slot: Index,
     chosen: Index,
@@ -646,18 +641,12 @@ fn merge_slot(
     }
     let best = reported.chain(own).max_by_key(|e| e.epoch);
     match best {
+        // Re-proposed under `b`, it keeps the identity its proposer knows it by.
         Some(e) => Entry {
-            epoch: b,
-            index: slot,
-            kind: e.kind,
-            data: e.data.clone(),
+            origin: e.origin,
+            ..Entry::new(b, slot, e.kind, e.data.clone())
         },
-        None => Entry {
-            epoch: b,
-            index: slot,
-            kind: EntryKind::Noop,
-            data: Bytes::new(),
-        },
+        None => Entry::new(b, slot, EntryKind::Noop, Bytes::new()),
     }
 }
 

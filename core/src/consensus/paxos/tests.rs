@@ -11,12 +11,12 @@ fn cfg() -> PaxosConfig {
 }
 
 fn entry(index: Index, epoch: Ballot, data: &[u8]) -> Entry {
-    Entry {
+    Entry::new(
         epoch,
         index,
-        kind: EntryKind::Normal,
-        data: Bytes::copy_from_slice(data),
-    }
+        EntryKind::Normal,
+        Bytes::copy_from_slice(data),
+    )
 }
 
 /// Nodes with given (promised, commit, accepted values).

@@ -159,12 +159,7 @@ impl Raft {
     }
 
     fn append_local(&mut self, kind: EntryKind, data: Bytes, out: &mut RaftEffects) -> Index {
-        let entry = Entry {
-            epoch: self.term,
-            index: self.log.last_index() + 1,
-            kind,
-            data,
-        };
+        let entry = Entry::new(self.term, self.log.last_index() + 1, kind, data);
         let (index, size) = (entry.index, entry.size());
         out.append.push(entry.clone());
         self.log.push(entry);

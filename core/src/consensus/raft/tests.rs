@@ -18,11 +18,13 @@ fn with_logs(config: RaftConfig, logs: &[(NodeId, Epoch, Vec<Epoch>)]) -> Net {
             let entries = terms
                 .iter()
                 .enumerate()
-                .map(|(i, &t)| Entry {
-                    epoch: t,
-                    index: i as Index + 1,
-                    kind: EntryKind::Normal,
-                    data: Bytes::from(vec![i as u8, t as u8]),
+                .map(|(i, &t)| {
+                    Entry::new(
+                        t,
+                        i as Index + 1,
+                        EntryKind::Normal,
+                        Bytes::from(vec![i as u8, t as u8]),
+                    )
                 })
                 .collect();
             let rec = Recovered {
@@ -479,12 +481,7 @@ fn lost_pipelined_appends_are_found_by_the_next_heartbeat() {
 #[test]
 fn restart_recovers_term_vote_log_and_commit() {
     let entries: Vec<Entry> = (1..=3)
-        .map(|i| Entry {
-            epoch: 2,
-            index: i,
-            kind: EntryKind::Normal,
-            data: Bytes::from(vec![i as u8]),
-        })
+        .map(|i| Entry::new(2, i, EntryKind::Normal, Bytes::from(vec![i as u8])))
         .collect();
     let rec = Recovered {
         hard_state: Some(HardState {

@@ -1187,12 +1187,12 @@ impl Protocol for Zab {
         }
         self.repl
             .admit(data.len() + 24, self.cfg.limits.max_uncommitted_bytes)?;
-        let entry = Entry {
-            epoch: self.new_epoch,
-            index: self.log.last_index() + 1,
-            kind: EntryKind::Normal,
+        let entry = Entry::new(
+            self.new_epoch,
+            self.log.last_index() + 1,
+            EntryKind::Normal,
             data,
-        };
+        );
         let (index, size) = (entry.index, entry.size());
         out.append.push(entry.clone());
         self.log.push(entry);

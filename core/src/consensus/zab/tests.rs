@@ -10,12 +10,12 @@ fn cfg() -> ZabConfig {
 }
 
 fn entry(index: Index, epoch: Epoch, data: &[u8]) -> Entry {
-    Entry {
+    Entry::new(
         epoch,
         index,
-        kind: EntryKind::Normal,
-        data: Bytes::copy_from_slice(data),
-    }
+        EntryKind::Normal,
+        Bytes::copy_from_slice(data),
+    )
 }
 
 /// Servers with given (accepted epoch, current epoch, commit, history).
