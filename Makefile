@@ -18,7 +18,7 @@ C_LIBS := -lpthread -ldl -lm
 C_OUT := target/c
 FFI_LIB := target/debug/libconsenso.a
 
-.PHONY: demo test test-release-edges lint fmt bench bench-python sim-long header ffi c-test c-example python-test
+.PHONY: demo test test-release-edges lint fmt bench bench-instructions bench-python sim-long header ffi c-test c-example python-test
 
 demo: c-example
 	$(CARGO) run --release --example cluster -- --protocol raft
@@ -89,6 +89,21 @@ bench:
 
 # lb.pick() from Python against an empty Python method, and a 2,000-node
 # consistent-hashing LoadBalancer against a HashRing (after python-test).
+# Instructions per pick and per select (callgrind counts instructions, so
+# the figures repeat exactly on a busy machine), for each policy with equal
+# and unequal weights.
+PICK_POLICIES := random round_robin weighted_round_robin least_connections least_response_time ring maglev_bounded
+bench-instructions:
+	$(CARGO) build --release -p consenso --bench pick_instructions
+	@bin=$$(ls -t target/release/deps/pick_instructions-* | grep -v '\.d$$' | head -1); \
+	echo "| policy | weights | pick | select |"; echo "|---|---|---:|---:|"; \
+	for w in equal unequal; do for p in $(PICK_POLICIES); do \
+	  valgrind --tool=callgrind --callgrind-out-file=target/callgrind.out $$bin $$p $$w > /dev/null 2>&1; \
+	  pick=$$(callgrind_annotate --inclusive=yes --threshold=100 target/callgrind.out | awk '/run_picks/ {gsub(",","",$$1); print int($$1/10000); exit}'); \
+	  sel=$$(callgrind_annotate --inclusive=yes --threshold=100 target/callgrind.out | awk '/run_selects/ {gsub(",","",$$1); print int($$1/10000); exit}'); \
+	  echo "| $$p | $$w | $$pick | $$sel |"; \
+	done; done
+
 bench-python:
 	$(PYTHON) python/benches/bench_pick.py
 	$(PYTHON) python/benches/bench_build.py

@@ -74,18 +74,23 @@ enum consenso_policy
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // Uniformly at random (seeded).
+  // At random (seeded), in proportion to weight.
   CONSENSO_POLICY_RANDOM = 1,
-  // In turn.
+  // In turn; with unequal weights, each endpoint gets its weight in turns
+  // per cycle (as `WeightedRoundRobin`).
   CONSENSO_POLICY_ROUND_ROBIN = 2,
-  // nginx's smooth weighted round robin.
+  // Weighted round robin: nginx's smooth cycle (weights 5, 1, 1 give
+  // a a b a c a a); for very large weights an evenly spread order with
+  // the same exact shares per cycle.
   CONSENSO_POLICY_WEIGHTED_ROUND_ROBIN = 3,
-  // Power of two choices over requests in flight.
+  // Power of two choices over requests in flight per unit of weight.
   CONSENSO_POLICY_LEAST_CONNECTIONS = 4,
-  // Power of two choices over peak-EWMA latency × (in flight + 1).
+  // Power of two choices over peak-EWMA latency × (in flight + 1) per
+  // unit of weight.
   CONSENSO_POLICY_LEAST_RESPONSE_TIME = 5,
   // Consistent hashing of the pick's key (algorithm and bound from the
-  // options; ring by default).
+  // options; ring by default); weights give keys in proportion, except
+  // under jump hashing, which refuses them.
   CONSENSO_POLICY_CONSISTENT_HASH = 6,
 };
 #ifndef __cplusplus
@@ -207,7 +212,8 @@ consenso_result consenso_balancer_options_set_hash(struct consenso_balancer_opti
                                                    uint32_t param);
 
 // Bounded loads for consistent hashing: no endpoint takes more than
-// `ceil(bound × mean)` of the keys in flight. `bound` is 1 + ε and must be
+// `bound` times its weighted share of the keys in flight (rounded up;
+// with equal weights, `ceil(bound × mean)`). `bound` is 1 + ε and must be
 // above 1; 0 turns bounding off.
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
@@ -277,7 +283,9 @@ void consenso_balancer_free(struct consenso_balancer *balancer);
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
 // `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`,
-// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing).
+// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
+// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
+// than a Maglev table has slots).
 consenso_result consenso_balancer_add(const struct consenso_balancer *balancer,
                                       const char *name,
                                       uint32_t weight,
@@ -295,7 +303,8 @@ consenso_result consenso_balancer_add(const struct consenso_balancer *balancer,
 // `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`
 // (in the balancer or twice in `names`),
 // `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
-// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring or table too large).
+// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
+// than a Maglev table has slots).
 consenso_result consenso_balancer_add_many(const struct consenso_balancer *balancer,
                                            const char *const *names,
                                            const uint32_t *weights,
@@ -318,7 +327,8 @@ consenso_result consenso_balancer_remove_id(const struct consenso_balancer *bala
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
 // `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
-// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`.
+// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+// (a ring too large).
 consenso_result consenso_balancer_set_weight(const struct consenso_balancer *balancer,
                                              const char *name,
                                              uint32_t weight);
@@ -326,7 +336,8 @@ consenso_result consenso_balancer_set_weight(const struct consenso_balancer *bal
 // Sets the weight of the endpoint with id `id`.
 //
 // Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_WEIGHT`,
-// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`.
+// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`,
+// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large).
 consenso_result consenso_balancer_set_weight_id(const struct consenso_balancer *balancer,
                                                 uint64_t id,
                                                 uint32_t weight);

@@ -13,6 +13,7 @@
 //!
 //! ```text
 //! cargo bench -p consenso --bench balance
+//! CONSENSO_BENCH_EQUAL_WEIGHTS=1 cargo bench -p consenso --bench balance -- picks
 //! ```
 
 use consenso::balance::{Balancer, Clock, Health, ManualClock, NewEndpoint, Outcome, Policy};
@@ -50,6 +51,17 @@ fn policies() -> Vec<(&'static str, Policy)> {
     ]
 }
 
+/// Endpoint `i`'s weight: 1 to 3, or 1 for every endpoint when
+/// `CONSENSO_BENCH_EQUAL_WEIGHTS=1` (the policies' unweighted paths).
+fn weight_of(i: usize) -> u32 {
+    let equal = std::env::var("CONSENSO_BENCH_EQUAL_WEIGHTS").is_ok_and(|v| v == "1");
+    if equal {
+        1
+    } else {
+        1 + (i % 3) as u32
+    }
+}
+
 fn build(policy: Policy, n: usize) -> Balancer {
     let b = Balancer::new(policy).expect("valid policy");
     let names: Vec<String> = (0..n).map(|i| format!("endpoint-{i}")).collect();
@@ -57,7 +69,7 @@ fn build(policy: Policy, n: usize) -> Balancer {
         names
             .iter()
             .enumerate()
-            .map(|(i, name)| NewEndpoint::new(name, 1 + (i % 3) as u32)),
+            .map(|(i, name)| NewEndpoint::new(name, weight_of(i))),
     )
     .expect("extend");
     // Give least_response_time some history.
@@ -202,6 +214,26 @@ fn build_costs() {
             "| {name} | {balancer:.2} ms | {ring:.2} ms | {:.2}x |",
             balancer / ring
         );
+    }
+    // Weighted round robin's order: the smooth cycle for small weights, the
+    // strided order (linear in the endpoints) past 2^20 endpoints x weight.
+    println!();
+    println!("| weighted round robin, 2,000 endpoints | extend | one set_weight |");
+    println!("|---|---:|---:|");
+    for (name, base) in [("weights 1-3", 1u32), ("weights 10,000-10,002", 10_000)] {
+        let b = Balancer::new(Policy::WeightedRoundRobin).expect("balancer");
+        let start = Instant::now();
+        b.extend(
+            refs.iter()
+                .enumerate()
+                .map(|(i, n)| NewEndpoint::new(n, base + (i % 3) as u32)),
+        )
+        .expect("extend");
+        let extend = start.elapsed().as_secs_f64() * 1e3;
+        let start = Instant::now();
+        b.set_weight(refs[0], base + 7).expect("set_weight");
+        let update = start.elapsed().as_secs_f64() * 1e3;
+        println!("| {name} | {extend:.2} ms | {update:.2} ms |");
     }
 }
 

@@ -140,7 +140,8 @@ pub extern "C" fn consenso_balancer_options_set_hash(
 }
 
 /// Bounded loads for consistent hashing: no endpoint takes more than
-/// `ceil(bound × mean)` of the keys in flight. `bound` is 1 + ε and must be
+/// `bound` times its weighted share of the keys in flight (rounded up;
+/// with equal weights, `ceil(bound × mean)`). `bound` is 1 + ε and must be
 /// above 1; 0 turns bounding off.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
@@ -297,7 +298,9 @@ fn with_balancer(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
 /// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`,
-/// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing).
+/// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
+/// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
+/// than a Maglev table has slots).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_add(
     balancer: *const consenso_balancer,
@@ -329,7 +332,8 @@ pub extern "C" fn consenso_balancer_add(
 /// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`
 /// (in the balancer or twice in `names`),
 /// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
-/// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring or table too large).
+/// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
+/// than a Maglev table has slots).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_add_many(
     balancer: *const consenso_balancer,
@@ -386,7 +390,8 @@ pub extern "C" fn consenso_balancer_remove_id(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
 /// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
-/// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`.
+/// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+/// (a ring too large).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_set_weight(
     balancer: *const consenso_balancer,
@@ -402,7 +407,8 @@ pub extern "C" fn consenso_balancer_set_weight(
 /// Sets the weight of the endpoint with id `id`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_WEIGHT`,
-/// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`.
+/// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`,
+/// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_set_weight_id(
     balancer: *const consenso_balancer,

@@ -14,18 +14,23 @@ use consenso::hashing::Algorithm;
 #[derive(Clone, Copy, Debug)]
 #[allow(non_camel_case_types, dead_code)]
 pub enum consenso_policy {
-    /// Uniformly at random (seeded).
+    /// At random (seeded), in proportion to weight.
     Random = 1,
-    /// In turn.
+    /// In turn; with unequal weights, each endpoint gets its weight in turns
+    /// per cycle (as `WeightedRoundRobin`).
     RoundRobin = 2,
-    /// nginx's smooth weighted round robin.
+    /// Weighted round robin: nginx's smooth cycle (weights 5, 1, 1 give
+    /// a a b a c a a); for very large weights an evenly spread order with
+    /// the same exact shares per cycle.
     WeightedRoundRobin = 3,
-    /// Power of two choices over requests in flight.
+    /// Power of two choices over requests in flight per unit of weight.
     LeastConnections = 4,
-    /// Power of two choices over peak-EWMA latency × (in flight + 1).
+    /// Power of two choices over peak-EWMA latency × (in flight + 1) per
+    /// unit of weight.
     LeastResponseTime = 5,
     /// Consistent hashing of the pick's key (algorithm and bound from the
-    /// options; ring by default).
+    /// options; ring by default); weights give keys in proportion, except
+    /// under jump hashing, which refuses them.
     ConsistentHash = 6,
 }
 

@@ -4,7 +4,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
 use std::borrow::Cow;
 
 /// The name of `obj`'s type, for error messages.
@@ -36,7 +36,8 @@ pub(crate) fn opt_key<'a>(obj: Option<&'a Bound<'_, PyAny>>) -> PyResult<Option<
 
 /// A weight: an `int` from 1 to 2^32 - 1.
 pub(crate) fn weight(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
-    if !obj.is_instance_of::<PyInt>() {
+    // bool is an int subclass in Python; True as a weight is a mistake.
+    if !obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyBool>() {
         return Err(PyTypeError::new_err(format!(
             "a weight must be an int, not {}",
             type_name(obj)

@@ -63,6 +63,34 @@ impl LoadBalancer {
         Ok((pick, node))
     }
 
+    /// Adds `nodes` (any iterable) with `weights` in one rebuild, all or
+    /// nothing.
+    fn add_nodes(
+        &self,
+        py: Python<'_>,
+        nodes: &Bound<'_, PyAny>,
+        weights: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let nodes: Vec<Bound<'_, PyAny>> = nodes.try_iter()?.collect::<PyResult<_>>()?;
+        let weights = args::weights(weights, nodes.len())?;
+        let mut named = Vec::with_capacity(nodes.len());
+        for (node, w) in nodes.iter().zip(weights) {
+            let attachment: Attachment = Arc::new(node.clone().unbind());
+            named.push((args::node_name(node)?, w, attachment));
+        }
+        // One rebuild for all nodes, without the GIL: a Maglev table of
+        // thousands of nodes takes a while, and other threads may run.
+        py.detach(|| {
+            self.inner.extend(
+                named
+                    .iter()
+                    .map(|(name, w, a)| NewEndpoint::new(name, *w).with_attachment(Arc::clone(a))),
+            )
+        })
+        .map_err(errors::balance)?;
+        Ok(())
+    }
+
     fn add_node(&self, node: &Bound<'_, PyAny>, weight: u32) -> PyResult<()> {
         let name = args::node_name(node)?;
         let attachment: Attachment = Arc::new(node.clone().unbind());
@@ -180,27 +208,25 @@ impl LoadBalancer {
             inner,
             policy: policy.to_string(),
         };
-        let nodes: Vec<Bound<'_, PyAny>> = match nodes {
-            Some(n) => n.try_iter()?.collect::<PyResult<_>>()?,
-            None => Vec::new(),
-        };
-        let weights = args::weights(weights, nodes.len())?;
-        let mut named = Vec::with_capacity(nodes.len());
-        for (node, w) in nodes.iter().zip(weights) {
-            let attachment: Attachment = Arc::new(node.clone().unbind());
-            named.push((args::node_name(node)?, w, attachment));
+        match nodes {
+            Some(nodes) => lb.add_nodes(py, nodes, weights)?,
+            // Weights without nodes: as many weights as nodes, so none.
+            None => drop(args::weights(weights, 0)?),
         }
-        // One rebuild for all nodes, without the GIL: a Maglev table of
-        // thousands of nodes takes a while, and other threads may run.
-        py.detach(|| {
-            lb.inner.extend(
-                named
-                    .iter()
-                    .map(|(name, w, a)| NewEndpoint::new(name, *w).with_attachment(Arc::clone(a))),
-            )
-        })
-        .map_err(errors::balance)?;
         Ok(lb)
+    }
+
+    /// Adds every node of `nodes` (with `weights`, one int >= 1 per node, or
+    /// all 1) in one rebuild of the policy's tables: all or nothing, so on
+    /// ValueError (a bad weight, a name in use or given twice) none is added.
+    #[pyo3(signature = (nodes, weights = None))]
+    fn extend(
+        &self,
+        py: Python<'_>,
+        nodes: &Bound<'_, PyAny>,
+        weights: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.add_nodes(py, nodes, weights)
     }
 
     /// Picks a node, calls `node.process(request)` and returns its result,

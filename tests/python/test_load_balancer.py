@@ -316,8 +316,28 @@ def test_a_refused_constructor_or_add_changes_nothing():
         consenso.LoadBalancer(nodes("x", "x"))
     with pytest.raises(ValueError, match="weight"):
         lb.add(Node("c"), weight=10**100)
-    with pytest.raises(ValueError, match="weights"):
-        lb.set_weight("a", 2**32 - 1)   # the round-robin cycle would be too long
+    with pytest.raises(ValueError, match="already exists"):
+        lb.extend([Node("c"), Node("a")])
+    with pytest.raises(TypeError, match="bool"):
+        lb.extend([Node("c")], weights=[True])
     assert [s["weight"] for s in lb.stats()] == [1, 1] and len(lb) == 2
     lb.add(Node("c"))
     assert [s["name"] for s in lb.stats()] == ["a", "b", "c"]
+    # Any weights: round robin stays exact per cycle however large they are.
+    lb.set_weight("a", 2**32 - 1)
+    assert lb.stats()[0]["weight"] == 2**32 - 1
+
+
+def test_extend_adds_many_nodes_in_one_call():
+    lb = consenso.LoadBalancer(policy="consistent_hash", hash="maglev")
+    lb.extend([f"n{i}" for i in range(500)], weights=[1 + i % 3 for i in range(500)])
+    lb.extend([])
+    assert len(lb) == 500 and "n499" in lb
+    ring = consenso.HashRing([f"n{i}" for i in range(500)],
+                             weights=[1 + i % 3 for i in range(500)], algorithm="maglev")
+    assert all(lb.pick(key=f"k{k}") == ring.get(f"k{k}") for k in range(200))
+
+
+def test_tiny_times_are_not_zero():
+    # A decay below a nanosecond is the shortest decay, not a refused zero.
+    consenso.LoadBalancer(nodes("a"), policy="least_response_time", ewma_decay=1e-10)

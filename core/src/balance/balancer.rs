@@ -414,15 +414,17 @@ impl Balancer {
     ///
     /// # Errors
     /// [`BalanceError::ZeroWeight`], [`BalanceError::Duplicate`] (a name in
-    /// the balancer or twice in `endpoints`), [`BalanceError::Invalid`]
-    /// (round-robin weights whose cycle is too long) or
-    /// [`BalanceError::Hash`] (weights under jump hashing, a ring or table
-    /// too large).
+    /// the balancer or twice in `endpoints`) or [`BalanceError::Hash`]
+    /// (weights under jump hashing, a ring too large, more endpoints than a
+    /// Maglev table has slots).
     pub fn extend<'a>(
         &self,
         endpoints: impl IntoIterator<Item = NewEndpoint<'a>>,
     ) -> Result<Vec<EndpointId>, BalanceError> {
         let endpoints: Vec<NewEndpoint<'a>> = endpoints.into_iter().collect();
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut batch: HashSet<&str> = HashSet::with_capacity(endpoints.len());
         for e in &endpoints {
             if e.weight == 0 {

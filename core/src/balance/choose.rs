@@ -6,23 +6,64 @@
 use super::balancer::{BalanceError, Inner};
 use super::policy::Policy;
 use super::snapshot::{below, Snapshot};
+use super::stats::lasts_at;
+use super::turns::Turns;
 use crate::hashing::HashRing;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// The first index from `start` on (wrapping at `n`) that passes `ok`.
+/// Whether the endpoint at a position may be picked now.
+type Usable<'a> = &'a dyn Fn(usize) -> bool;
+
+/// Draws before a pick stops drawing and scans for a usable endpoint.
+const DRAWS: usize = 4;
+
+/// The first of up to [`DRAWS`] draws that is usable: rejecting the
+/// unusable keeps every usable endpoint's share exact. `None` when all
+/// missed (most of the weight is ejected).
 #[inline]
-fn first_usable(start: usize, n: usize, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
-    if ok(start) {
-        return Some(start);
-    }
-    let mut i = start;
-    for _ in 1..n {
-        i = if i + 1 == n { 0 } else { i + 1 };
-        if ok(i) {
-            return Some(i);
+fn draw_usable(mut draw: impl FnMut() -> usize, usable: Usable<'_>) -> Option<usize> {
+    (0..DRAWS).map(|_| draw()).find(|&i| usable(i))
+}
+
+/// The usable endpoint at position `at(total)` (which must be below
+/// `total`) when the usable endpoints' weights (or ones, unweighted) are
+/// laid end to end: an exact share among the usable in one linear scan,
+/// for when draws keep missing. `None` when none is usable.
+fn scan_usable(
+    snap: &Snapshot,
+    weighted: bool,
+    usable: &dyn Fn(usize) -> bool,
+    at: impl FnOnce(u64) -> u64,
+) -> Option<usize> {
+    let n = snap.endpoints.len();
+    let weight = |i: usize| {
+        if weighted {
+            u64::from(snap.endpoints[i].weight)
+        } else {
+            1
         }
+    };
+    // At most 2^32 endpoints of weight below 2^32: no overflow.
+    let total: u64 = (0..n).filter(|&i| usable(i)).map(weight).sum();
+    if total == 0 {
+        return None;
     }
-    None
+    let mut pos = at(total);
+    (0..n).filter(|&i| usable(i)).find(|&i| {
+        let w = weight(i);
+        if pos < w {
+            true
+        } else {
+            pos -= w;
+            false
+        }
+    })
+}
+
+/// A position below `total` from 64 random bits.
+#[inline]
+fn scaled(random: u64, total: u64) -> u64 {
+    ((u128::from(random) * u128::from(total)) >> 64) as u64
 }
 
 impl Inner {
@@ -48,17 +89,17 @@ impl Inner {
         } else {
             0
         };
-        if ejected_until != 0 && now >= ejected_until {
+        if ejected_until != 0 && !lasts_at(ejected_until, now) {
             let _ = self
                 .ejected_horizon
                 .compare_exchange(ejected_until, 0, Relaxed, Relaxed);
         }
-        if warming_until != 0 && now >= warming_until {
+        if warming_until != 0 && !lasts_at(warming_until, now) {
             let _ = self
                 .warming_horizon
                 .compare_exchange(warming_until, 0, Relaxed, Relaxed);
         }
-        let ejections = ejected_until != 0 && now < ejected_until;
+        let ejections = ejected_until != 0 && lasts_at(ejected_until, now);
         let panic = ejections && {
             let healthy = snap
                 .endpoints
@@ -68,12 +109,14 @@ impl Inner {
             // Too few healthy endpoints: use them all.
             (healthy as f64) < self.health.panic_threshold * n as f64 || healthy == 0
         };
-        let usable = |i: usize| !ejections || panic || !snap.endpoints[i].stats.is_ejected(now);
-        let mut index = self.choose(snap, key, &usable)?;
+        let healthy = |i: usize| !snap.endpoints[i].stats.is_ejected(now);
+        // Checked per candidate only while some endpoint is out.
+        let usable = (ejections && !panic).then_some(&healthy as Usable<'_>);
+        let mut index = self.choose(snap, key, usable)?;
         // Slow start: a warming endpoint is passed over with the probability
         // it has not yet earned, at most a few times.
         let hashing = matches!(self.policy, Policy::ConsistentHash { .. });
-        if warming_until != 0 && now < warming_until && !hashing {
+        if warming_until != 0 && lasts_at(warming_until, now) && !hashing {
             let window = self.slow_start_ns as f64;
             for _ in 0..4 {
                 let from = snap.endpoints[index].stats.warm_from.load(Relaxed);
@@ -85,14 +128,21 @@ impl Inner {
                 if roll < share.max(0.05) {
                     break;
                 }
-                index = self.choose(snap, key, &usable)?;
+                index = self.choose(snap, key, usable)?;
             }
         }
         Ok((index, time_it.then_some(now)))
     }
 
-    /// Two distinct random usable endpoints (the same one when only one is).
-    fn two_choices(&self, n: usize, usable: &dyn Fn(usize) -> bool) -> (usize, usize) {
+    /// Two distinct random usable endpoints (the same one when only one is),
+    /// each uniform among the usable (`usable` `None`: all are).
+    #[inline]
+    fn two_choices(
+        &self,
+        snap: &Snapshot,
+        usable: Option<Usable<'_>>,
+    ) -> Result<(usize, usize), BalanceError> {
+        let n = snap.endpoints.len();
         let r = self.random();
         let a0 = below(r as u32, n);
         let b0 = if n == 1 {
@@ -105,44 +155,83 @@ impl Inner {
                 x
             }
         };
-        let a = first_usable(a0, n, &|i| usable(i)).unwrap_or(a0);
-        let b = first_usable(b0, n, &|i| i != a && usable(i)).unwrap_or(a);
-        (a, b)
+        let Some(usable) = usable.filter(|u| !(u(a0) && u(b0))) else {
+            return Ok((a0, b0));
+        };
+        let a = self.uniform_usable(snap, usable)?;
+        let other = |i: usize| i != a && usable(i);
+        let b = self.uniform_usable(snap, &other).unwrap_or(a);
+        Ok((a, b))
     }
 
+    /// One endpoint uniform among those that pass `usable`.
+    fn uniform_usable(&self, snap: &Snapshot, usable: Usable<'_>) -> Result<usize, BalanceError> {
+        let n = snap.endpoints.len();
+        draw_usable(|| below(self.random() as u32, n), usable)
+            .or_else(|| scan_usable(snap, false, usable, |t| scaled(self.random(), t)))
+            .ok_or(BalanceError::Empty)
+    }
+
+    /// Round robin's next usable turn: skipping unusable turns keeps the
+    /// rest in their proportions; when most turns are ejected, a weighted
+    /// draw among the rest.
+    #[inline]
+    fn next_turn(
+        &self,
+        snap: &Snapshot,
+        usable: Option<Usable<'_>>,
+    ) -> Result<usize, BalanceError> {
+        let order = &snap.turns;
+        let n = snap.endpoints.len() as u64;
+        let weighted = !matches!(order, Turns::Rotation);
+        let turn = || {
+            let t = self.turn.next(1);
+            match order {
+                Turns::Rotation => (t % n) as usize,
+                _ => order.at(t),
+            }
+        };
+        let first = turn();
+        match usable {
+            Some(usable) if !usable(first) => draw_usable(turn, usable)
+                .or_else(|| scan_usable(snap, weighted, usable, |t| scaled(self.random(), t)))
+                .ok_or(BalanceError::Empty),
+            _ => Ok(first),
+        }
+    }
+
+    /// The policy's choice among the endpoints that pass `usable` (`None`:
+    /// all do, the common case, with no check per candidate).
     #[inline]
     fn choose(
         &self,
         snap: &Snapshot,
         key: Option<&[u8]>,
-        usable: &dyn Fn(usize) -> bool,
+        usable: Option<Usable<'_>>,
     ) -> Result<usize, BalanceError> {
         let n = snap.endpoints.len();
-        let first_usable_from = |start: usize| first_usable(start, n, usable).unwrap_or(start);
         Ok(match self.policy {
-            Policy::Random if snap.uniform => first_usable_from(below(self.random() as u32, n)),
-            Policy::Random => first_usable_from(snap.alias.choose(self.random())),
-            Policy::RoundRobin | Policy::WeightedRoundRobin if snap.wrr.is_empty() => {
-                first_usable_from((self.turn.next(1) % n as u64) as usize)
-            }
-            Policy::RoundRobin | Policy::WeightedRoundRobin => {
-                let len = snap.wrr.len() as u64;
-                let mut pick = 0;
-                for _ in 0..len.min(4 * n as u64) {
-                    let t = self.turn.next(1) % len;
-                    pick = snap.wrr[t as usize] as usize;
-                    if usable(pick) {
-                        break;
+            Policy::Random => {
+                let draw = || {
+                    if snap.uniform {
+                        below(self.random() as u32, n)
+                    } else {
+                        snap.alias.choose(self.random())
                     }
-                }
-                if usable(pick) {
-                    pick
-                } else {
-                    first_usable_from(pick)
+                };
+                let first = draw();
+                match usable {
+                    Some(usable) if !usable(first) => draw_usable(draw, usable)
+                        .or_else(|| {
+                            scan_usable(snap, !snap.uniform, usable, |t| scaled(self.random(), t))
+                        })
+                        .ok_or(BalanceError::Empty)?,
+                    _ => first,
                 }
             }
+            Policy::RoundRobin | Policy::WeightedRoundRobin => self.next_turn(snap, usable)?,
             Policy::LeastConnections => {
-                let (a, b) = self.two_choices(n, usable);
+                let (a, b) = self.two_choices(snap, usable)?;
                 let (ea, eb) = (&snap.endpoints[a], &snap.endpoints[b]);
                 let (la, lb) = (ea.stats.in_flight(), eb.stats.in_flight());
                 let b_is_lighter = if snap.uniform {
@@ -159,7 +248,7 @@ impl Inner {
                 }
             }
             Policy::LeastResponseTime => {
-                let (a, b) = self.two_choices(n, usable);
+                let (a, b) = self.two_choices(snap, usable)?;
                 let (ea, eb) = (&snap.endpoints[a], &snap.endpoints[b]);
                 let (wa, wb) = if snap.uniform {
                     (1.0, 1.0)
@@ -180,18 +269,30 @@ impl Inner {
                 let h = HashRing::key_hash(key);
                 let first = match bound {
                     Some(b) => {
-                        let loads: Vec<u64> =
-                            snap.endpoints.iter().map(|e| e.stats.in_flight()).collect();
-                        ring.index_bounded(h, &loads, b - 1.0)?
+                        // In-flight counts add up to the picks alive, far
+                        // below 2^64: the u64 sum cannot wrap.
+                        let mut total = 0u64;
+                        let loads: Vec<u64> = snap
+                            .endpoints
+                            .iter()
+                            .map(|e| {
+                                let l = e.stats.in_flight();
+                                total = total.wrapping_add(l);
+                                l
+                            })
+                            .collect();
+                        // The policy's bound was checked when it was made.
+                        ring.index_bounded_summed(h, &loads, u128::from(total), b - 1.0)
                     }
                     None => ring.index_for_hash(h),
                 };
-                if usable(first) {
-                    first
-                } else {
-                    let mut order = Vec::with_capacity(n);
-                    ring.indexes_for_hash(h, n, &mut order);
-                    order.into_iter().find(|&i| usable(i)).unwrap_or(first)
+                match usable {
+                    Some(usable) if !usable(first) => {
+                        let mut order = Vec::with_capacity(n);
+                        ring.indexes_for_hash(h, n, &mut order);
+                        order.into_iter().find(|&i| usable(i)).unwrap_or(first)
+                    }
+                    _ => first,
                 }
             }
         })

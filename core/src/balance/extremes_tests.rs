@@ -6,6 +6,7 @@
 use super::*;
 use crate::hashing::{Algorithm, HashRing};
 use proptest::prelude::*;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +80,8 @@ fn an_ejection_beyond_the_clock_lasts_forever_instead_of_wrapping() {
         fail(&b, "bad");
         assert!(b.stats()[0].ejected, "{ejection:?}: ejected");
         // The wrap this guards against brought the endpoint back 1.2 s later.
-        for step in [SEC, 2 * SEC, 100 * YEAR] {
+        // The last step saturates the clock: forever outlasts it too.
+        for step in [SEC, 2 * SEC, 100 * YEAR, u64::MAX] {
             clock.advance(step);
             assert!(
                 b.stats()[0].ejected,
@@ -87,6 +89,58 @@ fn an_ejection_beyond_the_clock_lasts_forever_instead_of_wrapping() {
             );
             assert_eq!(b.pick(None).unwrap().name(), "good");
         }
+    }
+}
+
+#[test]
+fn the_failure_run_saturates_instead_of_wrapping() {
+    // Ejection off: the run of failures never resets.
+    let health = Health {
+        consecutive_failures: 0,
+        ..Health::default()
+    };
+    let b =
+        Balancer::with_options(Policy::Random, health, Arc::new(ManualClock::new()), 1).unwrap();
+    b.add("a", 1).unwrap();
+    let p = b.pick(None).unwrap();
+    p.stats.consecutive_failures.store(u32::MAX - 1, Relaxed);
+    p.finish(Outcome::Failure);
+    for _ in 0..3 {
+        b.pick(None).unwrap().finish(Outcome::Failure);
+    }
+    let stats = b.pick(None).unwrap().stats.clone();
+    assert_eq!(stats.consecutive_failures.load(Relaxed), u32::MAX);
+    assert_eq!(b.stats()[0].failures, 4);
+}
+
+#[test]
+fn latency_samples_centuries_apart_compare_without_wrapping() {
+    let clock = Arc::new(ManualClock::new());
+    let b = Balancer::with_options(
+        Policy::LeastResponseTime,
+        Health::default(),
+        clock.clone(),
+        3,
+    )
+    .unwrap();
+    b.add("old", 1).unwrap();
+    b.add("new", 1).unwrap();
+    let sample = |name: &str, latency: Duration| loop {
+        let p = b.pick_untimed(None).unwrap();
+        if p.name() == name {
+            p.finish_with_latency(latency, Outcome::Success);
+            return;
+        }
+        p.finish(Outcome::Success);
+    };
+    clock.advance(1);
+    sample("old", Duration::from_secs(100));
+    // 2^63 ns and more later (292 years), a fast sample on the other.
+    clock.advance((1 << 63) + 10 * SEC);
+    sample("new", Duration::from_millis(1));
+    // "old"'s estimate has long decayed to nothing: it is the cheaper.
+    for _ in 0..200 {
+        assert_eq!(b.pick(None).unwrap().name(), "old");
     }
 }
 
@@ -350,15 +404,6 @@ fn a_call_that_returns_an_error_changes_nothing() {
             refused.push(("select without key", b.select(None).unwrap_err()));
             refused.push(("weight under jump", b.set_weight("a", 3).unwrap_err()));
             refused.push(("add weighted under jump", b.add("w", 3).unwrap_err()));
-        } else {
-            // Round robin's cycle has a limit; weights this far apart pass
-            // it only when divisible.
-            if policy == Policy::RoundRobin {
-                refused.push((
-                    "set_weight past the cycle limit",
-                    b.set_weight("a", u32::MAX).unwrap_err(),
-                ));
-            }
         }
         for (what, _) in &refused {
             assert_eq!(observe(&b), before, "{policy:?}: {what} changed something");

@@ -18,6 +18,7 @@ mod snapshot;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod turns;
 #[cfg(test)]
 mod weights_tests;
 

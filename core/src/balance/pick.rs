@@ -123,7 +123,16 @@ impl Pick<'_> {
             }
             Outcome::Failure => {
                 self.stats.failures.fetch_add(1, Relaxed);
-                let run = self.stats.consecutive_failures.fetch_add(1, Relaxed) + 1;
+                // Saturates: with ejection off the run never resets.
+                let run =
+                    match self
+                        .stats
+                        .consecutive_failures
+                        .fetch_update(Relaxed, Relaxed, |n| n.checked_add(1))
+                    {
+                        Ok(before) => before + 1,
+                        Err(at_max) => at_max,
+                    };
                 if health.consecutive_failures > 0 && run >= health.consecutive_failures {
                     self.inner.try_eject(&self.stats, now);
                 }

@@ -19,7 +19,12 @@ pub enum Policy {
     /// [`Policy::WeightedRoundRobin`].
     RoundRobin,
     /// nginx's smooth weighted round robin: exact proportions within every
-    /// cycle, spread out (weights 5, 1, 1 give a a b a c a a).
+    /// cycle, spread out (weights 5, 1, 1 give a a b a c a a). When
+    /// endpoints × Σ weights passes 2^20, where that cycle gets slow to
+    /// build, an evenly spread order with the same exact shares per cycle
+    /// (turn `t` lands on `t × stride mod Σ weights` of the weights laid end
+    /// to end); any weights are accepted. Turns that land on an ejected
+    /// endpoint are skipped, so the others keep their proportions.
     WeightedRoundRobin,
     /// Power of two choices over in-flight requests divided by weight, as
     /// Envoy's weighted least request: of the two, the one with the lower
@@ -203,7 +208,8 @@ impl Health {
 
 /// A duration given in seconds as a float (as Python and configuration files
 /// give them): NaN and negative values are refused, and values too large for
-/// a [`Duration`] (infinity included) become [`Duration::MAX`], "forever".
+/// a [`Duration`] (infinity included) become [`Duration::MAX`], "forever";
+/// a positive value below a nanosecond becomes one nanosecond.
 ///
 /// # Errors
 /// [`BalanceError::Invalid`] naming `setting`.
@@ -214,7 +220,14 @@ pub fn seconds(setting: &'static str, secs: f64) -> Result<Duration, BalanceErro
             format!("must be a number of seconds >= 0, got {secs}"),
         ));
     }
-    Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+    let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+    // A positive time below a nanosecond is the shortest there is, not zero
+    // (which some settings refuse and others read as "off").
+    Ok(if d.is_zero() && secs > 0.0 {
+        Duration::from_nanos(1)
+    } else {
+        d
+    })
 }
 
 /// `d` in nanoseconds, saturating at `u64::MAX` (584 years), which the

@@ -1,5 +1,5 @@
 //! One immutable state of a balancer's endpoint set, with everything a pick
-//! reads precomputed: the smooth weighted round-robin cycle, the alias table
+//! reads precomputed: the weighted round-robin order, the alias table
 //! of weighted random picks, the hash ring, and the maps from names and ids
 //! to positions. Updates build a new snapshot (outside any lock a pick
 //! needs) and publish it whole.
@@ -7,13 +7,10 @@
 use super::balancer::BalanceError;
 use super::policy::Policy;
 use super::stats::Stats;
+use super::turns::Turns;
 use crate::hashing::HashRing;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// The largest smooth weighted round-robin cycle, in picks, after weights
-/// are divided by their greatest common divisor (4 MiB of cycle).
-pub(super) const MAX_WRR_CYCLE: u64 = 1 << 22;
 
 /// An endpoint as one snapshot holds it.
 #[derive(Debug)]
@@ -95,8 +92,8 @@ pub(super) struct Snapshot {
     pub(super) endpoints: Vec<Endpoint>,
     /// Every endpoint has the same weight: the unweighted fast paths apply.
     pub(super) uniform: bool,
-    /// Round robin with unequal weights: one smooth weighted cycle of picks.
-    pub(super) wrr: Vec<u32>,
+    /// Round robin's order (a plain rotation when weights are equal).
+    pub(super) turns: Turns,
     /// Random with unequal weights.
     pub(super) alias: AliasTable,
     pub(super) ring: Option<HashRing>,
@@ -108,9 +105,7 @@ impl Snapshot {
     /// Builds the snapshot of `endpoints` for `policy`.
     ///
     /// # Errors
-    /// [`BalanceError::Invalid`] for weights whose smooth round-robin cycle
-    /// would be too long; [`BalanceError::Hash`] when the hash ring refuses
-    /// the endpoints.
+    /// [`BalanceError::Hash`] when the hash ring refuses the endpoints.
     pub(super) fn build(
         policy: Policy,
         endpoints: Vec<Endpoint>,
@@ -136,9 +131,7 @@ impl Snapshot {
             return Ok(snap);
         }
         match policy {
-            Policy::RoundRobin | Policy::WeightedRoundRobin if !uniform => {
-                snap.wrr = smooth_wrr_cycle(&weights)?;
-            }
+            Policy::RoundRobin | Policy::WeightedRoundRobin => snap.turns = Turns::build(&weights),
             Policy::Random if !uniform => snap.alias = AliasTable::build(&weights),
             Policy::ConsistentHash { algorithm, .. } => {
                 let eps: Vec<(&str, u32)> = snap
@@ -169,69 +162,41 @@ impl Snapshot {
     }
 }
 
-/// One cycle of nginx's smooth weighted round robin, over the weights
-/// divided by their greatest common divisor.
-///
-/// # Errors
-/// [`BalanceError::Invalid`] when the cycle would be longer than
-/// [`MAX_WRR_CYCLE`].
-fn smooth_wrr_cycle(weights: &[u32]) -> Result<Vec<u32>, BalanceError> {
-    let g = weights.iter().fold(0, |g, &w| gcd(g, w)).max(1);
-    let weights: Vec<u32> = weights.iter().map(|&w| w / g).collect();
-    let total: u64 = weights.iter().map(|&w| w as u64).sum();
-    if total > MAX_WRR_CYCLE {
-        return Err(BalanceError::invalid(
-            "weights",
-            format!(
-                "add up to {total} after dividing by their greatest common divisor; \
-                 round robin allows at most {MAX_WRR_CYCLE}"
-            ),
-        ));
-    }
-    let total = total as i64;
-    let mut current = vec![0i64; weights.len()];
-    let mut out = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        let mut best = 0;
-        for i in 0..weights.len() {
-            current[i] += weights[i] as i64;
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= total;
-        out.push(best as u32);
-    }
-    Ok(out)
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::AliasTable;
 
     #[test]
     fn the_alias_table_gives_each_slot_its_share() {
-        let table = AliasTable::build(&[1, 9, 0, 30]);
-        let mut counts = [0u64; 4];
-        let mut x = 0x1234_5678u64;
-        let n = 400_000;
-        for _ in 0..n {
-            x = crate::hashing::mix64(x.wrapping_add(0x9E37_79B9_7F4A_7C15));
-            counts[table.choose(x)] += 1;
+        // One heavy weight, several, a zero, and many unequal ones: each
+        // pairing path of Vose's construction runs.
+        let cases: [&[u32]; 4] = [
+            &[1, 9, 0, 30],
+            &[1, 1, 5, 5],
+            &[7, 3, 3, 1, 2, 9, 9, 1],
+            &[100, 1, 50, 1, 25, 1, 12, 1, 6, 1, 3],
+        ];
+        for weights in cases {
+            let table = AliasTable::build(weights);
+            let total: u32 = weights.iter().sum();
+            let mut counts = vec![0u64; weights.len()];
+            let mut x = 0x1234_5678u64;
+            let n = 400_000;
+            for _ in 0..n {
+                x = crate::hashing::mix64(x.wrapping_add(0x9E37_79B9_7F4A_7C15));
+                counts[table.choose(x)] += 1;
+            }
+            for (i, &c) in counts.iter().enumerate() {
+                let share = c as f64 / n as f64;
+                let expect = f64::from(weights[i]) / f64::from(total);
+                assert!(
+                    (share - expect).abs() < 0.005,
+                    "{weights:?} slot {i}: {share} for {expect}"
+                );
+                if weights[i] == 0 {
+                    assert_eq!(c, 0, "a zero share is never chosen");
+                }
+            }
         }
-        let expect = [1.0 / 40.0, 9.0 / 40.0, 0.0, 30.0 / 40.0];
-        for (i, &c) in counts.iter().enumerate() {
-            let share = c as f64 / n as f64;
-            assert!((share - expect[i]).abs() < 0.005, "slot {i}: {share}");
-        }
-        assert_eq!(counts[2], 0, "a zero share is never chosen");
     }
 }

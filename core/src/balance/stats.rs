@@ -140,7 +140,13 @@ impl Stats {
         if c1 == 0.0 || c2 == 0.0 {
             return c1 < c2;
         }
-        let x = at1.wrapping_sub(at2) as i64 as f64 * inv_tau;
+        // t₁ − t₂ without wrapping, however far apart the two samples are.
+        let dt = if at1 >= at2 {
+            (at1 - at2) as f64
+        } else {
+            -((at2 - at1) as f64)
+        };
+        let x = dt * inv_tau;
         c1 * exp_near_zero(x) < c2
     }
 
@@ -180,8 +186,15 @@ impl Stats {
 
     /// True when ejected at `now`.
     pub fn is_ejected(&self, now: u64) -> bool {
-        self.ejected_until.load(Relaxed) > now
+        lasts_at(self.ejected_until.load(Relaxed), now)
     }
+}
+
+/// True when a state that lasts until `until` (clock ns; 0: not at all,
+/// `u64::MAX`: forever, even once the clock saturates) still holds at `now`.
+#[inline]
+pub(super) fn lasts_at(until: u64, now: u64) -> bool {
+    until > now || until == u64::MAX
 }
 
 /// `e^x`, by its series when `|x|` is tiny: two busy endpoints' estimates

@@ -185,3 +185,72 @@ fn bounded_loads_cap_each_endpoint_at_its_weighted_share() {
         }
     }
 }
+
+/// With an endpoint ejected, the rest keep their weights relative to each
+/// other: its share is spread over them, not handed to its neighbour.
+#[test]
+fn an_ejected_endpoint_s_share_is_spread_by_weight_over_the_rest() {
+    let health = Health {
+        consecutive_failures: 1,
+        max_ejected_share: 1.0,
+        panic_threshold: 0.0,
+        ..Health::default()
+    };
+    let policies = [
+        Policy::Random,
+        Policy::RoundRobin,
+        Policy::WeightedRoundRobin,
+        Policy::LeastConnections,
+        Policy::LeastResponseTime,
+    ];
+    // (weights, the one to eject, the one whose share is checked, its share
+    // by turns, its share under power of two choices with nothing in flight:
+    // the lighter load per weight of two drawn uniformly from the rest)
+    type Case = (
+        &'static [(&'static str, u32)],
+        &'static str,
+        &'static str,
+        f64,
+        f64,
+    );
+    let cases: [Case; 3] = [
+        (&[("a", 98), ("b", 1), ("c", 1)], "a", "b", 0.5, 0.5),
+        (&[("b", 1), ("a", 98), ("c", 1)], "a", "c", 0.5, 0.5),
+        (
+            &[("a", 1), ("b", 1), ("c", 2), ("d", 1)],
+            "b",
+            "c",
+            0.5,
+            2.0 / 3.0,
+        ),
+    ];
+    for policy in policies {
+        for (eps, victim, watched, share, p2c_share) in cases {
+            let b =
+                Balancer::with_options(policy, health, Arc::new(ManualClock::new()), 7).unwrap();
+            b.extend(eps.iter().map(|&(n, w)| NewEndpoint::new(n, w)))
+                .unwrap();
+            while !b.stats().iter().any(|s| s.ejected) {
+                let p = b.pick(None).unwrap();
+                if p.name() == victim {
+                    p.finish(Outcome::Failure);
+                } else {
+                    p.finish(Outcome::Success);
+                }
+            }
+            let weighs_turns = matches!(
+                policy,
+                Policy::Random | Policy::RoundRobin | Policy::WeightedRoundRobin
+            );
+            let want = if weighs_turns { share } else { p2c_share };
+            let got = share_of_picks(&b, watched, 20_000, no_key);
+            assert_near(
+                &format!("{policy:?} {eps:?} without {victim}, {watched}"),
+                got,
+                want,
+                0.02,
+            );
+            assert!(b.stats().iter().filter(|s| s.ejected).count() == 1);
+        }
+    }
+}

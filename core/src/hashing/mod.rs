@@ -28,7 +28,9 @@ pub enum Algorithm {
         vnodes: u32,
     },
     /// Maglev lookup table of at least `min_table_size` slots (rounded up to
-    /// a prime; at least 100 slots per endpoint is recommended).
+    /// a prime; at least 100 slots per endpoint is recommended). Slots are
+    /// shared in proportion to weight; when the weights add up to more than
+    /// the table, a very light endpoint may get no slot.
     Maglev {
         /// Smallest acceptable table size.
         min_table_size: usize,
@@ -86,10 +88,15 @@ impl Algorithm {
                     format!("must be from 1 to {}, got {vnodes}", Self::MAX_TABLE),
                 ))
             }
-            Algorithm::Maglev { min_table_size } if min_table_size as u64 > Self::MAX_TABLE => {
+            Algorithm::Maglev { min_table_size }
+                if min_table_size == 0 || min_table_size as u64 > Self::MAX_TABLE =>
+            {
                 Err(HashError::invalid(
                     "table_size",
-                    format!("must be at most {}, got {min_table_size}", Self::MAX_TABLE),
+                    format!(
+                        "must be from 1 to {}, got {min_table_size}",
+                        Self::MAX_TABLE
+                    ),
                 ))
             }
             _ => Ok(()),
@@ -217,16 +224,18 @@ impl HashRing {
                 Index::Ring(ring::Ring::build(&seeds, &weights, vnodes))
             }
             Algorithm::Maglev { min_table_size } => {
-                let total_weight: u64 = weights.iter().map(|&w| w as u64).sum();
-                if (min_table_size as u64) < total_weight {
+                let size = next_prime(min_table_size.max(2));
+                // Weights share the slots out in proportion, however large
+                // their sum; every endpoint needs a slot to be found at all.
+                if size < names.len() {
                     return Err(HashError::invalid(
                         "table_size",
                         format!(
-                            "a Maglev table of {min_table_size} slots cannot hold {total_weight} units of weight"
+                            "a Maglev table of {size} slots cannot hold {} endpoints",
+                            names.len()
                         ),
                     ));
                 }
-                let size = next_prime(min_table_size.max(2));
                 Index::Maglev(maglev::Maglev::build(&seeds, &weights, size))
             }
             Algorithm::Jump => Index::Jump,
@@ -342,7 +351,19 @@ impl HashRing {
                 format!("{} loads for {} endpoints", loads.len(), self.names.len()),
             ));
         }
-        let total = sum_of(loads);
+        Ok(self.index_bounded_summed(h, loads, sum_of(loads), epsilon))
+    }
+
+    /// [`HashRing::index_bounded`] for checked arguments whose loads the
+    /// caller already summed into `total` (the balancer sums in-flight
+    /// counts as it reads them).
+    pub(crate) fn index_bounded_summed(
+        &self,
+        h: u64,
+        loads: &[u64],
+        total: u128,
+        epsilon: f64,
+    ) -> usize {
         // Caps in f64: no cast back to an integer, so nothing saturates or
         // wraps; loads below 2^53 compare exactly.
         let budget = (1.0 + epsilon) * (total as f64 + 1.0);
@@ -363,19 +384,27 @@ impl HashRing {
         };
         let first = self.index_for_hash(h);
         if under_cap(first) {
-            return Ok(first);
+            return first;
         }
         let mut order = Vec::with_capacity(self.names.len());
         self.indexes_for_hash(h, self.names.len(), &mut order);
         // Some endpoint is below its cap: the caps add up to more than total.
-        Ok(order.into_iter().find(|&i| under_cap(i)).unwrap_or(first))
+        order.into_iter().find(|&i| under_cap(i)).unwrap_or(first)
     }
 }
 
-/// The exact sum of `loads` (fewer than 2^32 of them): the low and high 32
-/// bits of every load are summed apart, in two u64 accumulators that cannot
-/// overflow, with plain adds and shifts the compiler vectorizes.
+/// The exact sum of `loads` (fewer than 2^32 of them). One vectorized pass
+/// sums and ORs them: when every load is below 2^32 (in-flight counts always
+/// are) the u64 sum cannot have wrapped. Otherwise a second pass sums the
+/// low and high 32 bits of every load apart, in two u64 accumulators that
+/// cannot overflow.
 fn sum_of(loads: &[u64]) -> u128 {
+    let (sum, any) = loads.iter().fold((0u64, 0u64), |(sum, any), &l| {
+        (sum.wrapping_add(l), any | l)
+    });
+    if any >> 32 == 0 {
+        return u128::from(sum);
+    }
     let (low, high) = loads.iter().fold((0u64, 0u64), |(lo, hi), &l| {
         (lo + (l & 0xFFFF_FFFF), hi + (l >> 32))
     });

@@ -170,9 +170,28 @@ fn bad_input_gets_a_clear_error() {
     assert!(matches!(
         HashRing::new(
             Algorithm::Maglev { min_table_size: 2 },
-            &[("a", 2), ("b", 2)]
+            &[("a", 2), ("b", 2), ("c", 1)]
         ),
         Err(HashError::Invalid { .. })
+    ));
+    // Weights beyond the table share it in proportion.
+    let heavy = HashRing::new(
+        Algorithm::Maglev {
+            min_table_size: 1009,
+        },
+        &[("a", 3000), ("b", 1000)],
+    )
+    .unwrap();
+    let to_a = (0..20_000u64)
+        .filter(|k| heavy.get(&k.to_le_bytes()) == "a")
+        .count();
+    assert!((14_000..16_000).contains(&to_a), "{to_a}");
+    assert!(matches!(
+        Algorithm::Maglev { min_table_size: 0 }.validate(),
+        Err(HashError::Invalid {
+            setting: "table_size",
+            ..
+        })
     ));
     let r = ring(ALL[0], 3);
     for eps in [0.0, -1.0, f64::NAN, f64::INFINITY] {
@@ -234,4 +253,7 @@ fn loads_are_summed_exactly_at_any_size() {
     let mixed = [u64::MAX, 1 << 32, (1 << 32) - 1, 0, 12_345];
     let want: u128 = mixed.iter().map(|&l| l as u128).sum();
     assert_eq!(sum_of(&mixed), want);
+    // All below 2^32: the one-pass sum.
+    let below = [u64::from(u32::MAX); 1_000];
+    assert_eq!(sum_of(&below), 1_000 * u128::from(u32::MAX));
 }
