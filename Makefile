@@ -108,6 +108,6 @@ bench-python:
 	$(PYTHON) python/benches/bench_pick.py
 	$(PYTHON) python/benches/bench_build.py
 
-# A longer simulator run: 5,000 seeds per protocol.
+# A longer simulator run: 100,000 seeds per protocol (about 3 minutes each).
 sim-long:
-	CONSENSO_SIM_SEEDS=5000 $(CARGO) test --release -p consenso --test simulation seed_range -- --nocapture
+	CONSENSO_SIM_SEEDS=100000 $(CARGO) test --release -p consenso --test simulation seed_range -- --nocapture

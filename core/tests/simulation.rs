@@ -1,8 +1,10 @@
 //! Seeded random simulation runs of Raft, Multi-Paxos and ZAB under
 //! partitions, loss, duplication, reordering, delay, crashes and restarts.
 //!
-//! `CONSENSO_SIM_SEEDS` (default 1000) and `CONSENSO_SIM_STEPS` (default 5000)
-//! set the range; `CONSENSO_SIM_SEED` replays one seed with `replay_one`.
+//! `CONSENSO_SIM_SEEDS` (default 10,000, the range that first caught ZAB's
+//! "two servers follow each other" liveness bug) and `CONSENSO_SIM_STEPS`
+//! (default 5000) set the range; `CONSENSO_SIM_SEED` replays one seed with
+//! `replay_one`.
 
 use consenso::consensus::paxos::{MultiPaxos, PaxosConfig};
 use consenso::consensus::raft::{Raft, RaftConfig};
@@ -97,7 +99,7 @@ fn run_range(name: &'static str, seeds: u64, steps: u64) -> (Vec<SimReport>, Vec
 }
 
 fn seed_range(name: &'static str) {
-    let seeds = env_u64("CONSENSO_SIM_SEEDS", 1000);
+    let seeds = env_u64("CONSENSO_SIM_SEEDS", 10_000);
     let steps = env_u64("CONSENSO_SIM_STEPS", 5000);
     let start = Instant::now();
     let (ok, failed) = run_range(name, seeds, steps);

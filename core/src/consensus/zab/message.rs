@@ -177,3 +177,18 @@ pub enum Message {
         read_round: u64,
     },
 }
+
+impl Message {
+    /// True for what only a leader sends to its followers (LEADERINFO,
+    /// sync and NEWLEADER, UPTODATE, proposals and pings).
+    pub fn is_from_leader(&self) -> bool {
+        matches!(
+            self,
+            Message::LeaderInfo { .. }
+                | Message::Sync { .. }
+                | Message::UpToDate { .. }
+                | Message::Proposal { .. }
+                | Message::Ping { .. }
+        )
+    }
+}

@@ -804,7 +804,11 @@ impl Zab {
         let Phase::Following { leader, stage } = self.phase else {
             return;
         };
-        if from != leader {
+        // Only what a leader sends counts as hearing from it: two servers
+        // that each decided to follow the other (stale notifications) would
+        // otherwise keep each other's timers alive forever with their
+        // FOLLOWERINFO resends.
+        if from != leader || !msg.is_from_leader() {
             return;
         }
         let session = match stage {

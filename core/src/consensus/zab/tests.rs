@@ -377,3 +377,40 @@ fn restart_recovers_both_epochs_separately() {
         "recovered"
     );
 }
+
+/// Issue #8, bug 6 (seeds 5981, 9604, 15258, 19143 of 20,000): two servers
+/// that each decided to follow the other (from stale notifications) kept
+/// each other's timers alive forever with their FOLLOWERINFO resends, and
+/// the cluster stayed leaderless with no fault left. Only what a leader
+/// sends counts as hearing from it, so both go back to election.
+#[test]
+fn two_servers_following_each_other_go_back_to_looking() {
+    let mut net = Net::new(3, cfg());
+    for (me, other) in [(1, 2), (2, 1)] {
+        net.nodes.get_mut(&me).unwrap().phase = Phase::Following {
+            leader: other,
+            stage: FollowStage::Discovery,
+        };
+    }
+    // Server 3 is down: only 1 and 2 tick and talk.
+    let limit = 2 * cfg().election_ticks_max;
+    let mut looked = [false; 2];
+    for _ in 0..limit {
+        for id in [1, 2] {
+            net.tick(id, 1);
+        }
+        net.queue.retain(|&(_, to, _)| to != 3);
+        net.deliver_all();
+        for (i, id) in [1u64, 2].into_iter().enumerate() {
+            looked[i] |= !matches!(net.node(id).phase, Phase::Following { .. });
+        }
+    }
+    assert_eq!(
+        looked,
+        [true, true],
+        "both must give up on a leader that never leads"
+    );
+    // With server 3 back, the three elect a leader.
+    let leader = settle(&mut net);
+    assert!(net.node(leader).is_established());
+}
