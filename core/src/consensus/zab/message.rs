@@ -111,6 +111,12 @@ pub enum Message {
         /// Last index of each epoch in its history, in order (lets the
         /// leader find the common prefix exactly).
         history: Vec<(Epoch, Index)>,
+        /// False when the follower had already accepted this epoch before
+        /// this leader asked (from another leader, or before a restart):
+        /// ZooKeeper's ACKEPOCH of -1. A server promises an epoch to one
+        /// leader only, so such an ack never counts toward the epoch's
+        /// quorum; the leader syncs the follower once that quorum formed.
+        fresh: bool,
     },
     /// Synchronization followed by NEWLEADER, in one message.
     Sync {

@@ -129,6 +129,9 @@ pub struct Zab {
     repl: Replication,
     reads: ReadQueue,
     pending_ack: Option<(NodeId, Epoch, Index)>,
+    /// Follower in `AckedEpoch`: whether its epoch acknowledgement was a
+    /// fresh promise (the epoch was above what it had accepted).
+    fresh_epoch_ack: bool,
     emitted_commit: Index,
     persisted: HardState,
     reported: Option<RoleChange>,
@@ -603,16 +606,23 @@ impl Zab {
                 current_epoch,
                 last,
                 history,
+                fresh,
             } => {
                 if epoch != new_epoch {
                     return;
                 }
+                let ahead = (current_epoch, last) > (self.current_epoch, self.last_zxid());
                 match self.stage() {
                     Some(LeadStage::AwaitEpochAcks) => {
-                        if (current_epoch, last) > (self.current_epoch, self.last_zxid()) {
+                        if ahead {
                             // A follower is ahead of this leader: give up and
                             // let the election find the most up-to-date server.
                             self.start_looking(out);
+                            return;
+                        }
+                        // Promised to another leader first: not part of this
+                        // epoch's quorum (it is synced once the quorum forms).
+                        if !fresh {
                             return;
                         }
                         if let Some((_, peers)) = self.lead_peers() {
@@ -620,8 +630,10 @@ impl Zab {
                         }
                         self.lead_epoch_acks(out);
                     }
-                    // The quorum formed already: sync this one now.
-                    Some(LeadStage::AwaitNewLeaderAcks | LeadStage::Established) => {
+                    // The quorum formed already: sync this one now, unless it
+                    // holds history this leader lacks (ZooKeeper drops such a
+                    // learner; it elects again).
+                    Some(LeadStage::AwaitNewLeaderAcks | LeadStage::Established) if !ahead => {
                         self.sync_for(p, &history, last.index, out)
                     }
                     _ => {}
@@ -852,6 +864,14 @@ impl Zab {
                     self.start_looking(out);
                     return;
                 }
+                // A promise is fresh only the first time: an epoch already
+                // accepted was promised to some leader, maybe another one
+                // (a resend of this session's LEADERINFO keeps its answer).
+                self.fresh_epoch_ack = if stage == FollowStage::AckedEpoch(epoch) {
+                    self.fresh_epoch_ack
+                } else {
+                    epoch > self.accepted_epoch
+                };
                 self.accepted_epoch = epoch;
                 self.phase = Phase::Following {
                     leader,
@@ -983,6 +1003,7 @@ impl Zab {
             current_epoch: self.current_epoch,
             last: self.last_zxid(),
             history: self.history(),
+            fresh: self.fresh_epoch_ack,
         }
     }
 
@@ -1124,6 +1145,7 @@ impl Protocol for Zab {
             repl: Replication::new(self_pos),
             reads: ReadQueue::default(),
             pending_ack: None,
+            fresh_epoch_ack: false,
             emitted_commit: 0,
             persisted: hs.clone(),
             reported: None,

@@ -331,6 +331,7 @@ fn a_leader_gives_up_when_a_follower_is_ahead() {
                 current_epoch: 1,
                 last: Zxid { epoch: 1, index: 9 },
                 history: vec![(1, 9)],
+                fresh: true,
             },
             fx,
         )
@@ -411,6 +412,51 @@ fn two_servers_following_each_other_go_back_to_looking() {
         "both must give up on a leader that never leads"
     );
     // With server 3 back, the three elect a leader.
+    let leader = settle(&mut net);
+    assert!(net.node(leader).is_established());
+}
+
+/// Issue #8, bug 5: a server promises an epoch to one leader only. Server 2
+/// acknowledges epoch 1 to leader 1 (and is not synced yet); a re-election
+/// makes it follow 3, its FOLLOWERINFO to 3 is lost, and 3 picks epoch 1 too
+/// from a FOLLOWERINFO of 2's that was delayed from before. Before the fix 2
+/// acknowledged epoch 1 a second time and both leaders passed the epoch
+/// stage with the same epoch, whose proposals would share zxids. Now the
+/// second acknowledgement is not fresh (ZooKeeper's -1) and does not count.
+#[test]
+fn a_server_promises_an_epoch_to_one_leader_only() {
+    let mut net = Net::new(3, cfg());
+    let is_info = |m: &Message| matches!(m, Message::FollowerInfo { .. });
+    net.call(1, |z, fx| z.decide(1, fx));
+    net.call(2, |z, fx| z.decide(1, fx));
+    net.call(3, |z, fx| z.decide(3, fx));
+    // 2's FOLLOWERINFO reaches 1: epoch 1; 2 acknowledges it; 1 syncs it,
+    // but the sync is held back.
+    net.deliver_once(|_, to, m| to == 1 && is_info(m));
+    assert_eq!(net.node(1).epoch(), 1);
+    net.deliver_once(|from, to, m| (from, to) == (1, 2) && matches!(m, Message::LeaderInfo { .. }));
+    net.deliver_once(|from, to, m| (from, to) == (2, 1) && matches!(m, Message::AckEpoch { .. }));
+    assert_eq!(net.node(1).stage(), Some(LeadStage::AwaitNewLeaderAcks));
+    assert_eq!(net.node(2).accepted_epoch, 1);
+    assert_eq!(net.node(2).current_epoch, 0, "not synced yet");
+    net.queue.clear();
+    // 2 now follows 3; what it says to 3 is lost, but an old FOLLOWERINFO
+    // of its, from before it accepted epoch 1, arrives.
+    net.call(2, |z, fx| z.decide(3, fx));
+    net.queue.clear();
+    net.call(3, |z, fx| {
+        z.step(2, Message::FollowerInfo { accepted_epoch: 0 }, fx)
+    });
+    assert_eq!(net.node(3).new_epoch, 1, "3 picked the same epoch");
+    net.deliver_once(|from, to, m| (from, to) == (3, 2) && matches!(m, Message::LeaderInfo { .. }));
+    net.deliver_once(|from, to, m| (from, to) == (2, 3) && matches!(m, Message::AckEpoch { .. }));
+    assert_eq!(
+        net.node(3).stage(),
+        Some(LeadStage::AwaitEpochAcks),
+        "2's second promise of epoch 1 must not complete 3's quorum"
+    );
+    // The cluster still elects one leader for everyone afterwards.
+    net.queue.clear();
     let leader = settle(&mut net);
     assert!(net.node(leader).is_established());
 }
