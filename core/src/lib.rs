@@ -1,6 +1,6 @@
 //! consenso: embeddable cluster coordination.
 //!
-//! Layers (see DESIGN.md): sans-IO protocol cores in [`consensus`] (Raft,
+//! Layers (see docs/architecture.md): sans-IO protocol cores in [`consensus`] (Raft,
 //! Multi-Paxos and ZAB behind one [`consensus::Protocol`] trait), the
 //! thread-based [`runtime::Node`] that drives one, [`storage`] for what must
 //! survive a restart, the versioned [`wire`] envelope, the in-process

@@ -1,7 +1,7 @@
 //! The Python exceptions, and what each core error raises.
 //!
 //! `ConsensoError` is the base of the library's own errors; bad arguments
-//! raise the built-in `TypeError` / `ValueError` (DESIGN.md, Python
+//! raise the built-in `TypeError` / `ValueError` (the project's Python
 //! conventions).
 
 use consenso::balance::BalanceError;

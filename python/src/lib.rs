@@ -1,7 +1,7 @@
 //! Python bindings for consenso: the native module `consenso._consenso`,
 //! re-exported by the `consenso` package.
 //!
-//! A thin adapter (DESIGN.md, "Adapters"): it converts arguments, objects
+//! A thin adapter (docs/architecture.md, "Layers"): it converts arguments, objects
 //! and errors and holds no balancing or hashing logic. Where things live:
 //! argument conversion in `args`, exceptions in `errors`, then one module
 //! per class family (`balancer`, `hash`).
