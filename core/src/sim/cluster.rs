@@ -586,6 +586,12 @@ impl<P: SimProtocol> SimCluster<P> {
         }
     }
 
+    /// Calls off a [`SimCluster::crash_before_sync`] of node `id` that has not
+    /// happened yet.
+    pub fn cancel_crash_before_sync(&mut self, id: NodeId) {
+        self.nodes[Self::idx(id)].torn = false;
+    }
+
     /// Restarts a crashed node from its disk (no-op when it runs).
     ///
     /// # Panics

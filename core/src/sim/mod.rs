@@ -49,21 +49,27 @@ pub struct SimFailure {
     pub replay_test: &'static str,
     /// The protocol's name (`CONSENSO_SIM_PROTOCOL`).
     pub protocol: &'static str,
+    /// The faults and settings this seed drew (printed with the failure).
+    pub draw: String,
 }
 
 impl std::fmt::Display for SimFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} seed {} failed at t={}: {}\n  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
-            self.protocol, self.seed, self.at, self.reason, self.protocol, self.seed, self.steps, self.replay_test
+            "{} seed {} failed at t={}: {}\n  drew: {}\n  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
+            self.protocol, self.seed, self.at, self.reason, self.draw, self.protocol, self.seed, self.steps, self.replay_test
         )
     }
 }
 
-/// The fault plan of a random run, drawn from its seed.
+/// The fault plan of a random run, drawn from its seed (swarm testing:
+/// each seed runs its own mix of faults, so rare combinations get runs where
+/// they dominate), and printed with a failure.
 #[derive(Clone, Copy, Debug)]
 pub struct FaultPlan {
+    /// Cluster size: 3 or 5.
+    pub nodes: usize,
     /// Network faults during the chaotic phase.
     pub net: NetFaults,
     /// Partitions come and go.
@@ -73,6 +79,49 @@ pub struct FaultPlan {
     /// Leaders crash often, soon after taking proposals (the conditions of
     /// Raft's Figure 8: entries of old epochs left on some nodes only).
     pub leader_churn: bool,
+}
+
+impl FaultPlan {
+    /// The plan of seed `seed`.
+    pub fn draw(seed: u64) -> FaultPlan {
+        let mut rng = crate::rng::Rng::new(seed ^ 0x005E_ED0F_FA17);
+        FaultPlan {
+            nodes: if rng.chance(0.5) { 3 } else { 5 },
+            net: NetFaults {
+                loss: [0.0, 0.0, 0.05, 0.1, 0.2][rng.below(5) as usize],
+                duplicate: [0.0, 0.02, 0.05][rng.below(3) as usize],
+                min_delay: 1,
+                max_delay: [3, 10, 30][rng.below(3) as usize],
+                // Past election timeouts (100-300 units): stale messages
+                // reach nodes that moved on.
+                straggle: [0.0, 0.01, 0.05, 0.1][rng.below(4) as usize],
+                long_delay: 1_000,
+            },
+            partitions: rng.chance(0.5),
+            crashes: rng.chance(0.5),
+            leader_churn: rng.chance(0.25),
+        }
+    }
+}
+
+impl std::fmt::Display for FaultPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = &self.net;
+        write!(
+            f,
+            "nodes={} loss={} duplicate={} delay={}..{} straggle={} (up to {}) partitions={} crashes={} leader_churn={}",
+            self.nodes,
+            n.loss,
+            n.duplicate,
+            n.min_delay,
+            n.max_delay,
+            n.straggle,
+            n.long_delay,
+            self.partitions,
+            self.crashes,
+            self.leader_churn
+        )
+    }
 }
 
 struct Client {
@@ -94,6 +143,8 @@ pub fn run_random<P: SimProtocol>(
     config: P::Config,
     replay_test: &'static str,
 ) -> Result<SimReport, SimFailure> {
+    let plan = FaultPlan::draw(seed);
+    let n = plan.nodes;
     let fail = |at: u64, reason: String| SimFailure {
         seed,
         steps,
@@ -101,19 +152,7 @@ pub fn run_random<P: SimProtocol>(
         reason,
         replay_test,
         protocol: P::KIND.name(),
-    };
-    let mut plan_rng = crate::rng::Rng::new(seed ^ 0x005E_ED0F_FA17);
-    let n = if plan_rng.chance(0.5) { 3 } else { 5 };
-    let plan = FaultPlan {
-        net: NetFaults {
-            loss: [0.0, 0.0, 0.05, 0.1, 0.2][plan_rng.below(5) as usize],
-            duplicate: [0.0, 0.02, 0.05][plan_rng.below(3) as usize],
-            min_delay: 1,
-            max_delay: [3, 10, 30][plan_rng.below(3) as usize],
-        },
-        partitions: plan_rng.chance(0.5),
-        crashes: plan_rng.chance(0.5),
-        leader_churn: plan_rng.chance(0.25),
+        draw: plan.to_string(),
     };
     let mut sim = SimCluster::<P>::new(n, config, seed).map_err(|e| fail(0, e.to_string()))?;
     sim.net.faults = plan.net;
@@ -134,6 +173,9 @@ pub fn run_random<P: SimProtocol>(
             sim.net.heal();
             sim.net.faults = NetFaults::reliable();
             for &id in &ids {
+                // A crash scheduled for a node's next event must not fire in
+                // the fault-free phase, where nothing restarts it.
+                sim.cancel_crash_before_sync(id);
                 sim.restart(id)
                     .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
             }

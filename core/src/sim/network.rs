@@ -17,6 +17,13 @@ pub struct NetFaults {
     pub min_delay: u64,
     /// Most latency, in time units (a wide range reorders messages).
     pub max_delay: u64,
+    /// Probability that a message is held back far longer, up to
+    /// `long_delay` units: past election timeouts, so it reaches a node
+    /// that has since moved to a newer epoch (a stale leader's append, an
+    /// old vote, a late read confirmation).
+    pub straggle: f64,
+    /// Most latency of a held-back message, in time units.
+    pub long_delay: u64,
 }
 
 impl NetFaults {
@@ -27,6 +34,8 @@ impl NetFaults {
             duplicate: 0.0,
             min_delay: 1,
             max_delay: 3,
+            straggle: 0.0,
+            long_delay: 0,
         }
     }
 
@@ -38,6 +47,8 @@ impl NetFaults {
             duplicate: 0.02,
             min_delay: 1,
             max_delay: 27,
+            straggle: 0.0,
+            long_delay: 0,
         }
     }
 }
@@ -144,7 +155,11 @@ impl<M: Clone> SimNetwork<M> {
 
     fn enqueue(&mut self, rng: &mut Rng, now: u64, from: NodeId, to: NodeId, msg: M) {
         let hi = self.faults.max_delay.max(self.faults.min_delay);
-        let delay = rng.range_inclusive(self.faults.min_delay, hi);
+        let delay = if self.faults.straggle > 0.0 && rng.chance(self.faults.straggle) {
+            rng.range_inclusive(hi, self.faults.long_delay.max(hi))
+        } else {
+            rng.range_inclusive(self.faults.min_delay, hi)
+        };
         self.seq += 1;
         self.queue.push(Reverse(InFlight {
             at: now + delay,

@@ -590,14 +590,24 @@ impl Zab {
                 if *stage == LeadStage::Discovery {
                     peers[p] = PeerPhase::Info(accepted_epoch);
                     self.lead_discovery(out);
-                } else if accepted_epoch >= new_epoch {
-                    // This server promised an epoch at least as high as ours
-                    // (to a leader that never got established) and can never
+                } else if accepted_epoch > new_epoch {
+                    // This server promised a higher epoch than ours (to a
+                    // leader that never got established) and can never
                     // follow us. Step down: the next discovery includes it and
-                    // picks an epoch above its promise.
+                    // picks an epoch above its promise. (Our own epoch,
+                    // accepted from us before, is answered below: its
+                    // ACKEPOCH is not fresh and only resyncs it.)
                     self.start_looking(out);
                 } else {
-                    peers[p] = PeerPhase::Info(accepted_epoch);
+                    // A FOLLOWERINFO may be stale, delayed from before the
+                    // peer synced: it must not undo the peer's progress (the
+                    // leader would stop sending it proposals while the peer,
+                    // already serving, ignores the LEADERINFO). A real new
+                    // registration answers with an ACKEPOCH, which syncs it
+                    // again.
+                    if matches!(peers[p], PeerPhase::Unknown | PeerPhase::Info(_)) {
+                        peers[p] = PeerPhase::Info(accepted_epoch);
+                    }
                     self.send(from, Message::LeaderInfo { epoch: new_epoch }, out);
                 }
             }
