@@ -136,10 +136,27 @@ fn seed_range(name: &'static str) {
         failed.len(),
         failed[0]
     );
-    // Sometimes properties over the range: faults really happened and the
-    // cluster really worked through them.
+    // Sometimes properties over the range: faults really happened, the hard
+    // paths really ran, and the cluster worked through them.
     assert!(crashes > 0, "no run crashed a node");
     assert!(elections as usize > ok.len(), "no run saw a re-election");
+    let total = |f: fn(&SimReport) -> u64| ok.iter().map(f).sum::<u64>();
+    let sometimes = [
+        ("a log truncated", total(|r| r.stats.truncations)),
+        (
+            "a stale-epoch message delivered",
+            total(|r| r.stats.stale_deliveries),
+        ),
+        ("a read failed", total(|r| r.stats.reads_failed)),
+        (
+            "a leader change over uncommitted entries",
+            total(|r| r.stats.leaders_with_uncommitted),
+        ),
+    ];
+    println!("{name} hard paths: {sometimes:?}");
+    for (what, count) in sometimes {
+        assert!(count > 0, "{name}: over {seeds} seeds, never {what}");
+    }
 }
 
 #[test]

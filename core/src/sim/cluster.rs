@@ -61,6 +61,19 @@ pub struct SimStats {
     pub gets_ok: u64,
     /// Crashes.
     pub crashes: u64,
+    /// Batches that truncated a node's log (a follower dropping entries a
+    /// new leader did not have).
+    pub truncations: u64,
+    /// Messages delivered to a node already in a newer epoch than their
+    /// sender was when it sent them.
+    pub stale_deliveries: u64,
+    /// Reads a leader gave up on (it lost leadership before a quorum
+    /// confirmed them).
+    pub reads_failed: u64,
+    /// Nodes that campaigned for or took over leadership holding entries
+    /// of older epochs above their commit index (the entries a new leader
+    /// must commit or drop).
+    pub leaders_with_uncommitted: u64,
     /// Events processed (ticks and deliveries).
     pub events: u64,
 }
@@ -71,7 +84,9 @@ pub struct SimCluster<P: SimProtocol> {
     pub now: u64,
     nodes: Vec<SimNode<P>>,
     /// The network.
-    pub net: SimNetwork<P::Message>,
+    /// The network; each message travels with its sender's epoch at
+    /// sending, to count the ones that arrive stale.
+    pub net: SimNetwork<(Epoch, P::Message)>,
     rng: Rng,
     checker: Invariants,
     extra: P::Checks,
@@ -294,9 +309,18 @@ impl<P: SimProtocol> SimCluster<P> {
             node.disk.hard_state = Some(hs);
         }
         if let Some(t) = fx.truncate_from {
+            if (t as usize) <= node.disk.log.len() {
+                self.stats.truncations += 1;
+            }
             node.disk.log.truncate(t.saturating_sub(1) as usize);
         }
         node.disk.log.append(&mut fx.append);
+        let campaigns = matches!(after.role, Role::Candidate | Role::Leader)
+            && !matches!(before.role, Role::Candidate | Role::Leader);
+        let inherited = |e: &Entry| e.index > commit && e.origin < after.epoch;
+        if campaigns && node.disk.log.iter().rev().any(inherited) {
+            self.stats.leaders_with_uncommitted += 1;
+        }
         // Send.
         for (to, msg) in fx.messages.drain(..) {
             if to == 0 || to as usize > n_nodes {
@@ -305,7 +329,8 @@ impl<P: SimProtocol> SimCluster<P> {
             if self.measure_bytes {
                 self.bytes_sent += postcard::to_allocvec(&msg).map_or(0, |b| b.len() as u64);
             }
-            self.net.send(&mut self.rng, self.now, id, to, msg);
+            self.net
+                .send(&mut self.rng, self.now, id, to, (after.epoch, msg));
         }
         // Apply.
         if self.trace {
@@ -405,6 +430,7 @@ impl<P: SimProtocol> SimCluster<P> {
             }
         }
         for r in fx.reads_failed.drain(..) {
+            self.stats.reads_failed += 1;
             node.reads.remove(&r.id);
         }
         Ok(())
@@ -417,7 +443,12 @@ impl<P: SimProtocol> SimCluster<P> {
     /// The first safety violation.
     pub fn step(&mut self) -> Result<(), Violation> {
         self.now += 1;
-        while let Some((from, to, msg)) = self.net.next_due(self.now) {
+        while let Some((from, to, (sent_in, msg))) = self.net.next_due(self.now) {
+            let stale = self.nodes[Self::idx(to)]
+                .core
+                .as_ref()
+                .is_some_and(|c| c.epoch() > sent_in);
+            self.stats.stale_deliveries += u64::from(stale);
             self.with_core(to, |core, fx| core.step(from, msg, fx))?;
         }
         for i in 0..self.nodes.len() {
