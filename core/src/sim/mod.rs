@@ -144,7 +144,6 @@ pub fn run_random<P: SimProtocol>(
     replay_test: &'static str,
 ) -> Result<SimReport, SimFailure> {
     let plan = FaultPlan::draw(seed);
-    let n = plan.nodes;
     let fail = |at: u64, reason: String| SimFailure {
         seed,
         steps,
@@ -154,9 +153,10 @@ pub fn run_random<P: SimProtocol>(
         protocol: P::KIND.name(),
         draw: plan.to_string(),
     };
-    let mut sim = SimCluster::<P>::new(n, config, seed).map_err(|e| fail(0, e.to_string()))?;
+    let violation = |at: u64| move |v: Violation| fail(at, format!("{}: {}", v.property, v.detail));
+    let mut sim =
+        SimCluster::<P>::new(plan.nodes, config, seed).map_err(|e| fail(0, e.to_string()))?;
     sim.net.faults = plan.net;
-    let keys = 3u8;
     let mut clients: Vec<Client> = (1..=3)
         .map(|id| Client {
             id,
@@ -166,148 +166,165 @@ pub fn run_random<P: SimProtocol>(
         })
         .collect();
     let chaos_until = steps * 3 / 4;
-    let op_timeout = 200;
-    let ids = sim.ids();
     for t in 0..steps {
         if t == chaos_until {
-            sim.net.heal();
-            sim.net.faults = NetFaults::reliable();
-            for &id in &ids {
-                // A crash scheduled for a node's next event must not fire in
-                // the fault-free phase, where nothing restarts it.
-                sim.cancel_crash_before_sync(id);
-                sim.restart(id)
-                    .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
-            }
+            end_faults(&mut sim).map_err(violation(sim.now))?;
         }
         if t < chaos_until {
-            if plan.partitions {
-                if sim.net.cut_links() == 0 && sim.rng().below(300) == 0 {
-                    let mut a = Vec::new();
-                    let mut b = Vec::new();
-                    for &id in &ids {
-                        if sim.rng().chance(0.5) {
-                            a.push(id)
-                        } else {
-                            b.push(id)
-                        }
-                    }
-                    sim.partition(&[a, b]);
-                } else if sim.rng().below(200) == 0 {
-                    sim.net.heal();
-                } else if sim.net.cut_links() == 0 && sim.rng().below(300) == 0 {
-                    // Cut the leader off from everyone.
-                    if let Some(&(leader, _)) = sim.leaders().first() {
-                        sim.disconnect(leader);
-                    }
-                }
-            }
-            if plan.leader_churn && sim.rng().below(40) == 0 {
-                if let Some(&(leader, _)) = sim.leaders().first() {
-                    sim.crash(leader);
-                }
-            }
-            if plan.leader_churn && sim.rng().below(15) == 0 {
-                let id = ids[sim.rng().below(n as u64) as usize];
-                sim.restart(id)
-                    .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
-            }
-            if plan.crashes {
-                if sim.rng().below(150) == 0 {
-                    // Crashing leaders is what leaves divergent logs behind.
-                    if let Some(&(leader, _)) = sim.leaders().first() {
-                        sim.crash(leader);
-                    }
-                }
-                if sim.rng().below(400) == 0 {
-                    let id = ids[sim.rng().below(n as u64) as usize];
-                    if sim.rng().chance(0.5) {
-                        sim.crash(id);
-                    } else {
-                        sim.crash_before_sync(id);
-                    }
-                }
-                if sim.rng().below(60) == 0 {
-                    let id = ids[sim.rng().below(n as u64) as usize];
-                    sim.restart(id)
-                        .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
-                }
-            }
+            inject_faults(&mut sim, &plan).map_err(violation(sim.now))?;
         }
         for c in clients.iter_mut() {
-            if let Some((op, started)) = c.op {
-                if sim.is_complete(op) {
-                    c.op = None;
-                } else if sim.now >= started + op_timeout {
-                    sim.abandon(op);
-                    c.op = None;
-                    c.leader_hint = None;
+            drive_client(&mut sim, c).map_err(violation(sim.now))?;
+        }
+        sim.step().map_err(violation(sim.now))?;
+    }
+    check_end(&sim).map_err(|reason| fail(sim.now, reason))?;
+    Ok(SimReport {
+        seed,
+        nodes: plan.nodes,
+        stats: sim.stats,
+        ops: sim.history.len(),
+    })
+}
+
+/// The start of the fault-free phase: the network heals and turns
+/// reliable, every node runs again (a crash scheduled for a node's next
+/// event is called off: nothing would restart it).
+fn end_faults<P: SimProtocol>(sim: &mut SimCluster<P>) -> Result<(), Violation> {
+    sim.net.heal();
+    sim.net.faults = NetFaults::reliable();
+    for id in sim.ids() {
+        sim.cancel_crash_before_sync(id);
+        sim.restart(id)?;
+    }
+    Ok(())
+}
+
+/// One time unit's draw of partitions, crashes and restarts under `plan`.
+fn inject_faults<P: SimProtocol>(
+    sim: &mut SimCluster<P>,
+    plan: &FaultPlan,
+) -> Result<(), Violation> {
+    let ids = sim.ids();
+    let n = ids.len() as u64;
+    if plan.partitions {
+        if sim.net.cut_links() == 0 && sim.rng().below(300) == 0 {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for &id in &ids {
+                if sim.rng().chance(0.5) {
+                    a.push(id)
+                } else {
+                    b.push(id)
                 }
-                continue;
             }
-            if sim.rng().below(10) != 0 {
-                continue;
-            }
-            let target = match c.leader_hint {
-                Some(l) => l,
-                None => ids[sim.rng().below(n as u64) as usize],
-            };
-            let key = sim.rng().below(keys as u64) as u8;
-            let submitted = if sim.rng().chance(0.5) {
-                let value = (c.id << 32) | c.next_value;
-                c.next_value += 1;
-                sim.client_put(c.id, target, key, value)
-            } else {
-                sim.client_get(c.id, target, key)
-            }
-            .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
-            match submitted {
-                Submit::Pending(op) => {
-                    c.leader_hint = Some(target);
-                    if !sim.is_complete(op) {
-                        c.op = Some((op, sim.now));
-                    }
-                }
-                Submit::Refused(hint) => c.leader_hint = hint,
+            sim.partition(&[a, b]);
+        } else if sim.rng().below(200) == 0 {
+            sim.net.heal();
+        } else if sim.net.cut_links() == 0 && sim.rng().below(300) == 0 {
+            // Cut the leader off from everyone.
+            if let Some(&(leader, _)) = sim.leaders().first() {
+                sim.disconnect(leader);
             }
         }
-        sim.step()
-            .map_err(|v| fail(sim.now, format!("{}: {}", v.property, v.detail)))?;
     }
+    if plan.leader_churn && sim.rng().below(40) == 0 {
+        if let Some(&(leader, _)) = sim.leaders().first() {
+            sim.crash(leader);
+        }
+    }
+    if plan.leader_churn && sim.rng().below(15) == 0 {
+        let id = ids[sim.rng().below(n) as usize];
+        sim.restart(id)?;
+    }
+    if plan.crashes {
+        if sim.rng().below(150) == 0 {
+            // Crashing leaders is what leaves divergent logs behind.
+            if let Some(&(leader, _)) = sim.leaders().first() {
+                sim.crash(leader);
+            }
+        }
+        if sim.rng().below(400) == 0 {
+            let id = ids[sim.rng().below(n) as usize];
+            if sim.rng().chance(0.5) {
+                sim.crash(id);
+            } else {
+                sim.crash_before_sync(id);
+            }
+        }
+        if sim.rng().below(60) == 0 {
+            let id = ids[sim.rng().below(n) as usize];
+            sim.restart(id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Client `c`'s turn: wait for its op (giving up after a while), or now and
+/// then start a put or a get at the node it believes leads.
+fn drive_client<P: SimProtocol>(sim: &mut SimCluster<P>, c: &mut Client) -> Result<(), Violation> {
+    const OP_TIMEOUT: u64 = 200;
+    const KEYS: u64 = 3;
+    if let Some((op, started)) = c.op {
+        if sim.is_complete(op) {
+            c.op = None;
+        } else if sim.now >= started + OP_TIMEOUT {
+            sim.abandon(op);
+            c.op = None;
+            c.leader_hint = None;
+        }
+        return Ok(());
+    }
+    if sim.rng().below(10) != 0 {
+        return Ok(());
+    }
+    let ids = sim.ids();
+    let target = match c.leader_hint {
+        Some(l) => l,
+        None => ids[sim.rng().below(ids.len() as u64) as usize],
+    };
+    let key = sim.rng().below(KEYS) as u8;
+    let submitted = if sim.rng().chance(0.5) {
+        let value = (c.id << 32) | c.next_value;
+        c.next_value += 1;
+        sim.client_put(c.id, target, key, value)
+    } else {
+        sim.client_get(c.id, target, key)
+    }?;
+    match submitted {
+        Submit::Pending(op) => {
+            c.leader_hint = Some(target);
+            if !sim.is_complete(op) {
+                c.op = Some((op, sim.now));
+            }
+        }
+        Submit::Refused(hint) => c.leader_hint = hint,
+    }
+    Ok(())
+}
+
+/// What must hold at the end of a run: a linearizable history, progress,
+/// and a leader after the fault-free phase.
+fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
     if let linearizability::CheckResult::Illegal { key } = linearizability::check(&sim.history) {
         if sim.trace {
             for (i, op) in sim.history.iter().enumerate().filter(|(_, o)| o.key == key) {
                 println!("op {i}: {op:?}");
             }
         }
-        return Err(fail(
-            sim.now,
-            format!("client history of key {key} is not linearizable"),
-        ));
+        return Err(format!("client history of key {key} is not linearizable"));
     }
     let stats = sim.stats;
     if stats.leaders_elected == 0 {
-        return Err(fail(sim.now, "no leader was ever elected".into()));
+        return Err("no leader was ever elected".into());
     }
     if stats.puts_ok == 0 || stats.gets_ok == 0 {
-        return Err(fail(
-            sim.now,
-            format!(
-                "no progress: {} puts and {} gets completed",
-                stats.puts_ok, stats.gets_ok
-            ),
+        return Err(format!(
+            "no progress: {} puts and {} gets completed",
+            stats.puts_ok, stats.gets_ok
         ));
     }
     if sim.leaders().is_empty() {
-        return Err(fail(
-            sim.now,
-            "no leader at the end of the fault-free phase".into(),
-        ));
+        return Err("no leader at the end of the fault-free phase".into());
     }
-    Ok(SimReport {
-        seed,
-        nodes: n,
-        stats,
-        ops: sim.history.len(),
-    })
+    Ok(())
 }
