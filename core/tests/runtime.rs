@@ -386,6 +386,19 @@ where
     assert_ne!(next, leader);
     cluster.propose(b"after", WAIT).unwrap();
     cluster.node(next).unwrap().read_barrier(WAIT).unwrap();
+    // Status speaks the protocol's own vocabulary.
+    let status = cluster.node(next).unwrap().status();
+    let (role, epoch) = match P::KIND {
+        consenso::consensus::ProtocolKind::Raft => ("leader", "term "),
+        consenso::consensus::ProtocolKind::MultiPaxos => ("leader", "ballot "),
+        consenso::consensus::ProtocolKind::Zab => ("LEADING", "epoch "),
+    };
+    assert_eq!(status.role_name(), role);
+    let shown = status.to_string();
+    assert!(
+        shown.contains(&format!("{role} ({})", P::KIND.name())) && shown.contains(epoch),
+        "{shown}"
+    );
     let applied = recorders[next as usize - 1].0.lock().unwrap().clone();
     assert_eq!(applied.len(), 201);
     for (i, cmd) in applied.iter().take(200).enumerate() {

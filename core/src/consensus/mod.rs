@@ -61,6 +61,38 @@ impl ProtocolKind {
         .find(|k| k.name() == name)
     }
 
+    /// `role` in the protocol's own words, as its users know them: Raft's
+    /// follower, pre-candidate, candidate and leader; Multi-Paxos's
+    /// acceptor, proposer (phase 1, preparing a ballot) and leader; ZAB's
+    /// LOOKING, FOLLOWING and LEADING (discovery and synchronization count
+    /// as LEADING, as in ZooKeeper).
+    pub fn role_name(self, role: Role) -> &'static str {
+        match (self, role) {
+            (ProtocolKind::Raft, Role::Follower) => "follower",
+            (ProtocolKind::Raft, Role::PreCandidate) => "pre-candidate",
+            (ProtocolKind::Raft, Role::Candidate) => "candidate",
+            (ProtocolKind::Raft, Role::Leader) => "leader",
+            (ProtocolKind::MultiPaxos, Role::Follower | Role::PreCandidate) => "acceptor",
+            (ProtocolKind::MultiPaxos, Role::Candidate) => "proposer (phase 1)",
+            (ProtocolKind::MultiPaxos, Role::Leader) => "leader",
+            (ProtocolKind::Zab, Role::PreCandidate) => "LOOKING",
+            (ProtocolKind::Zab, Role::Follower) => "FOLLOWING",
+            (ProtocolKind::Zab, Role::Candidate | Role::Leader) => "LEADING",
+        }
+    }
+
+    /// `epoch` as the protocol names it: `term 5`, `epoch 3`, or a Paxos
+    /// ballot as `ballot 7.2` (round 7 of the voter at position 2).
+    pub fn epoch_label(self, epoch: Epoch) -> String {
+        match self {
+            ProtocolKind::Raft => format!("term {epoch}"),
+            ProtocolKind::Zab => format!("epoch {epoch}"),
+            ProtocolKind::MultiPaxos => {
+                format!("ballot {}.{}", paxos::round_of(epoch), epoch & 0xFF)
+            }
+        }
+    }
+
     /// The kind with wire code `code`, if any.
     pub fn from_code(code: u8) -> Option<Self> {
         match code {

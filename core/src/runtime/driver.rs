@@ -304,9 +304,14 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
             .store(self.core.last_index(), Ordering::Relaxed);
         if let Some(change) = self.fx.role_change.take() {
             status.set_role(change.role, change.epoch, change.leader);
-            if change.role == Role::Leader {
-                ::log::info!("node {} leads term {}", self.shared.id, change.epoch);
-            }
+            ::log::info!(
+                "node {}: {} ({}) in {}, leader {:?}",
+                self.shared.id,
+                P::KIND.role_name(change.role),
+                P::KIND.name(),
+                P::KIND.epoch_label(change.epoch),
+                change.leader
+            );
             if let Some(cb) = &self.on_state_change {
                 if catch_unwind(AssertUnwindSafe(|| cb(change))).is_err() {
                     ::log::error!("on_state_change callback panicked");

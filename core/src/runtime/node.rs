@@ -455,7 +455,7 @@ impl<P: Protocol> NodeHandle<P> {
 
     /// A snapshot of role, term, leader, indexes and counters. Lock-free.
     pub fn status(&self) -> Status {
-        self.shared.status.snapshot(self.shared.id)
+        self.shared.status.snapshot(self.shared.id, P::KIND)
     }
 
     /// True when the calling thread is one of this node's threads (where

@@ -1,14 +1,19 @@
 //! A node's observable state and counters.
 
+use crate::consensus::ProtocolKind;
 use crate::types::{Epoch, Index, NodeId, Role};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// A point-in-time view of a node, from [`super::NodeHandle::status`].
+/// Its `Display` speaks the protocol's own vocabulary (`node 2: FOLLOWING
+/// (ZAB) in epoch 3, leader 1, commit 10, applied 10`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     /// The node's id.
     pub id: NodeId,
-    /// Current role.
+    /// The protocol the node runs.
+    pub protocol: ProtocolKind,
+    /// Current role (generic; [`Status::role_name`] in the protocol's words).
     pub role: Role,
     /// Current term (epoch).
     pub term: Epoch,
@@ -36,6 +41,39 @@ pub struct Status {
     /// applies nor leads nor votes any more) so that the cluster replaces
     /// it; restart it once the state machine is fixed.
     pub state_machine_failed: bool,
+}
+
+impl Status {
+    /// The role in the protocol's own words (ZAB: LOOKING, FOLLOWING,
+    /// LEADING; Paxos: acceptor, proposer, leader).
+    pub fn role_name(&self) -> &'static str {
+        self.protocol.role_name(self.role)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node {}: {} ({}) in {}",
+            self.id,
+            self.role_name(),
+            self.protocol.name(),
+            self.protocol.epoch_label(self.term)
+        )?;
+        if let Some(l) = self.leader {
+            write!(f, ", leader {l}")?;
+        }
+        write!(
+            f,
+            ", commit {}, applied {}",
+            self.commit_index, self.applied_index
+        )?;
+        if self.state_machine_failed {
+            write!(f, ", state machine failed")?;
+        }
+        Ok(())
+    }
 }
 
 /// Lock-free shared status, written by the node's threads.
@@ -92,9 +130,10 @@ impl SharedStatus {
         }
     }
 
-    pub fn snapshot(&self, id: NodeId) -> Status {
+    pub fn snapshot(&self, id: NodeId, protocol: ProtocolKind) -> Status {
         Status {
             id,
+            protocol,
             role: self.role(),
             term: self.term.load(Relaxed),
             leader: self.leader(),

@@ -336,8 +336,12 @@ impl<P: SimProtocol> SimCluster<P> {
         if self.trace {
             if let Some(rc) = fx.role_change {
                 println!(
-                    "t={} node {id} {:?} epoch {} leader {:?}",
-                    self.now, rc.role, rc.epoch, rc.leader
+                    "t={} node {id} {} ({:?}) {} leader {:?}",
+                    self.now,
+                    P::KIND.role_name(rc.role),
+                    rc.role,
+                    P::KIND.epoch_label(rc.epoch),
+                    rc.leader
                 );
             }
             for e in fx.committed.iter() {
