@@ -590,13 +590,20 @@ impl Zab {
                 if *stage == LeadStage::Discovery {
                     peers[p] = PeerPhase::Info(accepted_epoch);
                     self.lead_discovery(out);
-                } else if accepted_epoch > new_epoch {
+                } else if accepted_epoch > new_epoch
+                    || (accepted_epoch == new_epoch
+                        && *stage == LeadStage::AwaitEpochAcks
+                        && !matches!(peers[p], PeerPhase::EpochAcked(..)))
+                {
                     // This server promised a higher epoch than ours (to a
                     // leader that never got established) and can never
-                    // follow us. Step down: the next discovery includes it and
-                    // picks an epoch above its promise. (Our own epoch,
-                    // accepted from us before, is answered below: its
-                    // ACKEPOCH is not fresh and only resyncs it.)
+                    // follow us; or it promised ours without its promise
+                    // reaching us, so its ACKEPOCH can no longer count (it
+                    // would not be fresh) while we still need a quorum.
+                    // Step down: the next discovery includes it and picks an
+                    // epoch above its promise. (Past the epoch stage, our own
+                    // epoch accepted before is answered below: the ACKEPOCH
+                    // that follows only resyncs it.)
                     self.start_looking(out);
                 } else {
                     // A FOLLOWERINFO may be stale, delayed from before the
@@ -657,7 +664,12 @@ impl Zab {
                     return;
                 };
                 let stage = *stage;
-                if !matches!(peers[p], PeerPhase::Syncing(x) if x == newleader)
+                // A follower resends its NEWLEADER acknowledgement with its
+                // last index, which grows with the proposals that follow the
+                // sync: any index at or past the sync's acknowledges it (a
+                // lost first answer must not leave the follower unsynced
+                // forever, its timer kept alive by our pings).
+                if !matches!(peers[p], PeerPhase::Syncing(x) if newleader >= x)
                     && peers[p] != PeerPhase::Synced
                 {
                     return;

@@ -495,3 +495,72 @@ fn stale_or_repeated_followerinfo_neither_stalls_nor_deposes_the_leader() {
         );
     }
 }
+
+/// Found with the previous fix by the unreliable-network scenario: a
+/// follower's NEWLEADER acknowledgement was lost, and its resends carried
+/// its last index, grown since with the proposals that followed the sync;
+/// the leader only took the exact sync index, so the follower stayed
+/// unsynced forever (the leader's pings kept its timer alive).
+#[test]
+fn a_lost_newleader_ack_is_made_good_by_a_later_resend() {
+    let mut net = Net::new(3, cfg());
+    let leader = settle(&mut net);
+    let follower = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
+    // The follower registers again (as after a timeout); its NEWLEADER
+    // acknowledgement is lost.
+    net.call(follower, |z, fx| z.decide(leader, fx));
+    for _ in 0..4 {
+        net.deliver_once(|from, to, m| {
+            !((from, to) == (follower, leader) && matches!(m, Message::AckNewLeader { .. }))
+        });
+    }
+    assert!(matches!(
+        net.node(follower).phase,
+        Phase::Following {
+            stage: FollowStage::Synced(_),
+            ..
+        }
+    ));
+    // Proposals follow the sync, so the follower's resend names a later
+    // index than the sync's.
+    let pos = (follower - 1) as usize;
+    let synced_to = match &net.node(leader).phase {
+        Phase::Leading { peers, .. } => match peers[pos] {
+            PeerPhase::Syncing(x) => x,
+            ref other => panic!("expected Syncing, got {other:?}"),
+        },
+        _ => panic!("not leading"),
+    };
+    let (epoch, index) = net.propose(leader, b"after the sync").unwrap();
+    while !net.queue.is_empty() {
+        net.deliver_once(|from, to, m| {
+            !((from, to) == (follower, leader) && matches!(m, Message::AckNewLeader { .. }))
+        });
+    }
+    assert_eq!(net.node(follower).last_index(), index);
+    assert!(index > synced_to);
+    net.call(leader, |z, fx| {
+        z.step(
+            follower,
+            Message::AckNewLeader {
+                epoch,
+                newleader: index,
+            },
+            fx,
+        )
+    });
+    assert!(
+        net.queue
+            .iter()
+            .any(|(_, to, m)| *to == follower && matches!(m, Message::UpToDate { .. })),
+        "the leader takes the later acknowledgement"
+    );
+    net.deliver_all();
+    assert!(matches!(
+        net.node(follower).phase,
+        Phase::Following {
+            stage: FollowStage::Broadcast(_),
+            ..
+        }
+    ));
+}
