@@ -187,6 +187,16 @@ impl Log {
     /// Appends to `out` the entries committed since `emitted` and advances it.
     pub fn take_committed(&self, emitted: &mut Index, out: &mut Vec<Entry>) {
         let commit = self.commit();
+        debug_assert!(
+            commit <= self.last_index(),
+            "commit {commit} beyond the last index {}",
+            self.last_index()
+        );
+        // Emitted once, in order: what follows continues what went before.
+        debug_assert!(
+            out.last().is_none_or(|e| e.index == *emitted),
+            "committed entries emitted out of order"
+        );
         if commit > *emitted {
             out.extend_from_slice(self.slice(*emitted + 1, commit));
             *emitted = commit;

@@ -46,6 +46,11 @@ pub(crate) fn run<M: StateMachine>(
             } => {
                 let mut completions = completions.into_iter().peekable();
                 for (pos, e) in entries.iter().enumerate() {
+                    debug_assert!(
+                        failed || e.index == applied + 1,
+                        "applied indices are consecutive: {} after {applied}",
+                        e.index
+                    );
                     let response = if failed {
                         None
                     } else if e.kind == EntryKind::Normal {

@@ -318,8 +318,21 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                 }
             }
         }
+        debug_assert!(
+            self.core.commit_index() <= self.core.last_index(),
+            "commit {} beyond the last index {}",
+            self.core.commit_index(),
+            self.core.last_index()
+        );
         if !self.fx.committed.is_empty() {
             let entries = std::mem::take(&mut self.fx.committed);
+            debug_assert!(
+                entries.windows(2).all(|w| w[1].index == w[0].index + 1)
+                    && entries
+                        .last()
+                        .is_some_and(|e| e.index <= self.core.commit_index()),
+                "committed entries must be consecutive and not past the commit index"
+            );
             let mut completions = Vec::new();
             for (pos, e) in entries.iter().enumerate() {
                 while let Some(front) = self.pending.front() {
