@@ -216,7 +216,7 @@ fn build_costs() {
         );
     }
     // Weighted round robin's order: the smooth cycle for small weights, the
-    // strided order (linear in the endpoints) past 2^20 endpoints x weight.
+    // strided order (linear in the endpoints) past 2^24 endpoints x weight.
     println!();
     println!("| weighted round robin, 2,000 endpoints | extend | one set_weight |");
     println!("|---|---:|---:|");

@@ -6,8 +6,11 @@
 //! inclusive cost of `run_picks` and `run_selects` by 10,000.
 //!
 //! ```text
-//! pick_instructions <policy> <equal|unequal>
+//! pick_instructions <policy> <equal|unequal|large> [endpoints, default 100]
 //! ```
+//!
+//! `unequal` weights are 1 to 3; `large` are 10,000 to 10,002, whose
+//! weighted round-robin order is strided rather than a table.
 //!
 //! Uses only calls that every version of the balancer has, so the same
 //! file builds against an older commit for a before/after comparison.
@@ -36,7 +39,7 @@ fn run_selects(b: &Balancer, key: Option<&[u8]>) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(policy), Some(weights)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: pick_instructions <policy> <equal|unequal>");
+        eprintln!("usage: pick_instructions <policy> <equal|unequal|large> [endpoints]");
         std::process::exit(2);
     };
     let policy = match policy.as_str() {
@@ -60,10 +63,14 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let equal = weights == "equal";
+    let endpoints: u32 = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(100);
     let b = Balancer::new(policy).expect("policy");
-    for i in 0..100u32 {
-        let weight = if equal { 1 } else { 1 + i % 3 };
+    for i in 0..endpoints {
+        let weight = match weights.as_str() {
+            "equal" => 1,
+            "large" => 10_000 + i % 3,
+            _ => 1 + i % 3,
+        };
         b.add(&format!("endpoint-{i}"), weight).expect("add");
     }
     let key = matches!(policy, Policy::ConsistentHash { .. }).then_some(&b"some-key"[..]);

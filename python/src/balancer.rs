@@ -12,11 +12,11 @@ use consenso::balance::{
 };
 use consenso::hashing::Algorithm;
 use parking_lot::Mutex;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::PyTraverseError;
 use std::any::Any;
 use std::collections::HashMap;
@@ -71,6 +71,12 @@ impl LoadBalancer {
         nodes: &Bound<'_, PyAny>,
         weights: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
+        // A str is an iterable of one-letter names: surely a mistake.
+        if nodes.is_instance_of::<PyString>() || nodes.is_instance_of::<PyBytes>() {
+            return Err(PyTypeError::new_err(
+                "nodes must be an iterable of nodes, not a single str or bytes",
+            ));
+        }
         let nodes: Vec<Bound<'_, PyAny>> = nodes.try_iter()?.collect::<PyResult<_>>()?;
         let weights = args::weights(weights, nodes.len())?;
         let mut named = Vec::with_capacity(nodes.len());

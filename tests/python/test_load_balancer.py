@@ -338,6 +338,15 @@ def test_extend_adds_many_nodes_in_one_call():
     assert all(lb.pick(key=f"k{k}") == ring.get(f"k{k}") for k in range(200))
 
 
+def test_a_single_string_is_not_a_list_of_nodes():
+    with pytest.raises(TypeError, match="not a single str"):
+        consenso.LoadBalancer("xyz")
+    lb = consenso.LoadBalancer(["a"])
+    with pytest.raises(TypeError, match="not a single str"):
+        lb.extend("xyz")
+    assert len(lb) == 1
+
+
 def test_tiny_times_are_not_zero():
     # A decay below a nanosecond is the shortest decay, not a refused zero.
     consenso.LoadBalancer(nodes("a"), policy="least_response_time", ewma_decay=1e-10)

@@ -135,13 +135,11 @@ impl Inner {
     }
 
     /// Two distinct random usable endpoints (the same one when only one is),
-    /// each uniform among the usable (`usable` `None`: all are).
+    /// each uniform among the usable (`usable` `None`: all are). When none
+    /// is usable any more (another thread ejected the last one since the
+    /// pick counted them), the first draw: a pick never fails for it.
     #[inline]
-    fn two_choices(
-        &self,
-        snap: &Snapshot,
-        usable: Option<Usable<'_>>,
-    ) -> Result<(usize, usize), BalanceError> {
+    fn two_choices(&self, snap: &Snapshot, usable: Option<Usable<'_>>) -> (usize, usize) {
         let n = snap.endpoints.len();
         let r = self.random();
         let a0 = below(r as u32, n);
@@ -156,31 +154,26 @@ impl Inner {
             }
         };
         let Some(usable) = usable.filter(|u| !(u(a0) && u(b0))) else {
-            return Ok((a0, b0));
+            return (a0, b0);
         };
-        let a = self.uniform_usable(snap, usable)?;
+        let a = self.uniform_usable(snap, usable).unwrap_or(a0);
         let other = |i: usize| i != a && usable(i);
         let b = self.uniform_usable(snap, &other).unwrap_or(a);
-        Ok((a, b))
+        (a, b)
     }
 
-    /// One endpoint uniform among those that pass `usable`.
-    fn uniform_usable(&self, snap: &Snapshot, usable: Usable<'_>) -> Result<usize, BalanceError> {
+    /// One endpoint uniform among those that pass `usable`, if any does.
+    fn uniform_usable(&self, snap: &Snapshot, usable: Usable<'_>) -> Option<usize> {
         let n = snap.endpoints.len();
         draw_usable(|| below(self.random() as u32, n), usable)
             .or_else(|| scan_usable(snap, false, usable, |t| scaled(self.random(), t)))
-            .ok_or(BalanceError::Empty)
     }
 
     /// Round robin's next usable turn: skipping unusable turns keeps the
     /// rest in their proportions; when most turns are ejected, a weighted
-    /// draw among the rest.
+    /// draw among the rest; when none is usable any more, the first turn.
     #[inline]
-    fn next_turn(
-        &self,
-        snap: &Snapshot,
-        usable: Option<Usable<'_>>,
-    ) -> Result<usize, BalanceError> {
+    fn next_turn(&self, snap: &Snapshot, usable: Option<Usable<'_>>) -> usize {
         let order = &snap.turns;
         let n = snap.endpoints.len() as u64;
         let weighted = !matches!(order, Turns::Rotation);
@@ -195,8 +188,8 @@ impl Inner {
         match usable {
             Some(usable) if !usable(first) => draw_usable(turn, usable)
                 .or_else(|| scan_usable(snap, weighted, usable, |t| scaled(self.random(), t)))
-                .ok_or(BalanceError::Empty),
-            _ => Ok(first),
+                .unwrap_or(first),
+            _ => first,
         }
     }
 
@@ -225,13 +218,13 @@ impl Inner {
                         .or_else(|| {
                             scan_usable(snap, !snap.uniform, usable, |t| scaled(self.random(), t))
                         })
-                        .ok_or(BalanceError::Empty)?,
+                        .unwrap_or(first),
                     _ => first,
                 }
             }
-            Policy::RoundRobin | Policy::WeightedRoundRobin => self.next_turn(snap, usable)?,
+            Policy::RoundRobin | Policy::WeightedRoundRobin => self.next_turn(snap, usable),
             Policy::LeastConnections => {
-                let (a, b) = self.two_choices(snap, usable)?;
+                let (a, b) = self.two_choices(snap, usable);
                 let (ea, eb) = (&snap.endpoints[a], &snap.endpoints[b]);
                 let (la, lb) = (ea.stats.in_flight(), eb.stats.in_flight());
                 let b_is_lighter = if snap.uniform {
@@ -248,7 +241,7 @@ impl Inner {
                 }
             }
             Policy::LeastResponseTime => {
-                let (a, b) = self.two_choices(snap, usable)?;
+                let (a, b) = self.two_choices(snap, usable);
                 let (ea, eb) = (&snap.endpoints[a], &snap.endpoints[b]);
                 let (wa, wb) = if snap.uniform {
                     (1.0, 1.0)
@@ -296,5 +289,36 @@ impl Inner {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Balancer, Policy};
+
+    /// A pick counts the healthy endpoints before it draws; another thread
+    /// may eject the last of them in between. The pick must still choose
+    /// (as panic mode would), never report an empty balancer.
+    #[test]
+    fn a_pick_whose_candidates_were_all_ejected_meanwhile_still_chooses() {
+        for policy in [
+            Policy::Random,
+            Policy::RoundRobin,
+            Policy::WeightedRoundRobin,
+            Policy::LeastConnections,
+            Policy::LeastResponseTime,
+        ] {
+            for weights in [[1, 1], [1, 3]] {
+                let b = Balancer::new(policy).unwrap();
+                b.add("a", weights[0]).unwrap();
+                b.add("b", weights[1]).unwrap();
+                let snap = b.inner.snapshot.load();
+                let none_usable: &dyn Fn(usize) -> bool = &|_| false;
+                for _ in 0..50 {
+                    let i = b.inner.choose(&snap, None, Some(none_usable));
+                    assert!(matches!(i, Ok(0 | 1)), "{policy:?} {weights:?}: {i:?}");
+                }
+            }
+        }
     }
 }

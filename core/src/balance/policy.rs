@@ -20,7 +20,7 @@ pub enum Policy {
     RoundRobin,
     /// nginx's smooth weighted round robin: exact proportions within every
     /// cycle, spread out (weights 5, 1, 1 give a a b a c a a). When
-    /// endpoints × Σ weights passes 2^20, where that cycle gets slow to
+    /// endpoints × Σ weights passes 2^24, where that cycle gets slow to
     /// build, an evenly spread order with the same exact shares per cycle
     /// (turn `t` lands on `t × stride mod Σ weights` of the weights laid end
     /// to end); any weights are accepted. Turns that land on an ejected

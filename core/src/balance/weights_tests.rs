@@ -213,8 +213,10 @@ fn an_ejected_endpoint_s_share_is_spread_by_weight_over_the_rest() {
         f64,
         f64,
     );
-    let cases: [Case; 3] = [
+    let cases: [Case; 4] = [
         (&[("a", 98), ("b", 1), ("c", 1)], "a", "b", 0.5, 0.5),
+        // Unequal survivors: the scan after missed draws keeps weights.
+        (&[("a", 98), ("b", 1), ("c", 2)], "a", "c", 2.0 / 3.0, 1.0),
         (&[("b", 1), ("a", 98), ("c", 1)], "a", "c", 0.5, 0.5),
         (
             &[("a", 1), ("b", 1), ("c", 2), ("d", 1)],

@@ -46,25 +46,33 @@ impl Maglev {
             .collect();
         let mut next = vec![0u64; n];
         let mut table = vec![u32::MAX; size];
-        let max_w = weights.iter().copied().max().unwrap_or(1).max(1) as u64;
+        // Endpoint `i` claims the next free slot of its permutation.
+        let mut claim = |i: usize, table: &mut [u32]| loop {
+            let slot = ((offsets[i] + next[i] * skips[i]) % m) as usize;
+            next[i] += 1;
+            if table[slot] == u32::MAX {
+                table[slot] = i as u32;
+                return;
+            }
+        };
+        // Every endpoint first takes one slot, however light (the caller
+        // guarantees at least as many slots as endpoints): an endpoint with
+        // no slot could never be found, not even as a fallback.
+        let mut filled = n.min(size);
+        for i in 0..filled {
+            claim(i, &mut table);
+        }
         // Weighted turns: each round an endpoint earns weight/max_w of a
         // turn and takes a slot for every whole turn it has saved up.
+        let max_w = weights.iter().copied().max().unwrap_or(1).max(1) as u64;
         let mut credit = vec![0u64; n];
-        let mut filled = 0usize;
-        'fill: loop {
+        'fill: while filled < size {
             for i in 0..n {
                 credit[i] += weights[i] as u64;
                 while credit[i] >= max_w {
                     credit[i] -= max_w;
-                    loop {
-                        let slot = ((offsets[i] + next[i] * skips[i]) % m) as usize;
-                        next[i] += 1;
-                        if table[slot] == u32::MAX {
-                            table[slot] = i as u32;
-                            filled += 1;
-                            break;
-                        }
-                    }
+                    claim(i, &mut table);
+                    filled += 1;
                     if filled == size {
                         break 'fill;
                     }

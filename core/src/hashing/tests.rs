@@ -186,6 +186,15 @@ fn bad_input_gets_a_clear_error() {
         .filter(|k| heavy.get(&k.to_le_bytes()) == "a")
         .count();
     assert!((14_000..16_000).contains(&to_a), "{to_a}");
+    // However light, every endpoint has a slot: it gets keys and is found
+    // when walking the table for replicas.
+    let lopsided = HashRing::new(
+        Algorithm::Maglev { min_table_size: 7 },
+        &[("a", 1000), ("b", 1)],
+    )
+    .unwrap();
+    assert!((0..1_000u64).any(|k| lopsided.get(&k.to_le_bytes()) == "b"));
+    assert_eq!(lopsided.get_n(b"k", 2).len(), 2);
     assert!(matches!(
         Algorithm::Maglev { min_table_size: 0 }.validate(),
         Err(HashError::Invalid {
