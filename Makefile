@@ -1,6 +1,8 @@
 # consenso: the two commands of the README, plus helpers.
 #   make demo   runs the 3-node cluster example on Raft, Multi-Paxos and ZAB,
-#               then the C load-balancer example
+#               a bank state machine under the simulator (and a planted bug
+#               in it, caught with its replay line), then the C
+#               load-balancer example
 #   make test   formatting, lints, every Rust test (simulator seed range
 #               included), the C API under ASan/UBSan, the header as C++,
 #               and the Python package: pip install ./python, then pytest
@@ -24,6 +26,8 @@ demo: c-example
 	$(CARGO) run --release --example cluster -- --protocol raft
 	$(CARGO) run --release --example cluster -- --protocol paxos
 	$(CARGO) run --release --example cluster -- --protocol zab
+	$(CARGO) run --release --example bank
+	$(CARGO) run --release --example bank -- --plant-bug
 	$(C_OUT)/load_balancer
 
 test: lint
@@ -31,7 +35,7 @@ test: lint
 	$(MAKE) test-release-edges
 	$(CARGO) check -p consenso-python
 	$(MAKE) c-test
-	$(CARGO) build --release --example cluster --bench throughput --bench hashing --bench balance --bench hash_compare
+	$(CARGO) build --release --example cluster --example bank --bench throughput --bench hashing --bench balance --bench hash_compare
 	$(MAKE) python-test
 
 # Installs the package the way users do (pip builds it with maturin), with

@@ -11,11 +11,13 @@ mod checker;
 mod cluster;
 pub mod kv;
 pub mod linearizability;
+mod machine;
 mod network;
 mod protocols;
 
 pub use checker::{EntryId, Invariants, RoleEpoch, Violation};
 pub use cluster::{SimCluster, SimStats, Submit, TICK};
+pub use machine::{run_machine, MachineReport, MachineRun};
 pub use network::{NetCounts, NetFaults, SimNetwork};
 pub use protocols::{ExtraChecks, NoExtraChecks, PaxosChecks, SimProtocol, ZabChecks};
 
@@ -45,21 +47,39 @@ pub struct SimFailure {
     pub at: u64,
     /// What failed.
     pub reason: String,
-    /// Test binary and test that replay one seed.
-    pub replay_test: &'static str,
+    /// How to replay this seed.
+    pub replay: Replay,
     /// The protocol's name (`CONSENSO_SIM_PROTOCOL`).
     pub protocol: &'static str,
     /// The faults and settings this seed drew (printed with the failure).
     pub draw: String,
 }
 
+/// How a failed seed is replayed.
+#[derive(Clone, Debug)]
+pub enum Replay {
+    /// By the named test of `core/tests/simulation.rs`, with the
+    /// `CONSENSO_SIM_*` variables.
+    SimulationTest(&'static str),
+    /// By this whole command (a user's own run, an example).
+    Command(String),
+}
+
 impl std::fmt::Display for SimFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} seed {} failed at t={}: {}\n  drew: {}\n  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
-            self.protocol, self.seed, self.at, self.reason, self.draw, self.protocol, self.seed, self.steps, self.replay_test
-        )
+            "{} seed {} failed at t={}: {}\n  drew: {}\n",
+            self.protocol, self.seed, self.at, self.reason, self.draw
+        )?;
+        match &self.replay {
+            Replay::Command(command) => write!(f, "  replay: {command}"),
+            Replay::SimulationTest(test) => write!(
+                f,
+                "  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
+                self.protocol, self.seed, self.steps, test
+            ),
+        }
     }
 }
 
@@ -149,7 +169,7 @@ pub fn run_random<P: SimProtocol>(
         steps,
         at,
         reason,
-        replay_test,
+        replay: Replay::SimulationTest(replay_test),
         protocol: P::KIND.name(),
         draw: plan.to_string(),
     };
@@ -190,7 +210,7 @@ pub fn run_random<P: SimProtocol>(
 /// The start of the fault-free phase: the network heals and turns
 /// reliable, every node runs again (a crash scheduled for a node's next
 /// event is called off: nothing would restart it).
-fn end_faults<P: SimProtocol>(sim: &mut SimCluster<P>) -> Result<(), Violation> {
+pub(crate) fn end_faults<P: SimProtocol>(sim: &mut SimCluster<P>) -> Result<(), Violation> {
     sim.net.heal();
     sim.net.faults = NetFaults::reliable();
     for id in sim.ids() {
@@ -201,7 +221,7 @@ fn end_faults<P: SimProtocol>(sim: &mut SimCluster<P>) -> Result<(), Violation> 
 }
 
 /// One time unit's draw of partitions, crashes and restarts under `plan`.
-fn inject_faults<P: SimProtocol>(
+pub(crate) fn inject_faults<P: SimProtocol>(
     sim: &mut SimCluster<P>,
     plan: &FaultPlan,
 ) -> Result<(), Violation> {
