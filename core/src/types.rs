@@ -58,9 +58,13 @@ impl Entry {
         }
     }
 
+    /// What an entry counts for besides its data, in batching and memory
+    /// limits (its index, epochs and kind).
+    pub const OVERHEAD: usize = 32;
+
     /// Bytes this entry counts for in batching and memory limits.
     pub fn size(&self) -> usize {
-        self.data.len() + 32
+        self.data.len() + Self::OVERHEAD
     }
 }
 

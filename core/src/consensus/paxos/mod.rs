@@ -723,8 +723,10 @@ impl Protocol for MultiPaxos {
                 leader: self.leader,
             });
         }
-        self.repl
-            .admit(data.len() + 24, self.cfg.limits.max_uncommitted_bytes)?;
+        self.repl.admit(
+            data.len() + Entry::OVERHEAD,
+            self.cfg.limits.max_uncommitted_bytes,
+        )?;
         let index = self.append_local(EntryKind::Normal, data, out);
         if self.voters.len() == 1 {
             self.maybe_commit();

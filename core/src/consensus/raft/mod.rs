@@ -688,8 +688,10 @@ impl Protocol for Raft {
                 leader: self.leader,
             });
         }
-        self.repl
-            .admit(data.len() + 24, self.cfg.limits.max_uncommitted_bytes)?;
+        self.repl.admit(
+            data.len() + Entry::OVERHEAD,
+            self.cfg.limits.max_uncommitted_bytes,
+        )?;
         let index = self.append_local(EntryKind::Normal, data, out);
         if self.is_single() {
             self.maybe_commit();
