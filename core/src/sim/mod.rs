@@ -343,8 +343,23 @@ fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
             stats.puts_ok, stats.gets_ok
         ));
     }
-    if sim.leaders().is_empty() {
+    let Some(&(leader, epoch)) = sim.leaders().iter().max_by_key(|(_, e)| *e) else {
         return Err("no leader at the end of the fault-free phase".into());
+    };
+    // Every node must have rejoined: a server left out for good (nothing
+    // timing out) leaves the cluster without a spare.
+    for id in sim.ids() {
+        let follows = sim.core(id).map(|c| c.leader());
+        if follows != Some(Some(leader)) {
+            return Err(format!(
+                "node {id} does not follow leader {leader} (epoch {epoch}) at the end of the \
+                 fault-free phase: {}",
+                match follows {
+                    None => "it is down".to_string(),
+                    Some(l) => format!("its leader is {l:?}"),
+                }
+            ));
+        }
     }
     Ok(())
 }

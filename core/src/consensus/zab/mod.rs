@@ -403,17 +403,19 @@ impl Zab {
             .count();
         let round_backing = el.received.iter().filter(|v| **v == Some(vote)).count();
         let backing = settled_backing.max(round_backing);
-        let accepted = self.accepted_epoch;
-        // The leader itself must say it leads, in an epoch this server can
-        // accept (a lower one would be refused at discovery: keep looking
-        // instead of bouncing off it).
+        // The leader itself must say it leads. Its epoch may be below what
+        // this server accepted (from leaders that never got established):
+        // it follows anyway, and its FOLLOWERINFO makes that leader step
+        // down so that the next discovery picks an epoch above the promise.
+        // Staying LOOKING instead left the server out for good, nothing
+        // ever timing out (found by a review's fuzzing).
         let leader_ready = self
             .pos(leader)
             .and_then(|lp| match &self.phase {
                 Phase::Looking(el) => el.settled[lp],
                 _ => None,
             })
-            .is_some_and(|(v, s)| s == PeerState::Leading && v.peer_epoch >= accepted);
+            .is_some_and(|(_, s)| s == PeerState::Leading);
         if leader != self.id && leader_ready && quorum::has_majority(backing, self.voters.len()) {
             self.election_epoch = self.election_epoch.max(e);
             self.decide(leader, out);
@@ -647,10 +649,11 @@ impl Zab {
                         }
                         self.lead_epoch_acks(out);
                     }
-                    // The quorum formed already: sync this one now, unless it
-                    // holds history this leader lacks (ZooKeeper drops such a
-                    // learner; it elects again).
-                    Some(LeadStage::AwaitNewLeaderAcks | LeadStage::Established) if !ahead => {
+                    // The quorum formed already: sync this one now (a history
+                    // of older epochs this leader lacks is truncated by the
+                    // sync; none of this epoch can exist elsewhere, as every
+                    // server promises an epoch to one leader only).
+                    Some(LeadStage::AwaitNewLeaderAcks | LeadStage::Established) => {
                         self.sync_for(p, &history, last.index, out)
                     }
                     _ => {}
@@ -1233,8 +1236,10 @@ impl Protocol for Zab {
                 leader: self.leader_hint(),
             });
         }
-        self.repl
-            .admit(data.len() + 24, self.cfg.limits.max_uncommitted_bytes)?;
+        self.repl.admit(
+            data.len() + Entry::OVERHEAD,
+            self.cfg.limits.max_uncommitted_bytes,
+        )?;
         let entry = Entry::new(
             self.new_epoch,
             self.log.last_index() + 1,

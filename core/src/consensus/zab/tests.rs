@@ -564,3 +564,42 @@ fn a_lost_newleader_ack_is_made_good_by_a_later_resend() {
         }
     ));
 }
+
+/// Found by a review's fuzzing: a server that accepted epochs from leaders
+/// that never got established (stale FOLLOWERINFOs made it try to lead, five
+/// times) sat LOOKING forever once the others established a lower epoch: it
+/// would not follow a leader below its promise, so it never sent the
+/// FOLLOWERINFO that makes that leader step down, and nothing timed out.
+#[test]
+fn a_server_that_promised_a_higher_epoch_rejoins_the_cluster() {
+    let mut net = Net::new(3, cfg());
+    for _ in 0..5 {
+        net.call(1, |z, fx| z.decide(1, fx));
+        net.call(1, |z, fx| {
+            z.step(2, Message::FollowerInfo { accepted_epoch: 0 }, fx)
+        });
+        net.queue.clear();
+        net.call(1, |z, fx| z.start_looking(fx));
+        net.queue.clear();
+    }
+    assert_eq!(net.node(1).accepted_epoch, 5);
+    // 2 and 3 elect a leader of a lower epoch without 1.
+    for _ in 0..100 {
+        for id in [2, 3] {
+            net.tick(id, 1);
+        }
+        while !net.queue.is_empty() {
+            net.deliver_once(|from, to, _| from != 1 && to != 1);
+        }
+    }
+    let leader = [2, 3]
+        .into_iter()
+        .find(|&i| net.node(i).is_established())
+        .expect("2 and 3 elect a leader");
+    assert!(net.node(leader).new_epoch < 5);
+    // With 1 back on the network, it must end up following an established
+    // leader, in an epoch above its promise.
+    let leader = settle(&mut net);
+    assert_eq!(net.node(1).leader(), Some(leader));
+    assert!(net.node(leader).new_epoch > 5);
+}
