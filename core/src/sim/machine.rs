@@ -77,14 +77,9 @@ where
     C: Fn(&M) -> Result<(), String>,
 {
     let plan = FaultPlan::draw(seed);
-    let fail = |at: u64, reason: String| SimFailure {
-        seed,
-        steps,
-        at,
-        reason,
-        replay: Replay::Command(format!("{} {seed}", run.replay)),
-        protocol: P::KIND.name(),
-        draw: plan.to_string(),
+    let replay = Replay::Command(format!("{} {seed}", run.replay));
+    let fail = |at: u64, reason: String| {
+        SimFailure::of::<P>(seed, steps, &plan, replay.clone(), at, reason)
     };
     let mut sim =
         SimCluster::<P>::new(plan.nodes, config, seed).map_err(|e| fail(0, e.to_string()))?;

@@ -65,6 +65,29 @@ pub enum Replay {
     Command(String),
 }
 
+impl SimFailure {
+    /// The failure of protocol `P`'s seed `seed` (of `steps` units, under
+    /// `plan`) at time `at`.
+    pub(crate) fn of<P: SimProtocol>(
+        seed: u64,
+        steps: u64,
+        plan: &FaultPlan,
+        replay: Replay,
+        at: u64,
+        reason: String,
+    ) -> SimFailure {
+        SimFailure {
+            seed,
+            steps,
+            at,
+            reason,
+            replay,
+            protocol: P::KIND.name(),
+            draw: plan.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for SimFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -164,14 +187,15 @@ pub fn run_random<P: SimProtocol>(
     replay_test: &'static str,
 ) -> Result<SimReport, SimFailure> {
     let plan = FaultPlan::draw(seed);
-    let fail = |at: u64, reason: String| SimFailure {
-        seed,
-        steps,
-        at,
-        reason,
-        replay: Replay::SimulationTest(replay_test),
-        protocol: P::KIND.name(),
-        draw: plan.to_string(),
+    let fail = |at: u64, reason: String| {
+        SimFailure::of::<P>(
+            seed,
+            steps,
+            &plan,
+            Replay::SimulationTest(replay_test),
+            at,
+            reason,
+        )
     };
     let violation = |at: u64| move |v: Violation| fail(at, format!("{}: {}", v.property, v.detail));
     let mut sim =
