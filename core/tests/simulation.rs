@@ -150,7 +150,7 @@ fn seed_range(name: &'static str) {
         ("a read failed", total(|r| r.stats.reads_failed)),
         (
             "a leader change over uncommitted entries",
-            total(|r| r.stats.leaders_with_uncommitted),
+            total(|r| r.stats.campaigns_over_uncommitted),
         ),
     ];
     println!("{name} hard paths: {sometimes:?}");

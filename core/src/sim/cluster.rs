@@ -73,7 +73,7 @@ pub struct SimStats {
     /// Nodes that campaigned for or took over leadership holding entries
     /// of older epochs above their commit index (the entries a new leader
     /// must commit or drop).
-    pub leaders_with_uncommitted: u64,
+    pub campaigns_over_uncommitted: u64,
     /// Events processed (ticks and deliveries).
     pub events: u64,
 }
@@ -319,7 +319,7 @@ impl<P: SimProtocol> SimCluster<P> {
             && !matches!(before.role, Role::Candidate | Role::Leader);
         let inherited = |e: &Entry| e.index > commit && e.origin < after.epoch;
         if campaigns && node.disk.log.iter().rev().any(inherited) {
-            self.stats.leaders_with_uncommitted += 1;
+            self.stats.campaigns_over_uncommitted += 1;
         }
         // Send.
         for (to, msg) in fx.messages.drain(..) {

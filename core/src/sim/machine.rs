@@ -18,8 +18,10 @@ use std::collections::HashMap;
 
 /// A user's machine, workload and invariant, to run under the simulator.
 ///
-/// `M` is built fresh for every replica (and again when a replica restarts
-/// and applies its log from the start).
+/// `M` is built fresh for every replica, and again when a restarted node
+/// re-applies fewer commands than its replica had seen. A restarted node
+/// that re-applies at least as many needs no rebuild: committed commands
+/// never change, so the replica already holds the state they produce.
 pub struct MachineRun<M, N, W, C>
 where
     N: Fn() -> M,
