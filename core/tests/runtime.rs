@@ -214,7 +214,7 @@ fn single_node_commits_alone_and_restarts_from_storage() {
 #[test]
 fn invalid_configuration_is_a_clear_error() {
     let mut config = NodeConfig::<RaftConfig>::new(1, vec![1, 2, 3]);
-    config.protocol.election_ticks_max = 1;
+    config.protocol.timing.election_ticks_max = 1;
     let err = Node::<Raft>::start(
         config,
         MemStorage::new(),

@@ -162,3 +162,12 @@ impl Log {
         None
     }
 }
+
+/// True when `entries` are numbered `first, first + 1, …` without a gap or
+/// an overflow (what a follower checks before it takes a batch).
+pub fn consecutive(entries: &[Entry], first: Index) -> bool {
+    entries
+        .iter()
+        .enumerate()
+        .all(|(i, e)| first.checked_add(i as Index) == Some(e.index))
+}

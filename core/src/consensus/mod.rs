@@ -17,9 +17,12 @@ pub mod quorum;
 pub mod raft;
 pub mod read_index;
 pub mod replication;
+mod shell;
 #[cfg(test)]
 pub mod testing;
 pub mod zab;
+
+pub use shell::{HardStateCommit, Timing, MAX_VOTERS};
 
 use crate::error::ProposeError;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
@@ -102,35 +105,6 @@ impl ProtocolKind {
             _ => None,
         }
     }
-}
-
-/// Checks the timing settings every protocol has: heartbeats at least every
-/// tick, and a randomized election timeout range above the heartbeat.
-///
-/// # Errors
-/// A [`crate::ConfigError`] naming the first bad field.
-pub fn validate_timing(
-    heartbeat_ticks: u32,
-    election_ticks_min: u32,
-    election_ticks_max: u32,
-) -> Result<(), crate::ConfigError> {
-    use crate::ConfigError;
-    if heartbeat_ticks == 0 {
-        return Err(ConfigError::new("heartbeat_ticks", "must be at least 1"));
-    }
-    if election_ticks_min <= heartbeat_ticks {
-        return Err(ConfigError::new(
-            "election_ticks_min",
-            format!("must be greater than heartbeat_ticks ({heartbeat_ticks}), got {election_ticks_min}"),
-        ));
-    }
-    if election_ticks_max <= election_ticks_min {
-        return Err(ConfigError::new(
-            "election_ticks_max",
-            format!("must be greater than election_ticks_min ({election_ticks_min}), got {election_ticks_max}"),
-        ));
-    }
-    Ok(())
 }
 
 /// Checks that every named limit is at least 1.
@@ -282,6 +256,11 @@ impl<M, H> Effects<M, H> {
             && self.reads_ready.is_empty()
             && self.reads_failed.is_empty()
             && self.role_change.is_none()
+    }
+
+    /// Queues `msg` for `to`, sent once this batch is persisted.
+    pub fn send(&mut self, to: NodeId, msg: M) {
+        self.messages.push((to, msg));
     }
 
     /// Empties every buffer, keeping their capacity.

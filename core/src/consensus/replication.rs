@@ -71,6 +71,8 @@ pub struct Replication {
     pub progress: Vec<Progress>,
     self_pos: usize,
     uncommitted: usize,
+    /// Between [`Replication::reset`] and [`Replication::stop_leading`].
+    leading: bool,
     scratch: Vec<Index>,
 }
 
@@ -90,11 +92,18 @@ impl Replication {
         self.progress[self.self_pos].matched = own_last;
         self.progress[self.self_pos].recent_active = true;
         self.uncommitted = 0;
+        self.leading = true;
     }
 
-    /// Forgets the budget (leadership ended).
-    pub fn clear_budget(&mut self) {
+    /// Leadership ended: forgets the budget.
+    pub fn stop_leading(&mut self) {
         self.uncommitted = 0;
+        self.leading = false;
+    }
+
+    /// True from [`Replication::reset`] until [`Replication::stop_leading`].
+    pub fn is_leading(&self) -> bool {
+        self.leading
     }
 
     /// Refuses an entry of `size` bytes when the uncommitted budget `max`

@@ -133,6 +133,12 @@ impl Message {
     }
 }
 
+impl crate::consensus::HardStateCommit for HardState {
+    fn commit(&self) -> Index {
+        self.commit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::consensus::replication::ReplicationLimits;
+use crate::consensus::{ReadReady, Recovered};
 use std::collections::BTreeMap;
 
 type Net = crate::consensus::testing::Net<MultiPaxos>;
@@ -291,7 +292,7 @@ fn a_lagging_acceptor_is_caught_up_from_its_chosen_prefix() {
     assert_eq!(net.node(1).commit_index(), 6);
     net.propose(1, b"last").unwrap();
     for _ in 0..4 {
-        net.tick(1, cfg().heartbeat_ticks);
+        net.tick(1, cfg().timing.heartbeat_ticks);
         net.deliver_all();
     }
     assert_eq!(net.node(3).last_index(), 7);
@@ -389,7 +390,7 @@ fn a_leader_cut_off_from_the_quorum_steps_down() {
     let mut net = Net::new(3, cfg());
     net.elect(1);
     net.queue.clear();
-    net.tick(1, 2 * cfg().election_ticks_min);
+    net.tick(1, 2 * cfg().timing.election_ticks_min);
     assert_eq!(net.node(1).role(), Role::Follower);
 }
 
@@ -420,7 +421,10 @@ fn restart_recovers_the_promise_and_accepted_values() {
 #[test]
 fn config_and_membership_are_validated() {
     let bad = PaxosConfig {
-        heartbeat_ticks: 0,
+        timing: crate::consensus::Timing {
+            heartbeat_ticks: 0,
+            ..cfg().timing
+        },
         ..cfg()
     };
     assert_eq!(bad.validate().unwrap_err().field, "heartbeat_ticks");

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::consensus::replication::ReplicationLimits;
+use crate::consensus::{ReadFailed, ReadReady, Recovered};
 
 type Net = crate::consensus::testing::Net<Raft>;
 
@@ -47,7 +48,7 @@ fn with_logs(config: RaftConfig, logs: &[(NodeId, Epoch, Vec<Epoch>)]) -> Net {
 #[test]
 fn a_follower_that_times_out_pre_campaigns_then_wins() {
     let mut net = Net::new(3, cfg());
-    let t = net.nodes[&1].randomized_timeout;
+    let t = net.nodes[&1].shell.timeout;
     net.tick(1, t - 1);
     assert_eq!(net.node(1).role(), Role::Follower);
     net.tick(1, 1);
@@ -81,8 +82,8 @@ fn a_node_votes_at_most_once_per_term() {
             ..cfg()
         },
     );
-    let t1 = net.nodes[&1].randomized_timeout;
-    let t2 = net.nodes[&2].randomized_timeout;
+    let t1 = net.nodes[&1].shell.timeout;
+    let t2 = net.nodes[&2].shell.timeout;
     net.tick(1, t1);
     net.tick(2, t2);
     // Both candidates of term 1 ask node 3; only the first gets its vote.
@@ -126,7 +127,7 @@ fn a_candidate_with_a_stale_log_is_refused() {
         },
         &[(1, 2, vec![1, 2]), (2, 2, vec![1, 2]), (3, 2, vec![1])],
     );
-    let t = net.nodes[&3].randomized_timeout;
+    let t = net.nodes[&3].shell.timeout;
     net.tick(3, t);
     net.deliver_once(|_, _, _| true);
     net.deliver_once(|_, to, _| to == 3);
@@ -157,7 +158,7 @@ fn figure_8_an_old_term_entry_is_not_committed_by_counting_replicas() {
             (5, 3, vec![1, 3]),
         ],
     );
-    let t = net.nodes[&1].randomized_timeout;
+    let t = net.nodes[&1].shell.timeout;
     net.tick(1, t);
     // Only 2 and 3 vote (1 votes for itself): elected in term 4.
     net.deliver_once(|_, to, _| to == 2 || to == 3);
@@ -202,7 +203,7 @@ fn fast_backtracking_skips_a_whole_conflicting_term_per_round_trip() {
             (3, 3, leader_log),
         ],
     );
-    let t = net.nodes[&1].randomized_timeout;
+    let t = net.nodes[&1].shell.timeout;
     net.tick(1, t);
     let mut rejections = 0;
     let mut rounds = 0;
@@ -361,7 +362,8 @@ fn read_index_fails_when_leadership_is_lost() {
     net.elect(1);
     net.call(1, |r, fx| r.read(7, fx)).unwrap();
     net.queue.clear();
-    // A higher term arrives: the read fails instead of being served stale.
+    // A higher term arrives: the read fails instead of being served stale,
+    // and names the new leader (as Paxos and ZAB do).
     net.call(1, |r, fx| {
         r.step(
             2,
@@ -377,7 +379,7 @@ fn read_index_fails_when_leadership_is_lost() {
         net.last[&1].reads_failed,
         vec![ReadFailed {
             id: 7,
-            leader: None
+            leader: Some(2)
         }]
     );
     assert_eq!(net.node(1).role(), Role::Follower);
@@ -432,7 +434,7 @@ fn check_quorum_steps_down_a_leader_that_hears_from_no_one() {
     let mut net = Net::new(3, cfg());
     net.elect(1);
     net.queue.clear();
-    let min = net.node(1).cfg.election_ticks_min;
+    let min = net.node(1).cfg.timing.election_ticks_min;
     net.tick(1, 2 * min);
     assert_eq!(net.node(1).role(), Role::Follower);
     assert_eq!(net.node(1).leader(), None);
@@ -469,7 +471,7 @@ fn lost_pipelined_appends_are_found_by_the_next_heartbeat() {
     net.propose(1, b"b").unwrap();
     net.queue.clear();
     assert_eq!(net.node(2).last_index(), 2);
-    let hb = net.node(1).cfg.heartbeat_ticks;
+    let hb = net.node(1).cfg.timing.heartbeat_ticks;
     for _ in 0..3 {
         net.tick(1, hb);
         net.deliver_all();

@@ -198,3 +198,9 @@ impl Message {
         )
     }
 }
+
+impl crate::consensus::HardStateCommit for HardState {
+    fn commit(&self) -> Index {
+        self.commit
+    }
+}

@@ -1,6 +1,9 @@
 //! Sans-IO tests of the ZAB core, messages routed by hand.
 
 use super::*;
+use crate::consensus::Recovered;
+use crate::types::{Entry, EntryKind};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 
 type Net = crate::consensus::testing::Net<Zab>;
@@ -118,7 +121,7 @@ fn without_failures_the_highest_id_leads_and_broadcast_commits() {
     assert_eq!((epoch, index), (1, 1));
     net.deliver_all();
     assert_eq!(net.node(3).commit_index(), 1);
-    net.tick(3, cfg().heartbeat_ticks);
+    net.tick(3, cfg().timing.heartbeat_ticks);
     net.deliver_all();
     for id in [1, 2] {
         assert_eq!(net.node(id).commit_index(), 1, "COMMIT reached {id}");
@@ -172,14 +175,14 @@ fn the_sync_kind_follows_the_common_prefix() {
         log.push(entry(i as Index + 1, e, b"x"));
     }
     // Follower's history is a prefix: DIFF from its end.
-    assert_eq!(common_prefix(&log, &[(1, 2), (2, 3)]), 3);
+    assert_eq!(discovery::common_prefix(&log, &[(1, 2), (2, 3)]), 3);
     // Follower has epoch-2 entries past the leader's: TRUNC to the leader's last of epoch 2.
-    assert_eq!(common_prefix(&log, &[(1, 2), (2, 6)]), 4);
+    assert_eq!(discovery::common_prefix(&log, &[(1, 2), (2, 6)]), 4);
     // Follower diverged in an epoch the leader never saw: keep the common part.
-    assert_eq!(common_prefix(&log, &[(1, 2), (5, 4)]), 2);
+    assert_eq!(discovery::common_prefix(&log, &[(1, 2), (5, 4)]), 2);
     // Nothing in common: SNAP.
-    assert_eq!(common_prefix(&log, &[(9, 3)]), 0);
-    assert_eq!(common_prefix(&log, &[]), 0);
+    assert_eq!(discovery::common_prefix(&log, &[(9, 3)]), 0);
+    assert_eq!(discovery::common_prefix(&log, &[]), 0);
 }
 
 #[test]
@@ -211,7 +214,7 @@ fn nothing_is_broadcast_before_a_quorum_acknowledged_newleader() {
         Err(ProposeError::NotLeader { leader: None })
     );
     // One acknowledgement (with the leader's own) is a quorum of three.
-    net.tick(1, cfg().heartbeat_ticks);
+    net.tick(1, cfg().timing.heartbeat_ticks);
     net.deliver_once(|from, _, m| from == 1 && matches!(m, Message::AckNewLeader { .. }));
     assert_eq!(net.node(3).role(), Role::Leader);
     assert!(net.propose(3, b"now").is_ok());
@@ -394,7 +397,7 @@ fn two_servers_following_each_other_go_back_to_looking() {
         };
     }
     // Server 3 is down: only 1 and 2 tick and talk.
-    let limit = 2 * cfg().election_ticks_max;
+    let limit = 2 * cfg().timing.election_ticks_max;
     let mut looked = [false; 2];
     for _ in 0..limit {
         for id in [1, 2] {
