@@ -148,6 +148,11 @@ fn seed_range(name: &'static str) {
             total(|r| r.stats.stale_deliveries),
         ),
         ("a read failed", total(|r| r.stats.reads_failed)),
+        ("an operation timed out", total(|r| r.stats.timeouts)),
+        (
+            "an operation answered Closed at shutdown",
+            total(|r| r.stats.closed),
+        ),
         (
             "a leader change over uncommitted entries",
             total(|r| r.stats.campaigns_over_uncommitted),

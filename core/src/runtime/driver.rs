@@ -2,18 +2,18 @@
 //! persists once per batch (group commit), then sends and hands committed
 //! entries to the apply thread.
 
-use super::apply::{call_guarded, ApplyMsg};
+use super::apply::{call_guarded, ApplyMsg, Completions};
 use super::config::NodeConfig;
+use super::executor::{Executor, Host, Stopped};
 use super::node::Shared;
 use super::{ProposeCallback, ReadCallback, StateChangeCallback, Transport};
-use crate::consensus::{Effects, Protocol, ReadId};
+use crate::consensus::{Effects, Protocol, RoleChange};
 use crate::error::ProposeError;
 use crate::storage::{Storage, StorageError};
-use crate::types::{Epoch, Index, NodeId, Role};
+use crate::types::{Entry, Index, NodeId, Role};
 use crate::wire;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,35 +29,31 @@ pub(crate) enum Input<M> {
     Shutdown,
 }
 
-/// A proposal waiting for its entry, known by its identity `(origin,
-/// index)` (see [`crate::types::Entry`]), not by the epoch its slot ends up
-/// committed in.
-struct PendingProposal {
-    epoch: Epoch,
-    index: Index,
-    deadline: Instant,
-    done: ProposeCallback,
+/// Work for the apply thread.
+pub(crate) type RuntimeApply = ApplyMsg<ProposeCallback, ReadCallback>;
+
+/// What the executor drives in a running node: its storage, the host's
+/// transport, the apply thread's queue and the host's callbacks.
+struct RuntimeHost<P: Protocol, S, T> {
+    storage: S,
+    transport: T,
+    shared: Arc<Shared<P>>,
+    apply: Sender<RuntimeApply>,
+    peers: Vec<NodeId>,
+    /// Messages of this batch by peer position, sent in one envelope each.
+    outbox: Vec<Vec<P::Message>>,
+    on_state_change: Option<StateChangeCallback>,
 }
 
 pub(crate) struct Driver<P: Protocol, S, T> {
     core: P,
-    storage: S,
-    transport: T,
-    shared: Arc<Shared<P>>,
+    exec: Executor<ProposeCallback, ReadCallback, Instant>,
+    host: RuntimeHost<P, S, T>,
     input: Receiver<Input<P::Message>>,
-    apply: Sender<ApplyMsg>,
     fx: Effects<P::Message, P::HardState>,
-    /// Sorted by (index, epoch).
-    pending: VecDeque<PendingProposal>,
-    /// Read barriers waiting for their quorum round, with their deadlines.
-    reads: HashMap<ReadId, (ReadCallback, Instant)>,
-    next_read: ReadId,
-    peers: Vec<NodeId>,
-    outbox: Vec<Vec<P::Message>>,
     tick: Duration,
     max_batch: usize,
     proposal_timeout: Duration,
-    on_state_change: Option<StateChangeCallback>,
 }
 
 enum Flow {
@@ -73,7 +69,7 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         transport: T,
         shared: Arc<Shared<P>>,
         input: Receiver<Input<P::Message>>,
-        apply: Sender<ApplyMsg>,
+        apply: Sender<RuntimeApply>,
         config: &NodeConfig<P::Config>,
         on_state_change: Option<StateChangeCallback>,
     ) -> Self {
@@ -81,21 +77,21 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         let outbox = peers.iter().map(|_| Vec::new()).collect();
         Driver {
             core,
-            storage,
-            transport,
-            shared,
+            exec: Executor::new(),
+            host: RuntimeHost {
+                storage,
+                transport,
+                shared,
+                apply,
+                peers,
+                outbox,
+                on_state_change,
+            },
             input,
-            apply,
             fx: Effects::default(),
-            pending: VecDeque::new(),
-            reads: HashMap::new(),
-            next_read: 1,
-            peers,
-            outbox,
             tick: config.tick_interval,
             max_batch: config.max_batch,
             proposal_timeout: config.proposal_timeout,
-            on_state_change,
         }
     }
 
@@ -143,12 +139,12 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
             }
             if now >= next_sweep {
                 next_sweep = now + Duration::from_secs(1);
-                self.expire_proposals(now);
+                self.exec.expire(now, &mut self.host);
             }
             self.core.flush(&mut self.fx);
             // Closed by shutdown (whose message may not have found room in
             // a full queue) or by a failed state machine: stop.
-            running = self.carry_out().is_ok() && !self.shared.is_closed();
+            running = self.carry_out().is_ok() && !self.host.shared.is_closed();
         }
         self.close();
     }
@@ -161,38 +157,19 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                     self.core.step(from, m, &mut self.fx);
                 }
             }
-            Input::Propose(data, done) => match self.core.propose(data, &mut self.fx) {
-                Ok((epoch, index)) => {
-                    let p = PendingProposal {
-                        epoch,
-                        index,
-                        deadline,
-                        done,
-                    };
-                    let at_back = self
-                        .pending
-                        .back()
-                        .is_none_or(|b| (b.index, b.epoch) <= (index, epoch));
-                    if at_back {
-                        self.pending.push_back(p);
-                    } else {
-                        let at = self
-                            .pending
-                            .partition_point(|q| (q.index, q.epoch) <= (index, epoch));
-                        self.pending.insert(at, p);
-                    }
+            Input::Propose(data, done) => {
+                let proposed =
+                    self.exec
+                        .propose(&mut self.core, data, deadline, done, &mut self.fx);
+                if let Err((e, done)) = proposed {
+                    self.host.shared.fail_proposal(done, e);
                 }
-                Err(e) => self.shared.fail_proposal(done, e),
-            },
+            }
             Input::Read(done, asked) => {
-                let id = self.next_read;
-                self.next_read += 1;
-                match self.core.read(id, &mut self.fx) {
-                    Ok(()) => {
-                        let deadline = asked + self.proposal_timeout;
-                        self.reads.insert(id, (done, deadline));
-                    }
-                    Err(e) => call_guarded(|| done(Err(e))),
+                let deadline = asked + self.proposal_timeout;
+                let read = self.exec.read(&mut self.core, deadline, done, &mut self.fx);
+                if let Err((e, done)) = read {
+                    call_guarded(|| done(Err(e)));
                 }
             }
             Input::Shutdown => return Flow::Stop,
@@ -200,53 +177,79 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         Flow::Continue
     }
 
-    /// Fails with `Timeout` the proposals and read barriers whose deadline
-    /// passed.
-    fn expire_proposals(&mut self, now: Instant) {
-        let late: Vec<ReadId> = self
-            .reads
-            .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in late {
-            if let Some((done, _)) = self.reads.remove(&id) {
-                call_guarded(|| done(Err(ProposeError::Timeout)));
-            }
+    /// Carries out the batch's effects and publishes the commit point.
+    fn carry_out(&mut self) -> Result<(), Stopped> {
+        let result = self
+            .exec
+            .carry_out(&self.core, &mut self.fx, &mut self.host);
+        let status = &self.host.shared.status;
+        status
+            .commit
+            .store(self.core.commit_index(), Ordering::Relaxed);
+        status
+            .last_index
+            .store(self.core.last_index(), Ordering::Relaxed);
+        if let Err(Stopped::Storage(e)) = &result {
+            ::log::error!(
+                "node {}: storage failed, stopping: {e}",
+                self.host.shared.id
+            );
+            status.storage_errors.fetch_add(1, Ordering::Relaxed);
         }
-        if self.pending.iter().all(|p| p.deadline > now) {
-            return;
+        result
+    }
+
+    fn close(mut self) {
+        let shared = Arc::clone(&self.host.shared);
+        // Closed before the last drain: whoever queues after the drain sees
+        // the node closed and fails its own input (`Shared::enqueue`).
+        shared.close();
+        self.exec.close(&mut self.host);
+        while let Ok(input) = self.input.try_recv() {
+            shared.fail_input(input);
         }
-        let mut keep = VecDeque::with_capacity(self.pending.len());
-        let mut expired = Vec::new();
-        for p in self.pending.drain(..) {
-            if p.deadline > now {
-                keep.push_back(p);
-            } else {
-                expired.push(p);
-            }
-        }
-        self.pending = keep;
-        for p in expired {
-            self.shared.fail_proposal(p.done, ProposeError::Timeout);
+        shared
+            .status
+            .set_role(Role::Follower, self.core.epoch(), None);
+    }
+}
+
+impl<P: Protocol, S, T> Completions<ProposeCallback, ReadCallback> for RuntimeHost<P, S, T> {
+    fn proposal_done(&mut self, done: ProposeCallback, result: Result<Vec<u8>, ProposeError>) {
+        match result {
+            Ok(_) => call_guarded(|| done(result)),
+            Err(e) => self.shared.fail_proposal(done, e),
         }
     }
 
-    fn persist(&mut self) -> Result<(), StorageError> {
+    fn read_done(&mut self, done: ReadCallback, result: Result<Index, ProposeError>) {
+        call_guarded(|| done(result));
+    }
+}
+
+impl<P: Protocol, S: Storage, T: Transport>
+    Host<P::Message, P::HardState, ProposeCallback, ReadCallback> for RuntimeHost<P, S, T>
+{
+    fn persist(
+        &mut self,
+        hard_state: Option<P::HardState>,
+        truncate_from: Option<Index>,
+        append: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
         let mut wrote = false;
-        if let Some(hs) = self.fx.hard_state.take() {
+        if let Some(hs) = hard_state {
             let bytes = postcard::to_allocvec(&hs)
                 .map_err(|e| StorageError::Corrupt(format!("hard state: {e}")))?;
             self.storage.set_hard_state(&bytes)?;
             wrote = true;
         }
-        if let Some(index) = self.fx.truncate_from.take() {
+        if let Some(index) = truncate_from {
             self.storage.truncate_from(index)?;
             wrote = true;
         }
-        if !self.fx.append.is_empty() {
-            self.storage.append(&self.fx.append)?;
-            self.fx.append.clear();
+        if !append.is_empty() {
+            self.storage.append(append)?;
+            append.clear();
             wrote = true;
         }
         if wrote {
@@ -255,15 +258,13 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         Ok(())
     }
 
-    fn send_all(&mut self) {
-        if self.fx.messages.is_empty() {
-            return;
+    fn send(&mut self, to: NodeId, msg: P::Message) {
+        if let Some(p) = self.peers.iter().position(|&v| v == to) {
+            self.outbox[p].push(msg);
         }
-        for (to, msg) in self.fx.messages.drain(..) {
-            if let Some(p) = self.peers.iter().position(|&v| v == to) {
-                self.outbox[p].push(msg);
-            }
-        }
+    }
+
+    fn sends_done(&mut self) {
         for (p, batch) in self.outbox.iter_mut().enumerate() {
             if batch.is_empty() {
                 continue;
@@ -284,121 +285,26 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         }
     }
 
-    /// Carries out the effects: persist, send, report, apply, serve reads.
-    fn carry_out(&mut self) -> Result<(), ()> {
-        if let Err(e) = self.persist() {
-            ::log::error!("node {}: storage failed, stopping: {e}", self.shared.id);
-            self.shared
-                .status
-                .storage_errors
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(());
-        }
-        self.send_all();
-        let status = &self.shared.status;
-        status
-            .commit
-            .store(self.core.commit_index(), Ordering::Relaxed);
-        status
-            .last_index
-            .store(self.core.last_index(), Ordering::Relaxed);
-        if let Some(change) = self.fx.role_change.take() {
-            status.set_role(change.role, change.epoch, change.leader);
-            ::log::info!(
-                "node {}: {} ({}) in {}, leader {:?}",
-                self.shared.id,
-                P::KIND.role_name(change.role),
-                P::KIND.name(),
-                P::KIND.epoch_label(change.epoch),
-                change.leader
-            );
-            if let Some(cb) = &self.on_state_change {
-                if catch_unwind(AssertUnwindSafe(|| cb(change))).is_err() {
-                    ::log::error!("on_state_change callback panicked");
-                }
-            }
-        }
-        debug_assert!(
-            self.core.commit_index() <= self.core.last_index(),
-            "commit {} beyond the last index {}",
-            self.core.commit_index(),
-            self.core.last_index()
-        );
-        if !self.fx.committed.is_empty() {
-            let entries = std::mem::take(&mut self.fx.committed);
-            debug_assert!(
-                entries.windows(2).all(|w| w[1].index == w[0].index + 1)
-                    && entries
-                        .last()
-                        .is_some_and(|e| e.index <= self.core.commit_index()),
-                "committed entries must be consecutive and not past the commit index"
-            );
-            let mut completions = Vec::new();
-            for (pos, e) in entries.iter().enumerate() {
-                while let Some(front) = self.pending.front() {
-                    if front.index > e.index {
-                        break;
-                    }
-                    let Some(p) = self.pending.pop_front() else {
-                        break;
-                    };
-                    if p.index == e.index && p.epoch == e.origin {
-                        completions.push((pos, p.done));
-                    } else {
-                        self.shared.fail_proposal(p.done, ProposeError::Dropped);
-                    }
-                }
-            }
-            if let Err(e) = self.apply.send(ApplyMsg::Entries {
-                entries,
-                completions,
-            }) {
-                if let ApplyMsg::Entries { completions, .. } = e.0 {
-                    for (_, done) in completions {
-                        self.shared.fail_proposal(done, ProposeError::Closed);
-                    }
-                }
-                return Err(());
-            }
-        }
-        for r in std::mem::take(&mut self.fx.reads_ready) {
-            if let Some((done, _)) = self.reads.remove(&r.id) {
-                if let Err(e) = self.apply.send(ApplyMsg::Read {
-                    index: r.index,
-                    done,
-                }) {
-                    if let ApplyMsg::Read { done, .. } = e.0 {
-                        call_guarded(|| done(Err(ProposeError::Closed)));
-                    }
-                    return Err(());
-                }
-            }
-        }
-        for r in std::mem::take(&mut self.fx.reads_failed) {
-            if let Some((done, _)) = self.reads.remove(&r.id) {
-                let leader = self.core.leader();
-                call_guarded(|| done(Err(ProposeError::NotLeader { leader })));
-            }
-        }
-        self.fx.clear();
-        Ok(())
-    }
-
-    fn close(mut self) {
-        // Closed before the last drain: whoever queues after the drain sees
-        // the node closed and fails its own input (`Shared::enqueue`).
-        self.shared.close();
-        for p in self.pending.drain(..) {
-            self.shared.fail_proposal(p.done, ProposeError::Closed);
-        }
-        for (_, (done, _)) in self.reads.drain() {
-            call_guarded(|| done(Err(ProposeError::Closed)));
-        }
-        while let Ok(input) = self.input.try_recv() {
-            self.shared.fail_input(input);
-        }
+    fn role_changed(&mut self, change: RoleChange) {
         self.shared
             .status
-            .set_role(Role::Follower, self.core.epoch(), None);
+            .set_role(change.role, change.epoch, change.leader);
+        ::log::info!(
+            "node {}: {} ({}) in {}, leader {:?}",
+            self.shared.id,
+            P::KIND.role_name(change.role),
+            P::KIND.name(),
+            P::KIND.epoch_label(change.epoch),
+            change.leader
+        );
+        if let Some(cb) = &self.on_state_change {
+            if catch_unwind(AssertUnwindSafe(|| cb(change))).is_err() {
+                ::log::error!("on_state_change callback panicked");
+            }
+        }
+    }
+
+    fn apply(&mut self, msg: RuntimeApply) -> Result<(), RuntimeApply> {
+        self.apply.send(msg).map_err(|e| e.0)
     }
 }

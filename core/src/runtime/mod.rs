@@ -5,9 +5,10 @@
 //! [`Transport`]) and an apply thread that calls the host's [`StateMachine`]
 //! in log order and completes proposals and reads.
 
-mod apply;
+pub(crate) mod apply;
 mod config;
 mod driver;
+pub(crate) mod executor;
 mod machines;
 mod node;
 mod status;

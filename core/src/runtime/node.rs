@@ -1,8 +1,8 @@
 //! The public handle of a running node.
 
-use super::apply::{self, ApplyMsg};
+use super::apply;
 use super::config::NodeConfig;
-use super::driver::{Driver, Input};
+use super::driver::{Driver, Input, RuntimeApply};
 use super::status::{SharedStatus, Status};
 use super::{ProposeCallback, ReadCallback, StateChangeCallback, StateMachine, Transport};
 use crate::consensus::{Protocol, Recovered};
@@ -274,7 +274,7 @@ impl<P: Protocol> Node<P> {
             seed,
         )?;
         let (input_tx, input_rx) = bounded(config.queue_capacity);
-        let (apply_tx, apply_rx) = unbounded::<ApplyMsg>();
+        let (apply_tx, apply_rx) = unbounded::<RuntimeApply>();
         let shared = Arc::new(Shared {
             id: config.id,
             endpoint: Endpoint {

@@ -3,47 +3,42 @@
 //! Every event is checked by [`Invariants`].
 
 use super::checker::{Invariants, RoleEpoch, Violation};
-use super::kv::KvStore;
+use super::kv;
 use super::linearizability::{OpKind, Operation};
 use super::network::{NetFaults, SimNetwork};
+use super::node::{Op, Outcome, Outcomes, SimHost, SimNode};
 use super::protocols::{ExtraChecks, SimProtocol};
-use crate::consensus::{Effects, Protocol, ReadId, Recovered};
+use crate::consensus::{Effects, Recovered};
 use crate::error::ProposeError;
 use crate::rng::Rng;
+use crate::runtime::executor::Executor;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
 use bytes::Bytes;
-use std::collections::BTreeMap;
 
 /// Virtual time units per protocol tick.
 pub const TICK: u64 = 10;
 
-/// What survives a crash: the persisted hard state and log.
-#[derive(Clone, Debug)]
-struct Disk<H> {
-    hard_state: Option<H>,
-    log: Vec<Entry>,
+/// Where a client operation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpStatus {
+    /// Waiting for its answer.
+    Open,
+    /// Answered (its return is in the history).
+    Returned,
+    /// Outcome unknown: timed out, closed, or its node crashed.
+    Unknown,
 }
 
-/// A client operation waiting on a node.
+/// A client operation's bookkeeping beside its history entry.
 #[derive(Clone, Copy, Debug)]
-struct Waiting {
-    op: usize,
-}
-
-struct SimNode<P: Protocol> {
-    id: NodeId,
-    core: Option<P>,
-    disk: Disk<P::HardState>,
-    kv: KvStore,
-    applied: Vec<(Index, Bytes)>,
-    /// Proposals by (index, epoch) waiting to be applied here.
-    proposals: BTreeMap<(Index, Epoch), Waiting>,
-    /// Reads by id waiting for confirmation.
-    reads: BTreeMap<ReadId, Waiting>,
-    next_read: ReadId,
-    tick_phase: u64,
-    /// Crash during the next event, before its effects are persisted.
-    torn: bool,
+struct OpState {
+    status: OpStatus,
+    node: NodeId,
+    /// A put: the index its entry was proposed at.
+    index: Index,
+    /// A get: the highest index of a put acknowledged before it was called
+    /// (its read index must cover it).
+    floor: Index,
 }
 
 /// Per-run counters, used for "sometimes" properties.
@@ -74,6 +69,11 @@ pub struct SimStats {
     /// of older epochs above their commit index (the entries a new leader
     /// must commit or drop).
     pub campaigns_over_uncommitted: u64,
+    /// Operations a node's executor answered `Timeout` (their deadline
+    /// passed while they waited).
+    pub timeouts: u64,
+    /// Operations answered `Closed` when the nodes shut down.
+    pub closed: u64,
     /// Events processed (ticks and deliveries).
     pub events: u64,
 }
@@ -83,10 +83,12 @@ pub struct SimCluster<P: SimProtocol> {
     /// Virtual time.
     pub now: u64,
     nodes: Vec<SimNode<P>>,
-    /// The network.
     /// The network; each message travels with its sender's epoch at
     /// sending, to count the ones that arrive stale.
     pub net: SimNetwork<(Epoch, P::Message)>,
+    /// How far each node's applier runs behind its executor, in time units
+    /// (0: within the same event), as the runtime's apply thread can.
+    pub apply_lag: u64,
     rng: Rng,
     checker: Invariants,
     extra: P::Checks,
@@ -95,6 +97,11 @@ pub struct SimCluster<P: SimProtocol> {
     fx: Effects<P::Message, P::HardState>,
     /// Client history (for the linearizability check).
     pub history: Vec<Operation>,
+    ops: Vec<OpState>,
+    /// The highest index of a put acknowledged so far.
+    acked_index: Index,
+    /// Answers of the current event, not yet in the history.
+    outcomes: Outcomes,
     /// Logical clock for call/return stamps.
     stamp: u64,
     /// Counters.
@@ -103,8 +110,6 @@ pub struct SimCluster<P: SimProtocol> {
     pub measure_bytes: bool,
     /// Encoded bytes of all messages sent (when `measure_bytes`).
     pub bytes_sent: u64,
-    /// Completed client operations: op index -> done.
-    completed: Vec<bool>,
     /// Print every write, apply, read, completion and role change
     /// (`CONSENSO_SIM_TRACE` set when the cluster was built).
     pub trace: bool,
@@ -118,6 +123,10 @@ pub enum Submit {
     Pending(usize),
     /// Refused at once (not leader, busy, node down).
     Refused(Option<NodeId>),
+}
+
+fn violation(property: &'static str, detail: String) -> Violation {
+    Violation { property, detail }
 }
 
 impl<P: SimProtocol> SimCluster<P> {
@@ -137,26 +146,13 @@ impl<P: SimProtocol> SimCluster<P> {
                 Recovered::default(),
                 rng.next_u64(),
             )?;
-            nodes.push(SimNode {
-                id,
-                core: Some(core),
-                disk: Disk {
-                    hard_state: None,
-                    log: Vec::new(),
-                },
-                kv: KvStore::default(),
-                applied: Vec::new(),
-                proposals: BTreeMap::new(),
-                reads: BTreeMap::new(),
-                next_read: 1,
-                tick_phase: rng.below(TICK),
-                torn: false,
-            });
+            nodes.push(SimNode::new(id, core, rng.below(TICK)));
         }
         Ok(SimCluster {
             now: 0,
             nodes,
             net: SimNetwork::new(NetFaults::reliable()),
+            apply_lag: 0,
             rng,
             checker: Invariants::new(P::LOG_MATCHING),
             extra: P::Checks::default(),
@@ -164,11 +160,13 @@ impl<P: SimProtocol> SimCluster<P> {
             seed,
             fx: Effects::default(),
             history: Vec::new(),
+            ops: Vec::new(),
+            acked_index: 0,
+            outcomes: Outcomes::default(),
             stamp: 0,
             stats: SimStats::default(),
             measure_bytes: false,
             bytes_sent: 0,
-            completed: Vec::new(),
             trace: std::env::var_os("CONSENSO_SIM_TRACE").is_some(),
         })
     }
@@ -220,9 +218,10 @@ impl<P: SimProtocol> SimCluster<P> {
         self.nodes[Self::idx(id)].core.as_ref()
     }
 
-    /// Commands applied by `id`, in order (index and bytes).
+    /// Commands applied by `id`'s state machine, in order (index and
+    /// bytes), since it last started.
     pub fn applied(&self, id: NodeId) -> &[(Index, Bytes)] {
-        &self.nodes[Self::idx(id)].applied
+        &self.nodes[Self::idx(id)].applier.machine().applied
     }
 
     /// Persisted log length of `id`.
@@ -237,211 +236,211 @@ impl<P: SimProtocol> SimCluster<P> {
         }
     }
 
-    /// Runs `f` on node `id`'s core and carries out the effects it produced.
+    /// Runs `f` on node `id`'s core (and its executor, for proposals and
+    /// reads that wait on it), then carries out the effects it produced.
     fn with_core<R>(
         &mut self,
         id: NodeId,
-        f: impl FnOnce(&mut P, &mut Effects<P::Message, P::HardState>) -> R,
+        f: impl FnOnce(&mut P, &mut Executor<Op, Op, u64>, &mut Effects<P::Message, P::HardState>) -> R,
     ) -> Result<Option<R>, Violation> {
         let i = Self::idx(id);
-        let Some(core) = self.nodes[i].core.as_mut() else {
+        let node = &mut self.nodes[i];
+        let Some(core) = node.core.as_mut() else {
             return Ok(None);
         };
         let before = Self::role_epoch(core);
         let mut fx = std::mem::take(&mut self.fx);
-        let r = f(core, &mut fx);
+        let r = f(core, &mut node.exec, &mut fx);
         core.flush(&mut fx);
-        if self.nodes[i].torn {
+        if node.torn {
             // Crash before the batch was synced: nothing of it was persisted
             // or sent, and the core's memory is gone with the process.
-            self.nodes[i].torn = false;
             fx.clear();
             self.fx = fx;
             self.crash(id);
             return Ok(None);
         }
-        let Some(core) = self.nodes[i].core.as_ref() else {
-            return Ok(None);
-        };
-        let after = Self::role_epoch(core);
-        let commit = core.commit_index();
-        let result = self.carry_out(id, before, after, commit, &mut fx);
+        let result = self.carry_out(i, before, &mut fx);
         fx.clear();
         self.fx = fx;
         self.stats.events += 1;
         result.map(|()| Some(r))
     }
 
+    /// Checks the batch `fx` of node `i`, then has its executor carry it out.
     fn carry_out(
         &mut self,
-        id: NodeId,
+        i: usize,
         before: RoleEpoch,
-        after: RoleEpoch,
-        commit: Index,
         fx: &mut Effects<P::Message, P::HardState>,
     ) -> Result<(), Violation> {
+        let id = self.nodes[i].id;
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return Ok(());
+        };
+        let after = Self::role_epoch(core);
+        let commit = core.commit_index();
         self.checker.on_effects(id, before, after, commit, fx)?;
-        if let Some(core) = self.nodes[Self::idx(id)].core.as_ref() {
-            self.extra.check(id, core, fx, self.checker.committed())?;
-        }
+        self.extra.check(id, core, fx, self.checker.committed())?;
         self.stats.leaders_elected = self.checker.leaders_elected;
         self.stats.committed = self.checker.committed_len();
-        let i = Self::idx(id);
+        self.trace_batch(id, fx);
         let n_nodes = self.nodes.len();
         let node = &mut self.nodes[i];
-        // Persist.
-        if self.trace && (fx.truncate_from.is_some() || !fx.append.is_empty()) {
-            println!(
-                "t={} node {id} write trunc {:?} append {:?}",
-                self.now,
-                fx.truncate_from,
-                fx.append
-                    .iter()
-                    .map(|e| (
-                        e.index,
-                        e.epoch,
-                        super::kv::decode_put(&e.data).map(|x| x.1)
-                    ))
-                    .collect::<Vec<_>>()
-            );
-        }
-        if let Some(hs) = fx.hard_state.take() {
-            node.disk.hard_state = Some(hs);
-        }
-        if let Some(t) = fx.truncate_from {
-            if (t as usize) <= node.disk.log.len() {
-                self.stats.truncations += 1;
-            }
-            node.disk.log.truncate(t.saturating_sub(1) as usize);
-        }
-        node.disk.log.append(&mut fx.append);
+        let Some(core) = node.core.as_ref() else {
+            return Ok(());
+        };
+        let mut host = SimHost {
+            id,
+            kind: P::KIND,
+            now: self.now,
+            epoch: after.epoch,
+            n_nodes,
+            disk: &mut node.disk,
+            to_apply: &mut node.to_apply,
+            apply_at: self.now + self.apply_lag,
+            net: &mut self.net,
+            rng: &mut self.rng,
+            stats: &mut self.stats,
+            bytes_sent: self.measure_bytes.then_some(&mut self.bytes_sent),
+            outcomes: &mut self.outcomes,
+            trace: self.trace,
+        };
+        node.exec
+            .carry_out(core, fx, &mut host)
+            .map_err(|e| violation("Executor", format!("node {id} stopped: {e:?}")))?;
         let campaigns = matches!(after.role, Role::Candidate | Role::Leader)
             && !matches!(before.role, Role::Candidate | Role::Leader);
         let inherited = |e: &Entry| e.index > commit && e.origin < after.epoch;
         if campaigns && node.disk.log.iter().rev().any(inherited) {
             self.stats.campaigns_over_uncommitted += 1;
         }
-        // Send.
-        for (to, msg) in fx.messages.drain(..) {
-            if to == 0 || to as usize > n_nodes {
-                continue;
-            }
-            if self.measure_bytes {
-                self.bytes_sent += postcard::to_allocvec(&msg).map_or(0, |b| b.len() as u64);
-            }
-            self.net
-                .send(&mut self.rng, self.now, id, to, (after.epoch, msg));
+        self.settle(i)?;
+        self.apply_due(i)
+    }
+
+    fn trace_batch(&self, id: NodeId, fx: &Effects<P::Message, P::HardState>) {
+        if !self.trace {
+            return;
         }
-        // Apply.
-        if self.trace {
-            if let Some(rc) = fx.role_change {
-                println!(
-                    "t={} node {id} {} ({:?}) {} leader {:?}",
-                    self.now,
-                    P::KIND.role_name(rc.role),
-                    rc.role,
-                    P::KIND.epoch_label(rc.epoch),
-                    rc.leader
-                );
-            }
-            for e in fx.committed.iter() {
-                println!(
-                    "t={} node {id} apply {} epoch {} data {:?}",
-                    self.now,
-                    e.index,
-                    e.epoch,
-                    super::kv::decode_put(&e.data)
-                );
-            }
+        for e in fx.committed.iter() {
+            let put = kv::decode_put(&e.data);
+            println!(
+                "t={} node {id} commits {} epoch {} data {put:?}",
+                self.now, e.index, e.epoch
+            );
         }
-        for e in fx.committed.drain(..) {
-            if e.kind == crate::types::EntryKind::Normal {
-                node.kv.apply(&e.data);
-                node.applied.push((e.index, e.data.clone()));
-            }
-            if let Some(w) = node.proposals.remove(&(e.index, e.origin)) {
-                if self.trace {
-                    println!(
-                        "t={} node {id} completes op {} at stamp {}",
-                        self.now,
-                        w.op,
-                        self.stamp + 1
-                    );
-                }
-                self.stamp += 1;
-                complete(
-                    &mut self.history,
-                    &mut self.completed,
-                    w.op,
-                    self.stamp,
-                    None,
-                );
-                self.stats.puts_ok += 1;
-            }
-            // Proposals at this index with another identity were overwritten:
-            // like the runtime, say `Dropped`, a definite "did not happen"
-            // the linearizability check holds the cluster to.
-            let stale: Vec<_> = node
-                .proposals
-                .range((e.index, 0)..=(e.index, Epoch::MAX))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in stale {
-                if let Some(w) = node.proposals.remove(&k) {
-                    self.stamp += 1;
-                    complete(
-                        &mut self.history,
-                        &mut self.completed,
-                        w.op,
-                        self.stamp,
-                        None,
-                    );
-                    self.history[w.op].failed = true;
-                    self.stats.puts_dropped += 1;
-                }
-            }
-        }
-        for r in fx.reads_ready.drain(..) {
-            if self.trace {
-                println!(
-                    "t={} node {id} read ready at {} (applied {})",
-                    self.now,
-                    r.index,
-                    node.applied.last().map_or(0, |a| a.0)
-                );
-            }
-            if let Some(w) = node.reads.remove(&r.id) {
-                // The simulator applies synchronously, so `r.index` is applied.
-                let key = self.history[w.op].key;
-                let value = node.kv.get(key);
-                if self.trace {
-                    println!(
-                        "t={} node {id} read op {} key {key} -> {value:?} stamp {}",
-                        self.now,
-                        w.op,
-                        self.stamp + 1
-                    );
-                }
-                self.stamp += 1;
-                complete(
-                    &mut self.history,
-                    &mut self.completed,
-                    w.op,
-                    self.stamp,
-                    Some(value),
-                );
-                self.stats.gets_ok += 1;
-            }
-        }
-        for r in fx.reads_failed.drain(..) {
-            self.stats.reads_failed += 1;
-            node.reads.remove(&r.id);
+    }
+
+    /// Runs node `i`'s applier over the work due now, recording its
+    /// answers after each piece (a read's value is the machine's state
+    /// when it is served).
+    fn apply_due(&mut self, i: usize) -> Result<(), Violation> {
+        let now = self.now;
+        while self.nodes[i]
+            .to_apply
+            .front()
+            .is_some_and(|(at, _)| *at <= now)
+        {
+            let Some((_, msg)) = self.nodes[i].to_apply.pop_front() else {
+                break;
+            };
+            self.nodes[i].applier.handle(msg, &mut self.outcomes);
+            self.settle(i)?;
         }
         Ok(())
     }
 
-    /// Advances virtual time by one unit: delivers due messages and ticks the
-    /// nodes whose tick falls now.
+    /// Records the answers node `i` gave in the history, checking that each
+    /// operation is answered once and that a read covers every write
+    /// acknowledged before it began.
+    fn settle(&mut self, i: usize) -> Result<(), Violation> {
+        for outcome in std::mem::take(&mut self.outcomes.0) {
+            match outcome {
+                Outcome::Proposal(op, Ok(response)) => {
+                    let replaced = kv::decode_value(&response);
+                    if self.answer(op, Some(replaced))? {
+                        self.stats.puts_ok += 1;
+                        self.acked_index = self.acked_index.max(self.ops[op].index);
+                    }
+                }
+                // A definite "did not happen" the linearizability check
+                // holds the cluster to.
+                Outcome::Proposal(op, Err(ProposeError::Dropped)) => {
+                    if self.answer(op, None)? {
+                        self.history[op].failed = true;
+                        self.stats.puts_dropped += 1;
+                    }
+                }
+                Outcome::Read(op, Ok(index)) => {
+                    let floor = self.ops[op].floor;
+                    if index < floor {
+                        return Err(violation(
+                            "ReadIndex",
+                            format!(
+                                "op {op}: read index {index} misses a write acknowledged at \
+                                 {floor} before the read began"
+                            ),
+                        ));
+                    }
+                    let key = self.history[op].key;
+                    let value = self.nodes[i].applier.machine().kv.get(key);
+                    if self.answer(op, Some(value))? {
+                        self.stats.gets_ok += 1;
+                    }
+                }
+                // Failed, timed out or closed: it may or may not take effect.
+                Outcome::Read(op, Err(e)) | Outcome::Proposal(op, Err(e)) => {
+                    match e {
+                        ProposeError::NotLeader { .. } => self.stats.reads_failed += 1,
+                        ProposeError::Timeout => self.stats.timeouts += 1,
+                        ProposeError::Closed => self.stats.closed += 1,
+                        _ => {}
+                    }
+                    self.give_up(op);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns `op` with `output` now. False when its client stopped
+    /// waiting already (the late answer is ignored).
+    fn answer(&mut self, op: Op, output: Option<Option<u64>>) -> Result<bool, Violation> {
+        match self.ops[op].status {
+            OpStatus::Open => {}
+            OpStatus::Unknown => return Ok(false),
+            OpStatus::Returned => {
+                return Err(violation(
+                    "ExactlyOnce",
+                    format!("op {op} was answered twice"),
+                ))
+            }
+        }
+        self.stamp += 1;
+        if self.trace {
+            println!(
+                "t={} op {op} returns {output:?} at {}",
+                self.now, self.stamp
+            );
+        }
+        self.ops[op].status = OpStatus::Returned;
+        self.history[op].ret = Some(self.stamp);
+        if let Some(v) = output {
+            self.history[op].output = v;
+        }
+        Ok(true)
+    }
+
+    fn give_up(&mut self, op: Op) {
+        if self.ops[op].status == OpStatus::Open {
+            self.ops[op].status = OpStatus::Unknown;
+        }
+    }
+
+    /// Advances virtual time by one unit: delivers due messages, ticks the
+    /// nodes whose tick falls now (expiring what waited past its
+    /// deadline), and runs the appliers' due work.
     ///
     /// # Errors
     /// The first safety violation.
@@ -453,15 +452,24 @@ impl<P: SimProtocol> SimCluster<P> {
                 .as_ref()
                 .is_some_and(|c| c.epoch() > sent_in);
             self.stats.stale_deliveries += u64::from(stale);
-            self.with_core(to, |core, fx| core.step(from, msg, fx))?;
+            self.with_core(to, |core, _, fx| core.step(from, msg, fx))?;
         }
         for i in 0..self.nodes.len() {
             if self.now % TICK == self.nodes[i].tick_phase {
                 let id = self.nodes[i].id;
-                self.with_core(id, |core, fx| core.tick(fx))?;
+                self.with_core(id, |core, _, fx| core.tick(fx))?;
+                self.expire(i)?;
             }
+            self.apply_due(i)?;
         }
         Ok(())
+    }
+
+    fn expire(&mut self, i: usize) -> Result<(), Violation> {
+        if self.nodes[i].core.is_some() {
+            self.nodes[i].exec.expire(self.now, &mut self.outcomes);
+        }
+        self.settle(i)
     }
 
     /// Runs `units` steps.
@@ -475,7 +483,8 @@ impl<P: SimProtocol> SimCluster<P> {
         Ok(())
     }
 
-    /// Proposes `data` on node `id` (like 6.5840's `Start`).
+    /// Proposes `data` on node `id` (like 6.5840's `Start`), with no client
+    /// waiting on it.
     ///
     /// # Errors
     /// A violation from carrying out the effects.
@@ -486,11 +495,26 @@ impl<P: SimProtocol> SimCluster<P> {
     ) -> Result<Result<(Epoch, Index), ProposeError>, Violation> {
         let data = Bytes::copy_from_slice(data);
         Ok(self
-            .with_core(id, |core, fx| core.propose(data, fx))?
+            .with_core(id, |core, _, fx| core.propose(data, fx))?
             .unwrap_or(Err(ProposeError::Closed)))
     }
 
-    /// Submits a client put of `value` to `key` through node `id`.
+    /// A refusal must name the leader the node knows.
+    fn check_refusal(&self, id: NodeId, e: &ProposeError) -> Result<(), Violation> {
+        let known = self.core(id).and_then(|c| c.leader());
+        match e {
+            ProposeError::NotLeader { leader } if *leader != known && known != Some(id) => {
+                Err(violation(
+                    "LeaderHint",
+                    format!("node {id} refused with leader {leader:?} but knows {known:?}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Submits a client put of `value` to `key` through node `id`; the
+    /// client waits for it until the node's executor times it out.
     ///
     /// # Errors
     /// A violation from carrying out the effects.
@@ -501,38 +525,19 @@ impl<P: SimProtocol> SimCluster<P> {
         key: u8,
         value: u64,
     ) -> Result<Submit, Violation> {
-        let cmd = super::kv::encode_put(key, value);
-        let call = self.stamp + 1;
-        match self.propose(id, &cmd)? {
-            Ok((epoch, index)) => {
-                self.stamp = call;
-                let op = self.push_op(client, key, OpKind::Put(value), call);
-                let node = &mut self.nodes[Self::idx(id)];
-                // A single-node cluster commits and applies within `propose`.
-                let applied_now = node
-                    .applied
-                    .iter()
-                    .rev()
-                    .find(|(i, _)| *i == index)
-                    .map(|(_, d)| d.as_ref() == cmd.as_slice());
-                match applied_now {
-                    Some(true) => {
-                        if self.trace {
-                            println!("t={} node {id} completes op {op} at once", self.now);
-                        }
-                        self.stamp += 1;
-                        complete(&mut self.history, &mut self.completed, op, self.stamp, None);
-                        self.stats.puts_ok += 1;
-                    }
-                    Some(false) => {}
-                    None => {
-                        node.proposals.insert((index, epoch), Waiting { op });
-                    }
-                }
+        let data = Bytes::from(kv::encode_put(key, value));
+        // Registered first: a cluster of one answers within this call.
+        let op = self.push_op(client, id, key, OpKind::Put(value));
+        let deadline = self.now + OP_DEADLINE;
+        let proposed = self.with_core(id, |core, exec, fx| {
+            exec.propose(core, data, deadline, op, fx)
+        })?;
+        match proposed {
+            Some(Ok((_, index))) => {
+                self.ops[op].index = index;
                 Ok(Submit::Pending(op))
             }
-            Err(ProposeError::NotLeader { leader }) => Ok(Submit::Refused(leader)),
-            Err(_) => Ok(Submit::Refused(None)),
+            other => self.refused(id, other.map(|r| r.map_err(|(e, _)| e).map(|_| ()))),
         }
     }
 
@@ -541,74 +546,82 @@ impl<P: SimProtocol> SimCluster<P> {
     /// # Errors
     /// A violation from carrying out the effects.
     pub fn client_get(&mut self, client: u64, id: NodeId, key: u8) -> Result<Submit, Violation> {
-        let i = Self::idx(id);
-        if self.nodes[i].core.is_none() {
-            return Ok(Submit::Refused(None));
-        }
-        let read_id = self.nodes[i].next_read;
-        self.nodes[i].next_read += 1;
-        // Register the op first: the read may complete within this call.
-        self.stamp += 1;
-        let call = self.stamp;
-        let op = self.push_op(client, key, OpKind::Get, call);
-        self.nodes[i].reads.insert(read_id, Waiting { op });
-        match self.with_core(id, |core, fx| core.read(read_id, fx))? {
-            Some(Ok(())) => Ok(Submit::Pending(op)),
-            other => {
-                self.nodes[i].reads.remove(&read_id);
-                // Never happened: drop it from the history.
-                self.history.pop();
-                self.completed.pop();
-                let hint = match other {
-                    Some(Err(ProposeError::NotLeader { leader })) => leader,
-                    _ => None,
-                };
-                Ok(Submit::Refused(hint))
-            }
+        let op = self.push_op(client, id, key, OpKind::Get);
+        let deadline = self.now + OP_DEADLINE;
+        let read = self.with_core(id, |core, exec, fx| exec.read(core, deadline, op, fx))?;
+        match read {
+            Some(Ok(_)) => Ok(Submit::Pending(op)),
+            other => self.refused(id, other.map(|r| r.map_err(|(e, _)| e).map(|_| ()))),
         }
     }
 
-    fn push_op(&mut self, client: u64, key: u8, kind: OpKind, call: u64) -> usize {
+    /// The op just pushed was refused (`Some(Err)`) or its node is down
+    /// (`None`): it never happened, so it leaves the history.
+    fn refused(
+        &mut self,
+        id: NodeId,
+        result: Option<Result<(), ProposeError>>,
+    ) -> Result<Submit, Violation> {
+        self.history.pop();
+        self.ops.pop();
+        match result {
+            Some(Err(e)) => {
+                self.check_refusal(id, &e)?;
+                match e {
+                    ProposeError::NotLeader { leader } => Ok(Submit::Refused(leader)),
+                    _ => Ok(Submit::Refused(None)),
+                }
+            }
+            _ => Ok(Submit::Refused(None)),
+        }
+    }
+
+    fn push_op(&mut self, client: u64, node: NodeId, key: u8, kind: OpKind) -> Op {
+        self.stamp += 1;
         self.history.push(Operation {
             client,
             key,
             kind,
-            call,
+            call: self.stamp,
             ret: None,
             output: None,
             failed: false,
         });
-        self.completed.push(false);
+        self.ops.push(OpState {
+            status: OpStatus::Open,
+            node,
+            index: 0,
+            floor: self.acked_index,
+        });
         self.history.len() - 1
     }
 
-    /// True when client op `op` has returned.
+    /// True when client op `op` has returned or its outcome became unknown.
     pub fn is_complete(&self, op: usize) -> bool {
-        self.completed.get(op).copied().unwrap_or(false)
+        self.ops.get(op).is_some_and(|o| o.status != OpStatus::Open)
     }
 
     /// Gives up on op `op`: a pending put stays in the history with an
-    /// unknown outcome; a late completion is ignored.
+    /// unknown outcome; a late answer is ignored.
     pub fn abandon(&mut self, op: usize) {
-        if let Some(c) = self.completed.get_mut(op) {
-            if !*c {
-                *c = true; // closed without a return stamp
-            }
-        }
-        for n in &mut self.nodes {
-            n.proposals.retain(|_, w| w.op != op);
-            n.reads.retain(|_, w| w.op != op);
+        if op < self.ops.len() {
+            self.give_up(op);
         }
     }
 
-    /// Crashes node `id`: its volatile state is lost, its disk survives.
+    /// Crashes node `id`: its volatile state is lost (the operations waiting
+    /// on it never get an answer), its disk survives.
     pub fn crash(&mut self, id: NodeId) {
         let n = &mut self.nodes[Self::idx(id)];
-        if n.core.take().is_some() {
+        if n.core.is_some() {
             self.stats.crashes += 1;
         }
-        n.proposals.clear();
-        n.reads.clear();
+        n.crash();
+        for o in self.ops.iter_mut().filter(|o| o.node == id) {
+            if o.status == OpStatus::Open {
+                o.status = OpStatus::Unknown;
+            }
+        }
     }
 
     /// Crashes node `id` in the middle of its next event: the core handles
@@ -629,9 +642,6 @@ impl<P: SimProtocol> SimCluster<P> {
 
     /// Restarts a crashed node from its disk (no-op when it runs).
     ///
-    /// # Panics
-    /// Never on valid input: recovery errors are reported as a violation.
-    ///
     /// # Errors
     /// A violation when the node cannot be rebuilt from its own disk.
     pub fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
@@ -645,19 +655,53 @@ impl<P: SimProtocol> SimCluster<P> {
             entries: self.nodes[i].disk.log.clone(),
         };
         let seed = self.rng.next_u64();
-        let core =
-            P::new(id, &voters, self.config.clone(), recovered, seed).map_err(|e| Violation {
-                property: "Recovery",
-                detail: format!("node {id} could not restart from its disk: {e}"),
-            })?;
+        let core = P::new(id, &voters, self.config.clone(), recovered, seed).map_err(|e| {
+            violation(
+                "Recovery",
+                format!("node {id} could not restart from its disk: {e}"),
+            )
+        })?;
         self.checker.on_restart(id, core.commit_index());
         let n = &mut self.nodes[i];
         n.core = Some(core);
-        n.kv = KvStore::default();
-        n.applied.clear();
+        n.applier = crate::runtime::apply::Applier::new(Default::default());
         // Apply what the recovered commit index covers.
-        self.with_core(id, |_, _| ())?;
+        self.with_core(id, |_, _, _| ())?;
         Ok(())
+    }
+
+    /// Stops every running node as `Node::shutdown` does: its executor
+    /// answers what waits on it `Closed`, its applier finishes the work it
+    /// was handed. Every operation whose node is up must then be answered.
+    ///
+    /// # Errors
+    /// A violation naming an operation left unanswered.
+    pub fn shutdown(&mut self) -> Result<(), Violation> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].core.is_none() {
+                continue;
+            }
+            self.nodes[i].exec.close(&mut self.outcomes);
+            self.settle(i)?;
+            while let Some((_, msg)) = self.nodes[i].to_apply.pop_front() {
+                self.nodes[i].applier.handle(msg, &mut self.outcomes);
+                self.settle(i)?;
+            }
+            let applier = std::mem::replace(
+                &mut self.nodes[i].applier,
+                crate::runtime::apply::Applier::new(Default::default()),
+            );
+            applier.close(&mut self.outcomes);
+            self.settle(i)?;
+            self.nodes[i].core = None;
+        }
+        match self.ops.iter().position(|o| o.status == OpStatus::Open) {
+            Some(op) => Err(violation(
+                "Shutdown",
+                format!("op {op} on node {} was never answered", self.ops[op].node),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Cuts node `id` off from every other node, both ways.
@@ -717,7 +761,8 @@ impl<P: SimProtocol> SimCluster<P> {
         let mut count = 0;
         let mut cmd: Option<Bytes> = None;
         for n in &self.nodes {
-            if let Some((_, c)) = n.applied.iter().find(|(i, _)| *i == index) {
+            let applied = &n.applier.machine().applied;
+            if let Some((_, c)) = applied.iter().find(|(i, _)| *i == index) {
                 if let Some(prev) = &cmd {
                     if prev != c {
                         return Err(format!("nodes applied different commands at index {index}"));
@@ -736,19 +781,6 @@ impl<P: SimProtocol> SimCluster<P> {
     }
 }
 
-fn complete(
-    history: &mut [Operation],
-    completed: &mut [bool],
-    op: usize,
-    stamp: u64,
-    output: Option<Option<u64>>,
-) {
-    if completed[op] {
-        return;
-    }
-    completed[op] = true;
-    history[op].ret = Some(stamp);
-    if let Some(v) = output {
-        history[op].output = v;
-    }
-}
+/// How long a client operation waits in a node's executor before it is
+/// answered `Timeout` (its outcome then unknown).
+pub const OP_DEADLINE: u64 = 200;

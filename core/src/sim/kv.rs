@@ -20,6 +20,16 @@ pub fn decode_put(cmd: &[u8]) -> Option<(u8, u64)> {
     Some((cmd[0], u64::from_le_bytes(v)))
 }
 
+/// Encodes a put's response: the value it replaced (empty: none).
+pub fn encode_value(value: Option<u64>) -> Vec<u8> {
+    value.map_or_else(Vec::new, |v| v.to_le_bytes().to_vec())
+}
+
+/// Decodes a response made by [`encode_value`] (anything else: `None`).
+pub fn decode_value(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
 /// A key-value map built by applying put commands in log order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
@@ -27,11 +37,11 @@ pub struct KvStore {
 }
 
 impl KvStore {
-    /// Applies one command; other bytes (e.g. scenario commands) are ignored.
-    pub fn apply(&mut self, cmd: &[u8]) {
-        if let Some((k, v)) = decode_put(cmd) {
-            self.map.insert(k, v);
-        }
+    /// Applies one command and returns the value the put replaced (`None`:
+    /// the key was absent, or the bytes were not a put, which is ignored).
+    pub fn apply(&mut self, cmd: &[u8]) -> Option<u64> {
+        let (k, v) = decode_put(cmd)?;
+        self.map.insert(k, v)
     }
 
     /// The value of `key`.

@@ -29,7 +29,8 @@ pub struct Operation {
     /// When it returned; `None` when the outcome is unknown (it may or may
     /// not have taken effect, at any time after `call`).
     pub ret: Option<u64>,
-    /// For a completed Get: the value read (`None`: key absent).
+    /// For a completed Get: the value read; for a completed Put: the value
+    /// it replaced (`None`: key absent).
     pub output: Option<u64>,
     /// The system answered that the op did not take effect (a Put whose
     /// proposal was `Dropped`): it must not appear to have happened.
@@ -48,19 +49,20 @@ pub enum CheckResult {
     },
 }
 
-/// Checks a whole history. Gets with unknown outcome are ignored (they
+/// Checks a whole history against a register per key whose put returns
+/// the value it replaced. Gets with unknown outcome are ignored (they
 /// change nothing); Puts with unknown outcome may take effect or not; failed
-/// ops never took effect, so a Get that returns a failed Put's value is
-/// illegal.
+/// ops never took effect, so a Get (or a Put's answer) that returns a failed
+/// Put's value is illegal.
 ///
-/// A Put with unknown outcome whose value no Get ever returned is dropped
-/// before the search: linearizing it at the end of time is always possible
-/// and changes nothing any Get saw, so dropping it is exact, and it keeps
-/// runs with many timed-out writes from blowing up the search.
+/// A Put with unknown outcome whose value no operation ever returned is
+/// dropped before the search: linearizing it at the end of time is always
+/// possible and changes nothing anyone saw, so dropping it is exact, and it
+/// keeps runs with many timed-out writes from blowing up the search.
 pub fn check(history: &[Operation]) -> CheckResult {
     let observed: HashSet<(u8, u64)> = history
         .iter()
-        .filter(|op| op.kind == OpKind::Get && op.ret.is_some())
+        .filter(|op| op.ret.is_some() && !op.failed)
         .filter_map(|op| op.output.map(|v| (op.key, v)))
         .collect();
     let mut by_key: BTreeMap<u8, Vec<&Operation>> = BTreeMap::new();
@@ -89,10 +91,13 @@ struct Event {
     is_call: bool,
 }
 
-/// Register model step: `Some(new_state)` when `op` is legal in `state`.
+/// Register model step: `Some(new_state)` when `op` is legal in `state`
+/// (a Put that returned must have replaced `state`; one whose outcome is
+/// unknown returned nothing to check).
 fn step(state: Option<u64>, op: &Operation) -> Option<Option<u64>> {
+    let answered = op.ret.is_some();
     match op.kind {
-        OpKind::Put(v) => Some(Some(v)),
+        OpKind::Put(v) => (!answered || op.output == state).then_some(Some(v)),
         OpKind::Get => (op.output == state).then_some(state),
     }
 }
@@ -208,14 +213,15 @@ fn check_register(ops: &[&Operation]) -> bool {
 mod tests {
     use super::*;
 
-    fn put(client: u64, v: u64, call: u64, ret: Option<u64>) -> Operation {
+    /// A put of `v` that answered it replaced `replaced` (when `ret`).
+    fn put(client: u64, v: u64, call: u64, ret: Option<u64>, replaced: Option<u64>) -> Operation {
         Operation {
             client,
             key: 0,
             kind: OpKind::Put(v),
             call,
             ret,
-            output: None,
+            output: replaced,
             failed: false,
         }
     }
@@ -235,9 +241,9 @@ mod tests {
     #[test]
     fn sequential_history_is_legal() {
         let h = vec![
-            put(1, 1, 0, Some(1)),
+            put(1, 1, 0, Some(1), None),
             get(2, Some(1), 2, 3),
-            put(1, 2, 4, Some(5)),
+            put(1, 2, 4, Some(5), Some(1)),
             get(2, Some(2), 6, 7),
         ];
         assert_eq!(check(&h), CheckResult::Ok);
@@ -246,8 +252,8 @@ mod tests {
     #[test]
     fn stale_read_after_a_completed_write_is_illegal() {
         let h = vec![
-            put(1, 1, 0, Some(1)),
-            put(1, 2, 2, Some(3)),
+            put(1, 1, 0, Some(1), None),
+            put(1, 2, 2, Some(3), Some(1)),
             get(2, Some(1), 4, 5),
         ];
         assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
@@ -256,16 +262,16 @@ mod tests {
     #[test]
     fn concurrent_write_may_be_seen_either_way() {
         let h = vec![
-            put(1, 1, 0, Some(1)),
-            put(1, 2, 2, Some(6)),
+            put(1, 1, 0, Some(1), None),
+            put(1, 2, 2, Some(6), Some(1)),
             get(2, Some(1), 3, 4),
             get(3, Some(2), 5, 7),
         ];
         assert_eq!(check(&h), CheckResult::Ok);
         // But not back again once the newer value was seen and both finished.
         let h = vec![
-            put(1, 1, 0, Some(1)),
-            put(1, 2, 2, Some(6)),
+            put(1, 1, 0, Some(1), None),
+            put(1, 2, 2, Some(6), Some(1)),
             get(2, Some(2), 3, 4),
             get(3, Some(1), 5, 7),
         ];
@@ -275,31 +281,31 @@ mod tests {
     #[test]
     fn unknown_put_may_or_may_not_happen() {
         let h = vec![
-            put(1, 1, 0, Some(1)),
-            put(2, 9, 2, None),
+            put(1, 1, 0, Some(1), None),
+            put(2, 9, 2, None, None),
             get(3, Some(1), 3, 4),
             get(3, Some(9), 5, 6),
         ];
         assert_eq!(check(&h), CheckResult::Ok);
         // A read of a value nobody wrote is never legal.
-        let h = vec![put(1, 1, 0, Some(1)), get(3, Some(7), 3, 4)];
+        let h = vec![put(1, 1, 0, Some(1), None), get(3, Some(7), 3, 4)];
         assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
         // Reading an absent key before any write is fine.
-        let h = vec![get(3, None, 0, 1), put(1, 1, 2, Some(3))];
+        let h = vec![get(3, None, 0, 1), put(1, 1, 2, Some(3), None)];
         assert_eq!(check(&h), CheckResult::Ok);
     }
 
     #[test]
     fn keys_are_checked_apart() {
-        let mut other = put(1, 5, 0, Some(1));
+        let mut other = put(1, 5, 0, Some(1), None);
         other.key = 1;
-        let h = vec![other, put(1, 1, 2, Some(3)), get(2, Some(1), 4, 5)];
+        let h = vec![other, put(1, 1, 2, Some(3), None), get(2, Some(1), 4, 5)];
         assert_eq!(check(&h), CheckResult::Ok);
     }
 
     #[test]
     fn a_read_of_a_value_whose_put_failed_is_illegal() {
-        let mut failed = put(1, 5, 1, Some(2));
+        let mut failed = put(1, 5, 1, Some(2), None);
         failed.failed = true;
         let read = get(2, Some(5), 3, 4);
         assert_eq!(
@@ -308,6 +314,29 @@ mod tests {
         );
         let nothing = get(2, None, 3, 4);
         assert_eq!(check(&[failed, nothing]), CheckResult::Ok);
+    }
+
+    #[test]
+    fn a_put_answers_the_value_it_replaced() {
+        // Sequential: the second put replaced the first.
+        let h = vec![put(1, 1, 0, Some(1), None), put(2, 2, 2, Some(3), Some(1))];
+        assert_eq!(check(&h), CheckResult::Ok);
+        // An answer missing the value it replaced (a put answered before its
+        // entry was applied) is illegal.
+        let h = vec![put(1, 1, 0, Some(1), None), put(2, 2, 2, Some(3), None)];
+        assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
+        // Concurrent puts chain in either order, but each replaces the other
+        // at most once.
+        let h = vec![put(1, 1, 0, Some(5), Some(2)), put(2, 2, 1, Some(4), None)];
+        assert_eq!(check(&h), CheckResult::Ok);
+        let h = vec![
+            put(1, 1, 0, Some(5), Some(2)),
+            put(2, 2, 1, Some(4), Some(1)),
+        ];
+        assert_eq!(check(&h), CheckResult::Illegal { key: 0 });
+        // A put whose outcome is unknown is seen through another's answer.
+        let h = vec![put(1, 9, 0, None, None), put(2, 2, 5, Some(6), Some(9))];
+        assert_eq!(check(&h), CheckResult::Ok);
     }
 }
 

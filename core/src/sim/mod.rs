@@ -13,10 +13,11 @@ pub mod kv;
 pub mod linearizability;
 mod machine;
 mod network;
+mod node;
 mod protocols;
 
 pub use checker::{EntryId, Invariants, RoleEpoch, Violation};
-pub use cluster::{SimCluster, SimStats, Submit, TICK};
+pub use cluster::{SimCluster, SimStats, Submit, OP_DEADLINE, TICK};
 pub use machine::{run_machine, MachineReport, MachineRun};
 pub use network::{NetCounts, NetFaults, SimNetwork};
 pub use protocols::{ExtraChecks, NoExtraChecks, PaxosChecks, SimProtocol, ZabChecks};
@@ -122,6 +123,9 @@ pub struct FaultPlan {
     /// Leaders crash often, soon after taking proposals (the conditions of
     /// Raft's Figure 8: entries of old epochs left on some nodes only).
     pub leader_churn: bool,
+    /// How far each node's applier runs behind its executor, in time units
+    /// (the runtime's apply thread can fall behind the driver).
+    pub apply_lag: u64,
 }
 
 impl FaultPlan {
@@ -143,6 +147,7 @@ impl FaultPlan {
             partitions: rng.chance(0.5),
             crashes: rng.chance(0.5),
             leader_churn: rng.chance(0.25),
+            apply_lag: [0, 0, 5, 40][rng.below(4) as usize],
         }
     }
 }
@@ -152,7 +157,7 @@ impl std::fmt::Display for FaultPlan {
         let n = &self.net;
         write!(
             f,
-            "nodes={} loss={} duplicate={} delay={}..{} straggle={} (up to {}) partitions={} crashes={} leader_churn={}",
+            "nodes={} loss={} duplicate={} delay={}..{} straggle={} (up to {}) partitions={} crashes={} leader_churn={} apply_lag={}",
             self.nodes,
             n.loss,
             n.duplicate,
@@ -162,10 +167,14 @@ impl std::fmt::Display for FaultPlan {
             n.long_delay,
             self.partitions,
             self.crashes,
-            self.leader_churn
+            self.leader_churn,
+            self.apply_lag
         )
     }
 }
+
+/// Clients of a random run, each with one operation at a time.
+const CLIENTS: u64 = 5;
 
 struct Client {
     id: u64,
@@ -174,7 +183,7 @@ struct Client {
     next_value: u64,
 }
 
-/// Runs one seeded random run of `steps` time units with 3 clients doing
+/// Runs one seeded random run of `steps` time units with 5 clients doing
 /// puts and linearizable gets on 3 keys. The last quarter of the run is
 /// fault-free (every node up, network healed) so the cluster must converge.
 ///
@@ -201,7 +210,8 @@ pub fn run_random<P: SimProtocol>(
     let mut sim =
         SimCluster::<P>::new(plan.nodes, config, seed).map_err(|e| fail(0, e.to_string()))?;
     sim.net.faults = plan.net;
-    let mut clients: Vec<Client> = (1..=3)
+    sim.apply_lag = plan.apply_lag;
+    let mut clients: Vec<Client> = (1..=CLIENTS)
         .map(|id| Client {
             id,
             leader_hint: None,
@@ -222,7 +232,12 @@ pub fn run_random<P: SimProtocol>(
         }
         sim.step().map_err(violation(sim.now))?;
     }
-    check_end(&sim).map_err(|reason| fail(sim.now, reason))?;
+    settle(&mut sim, steps).map_err(|e| match e {
+        Ok(reason) => fail(sim.now, reason),
+        Err(v) => violation(sim.now)(v),
+    })?;
+    sim.shutdown().map_err(violation(sim.now))?;
+    check_history(&sim).map_err(|reason| fail(sim.now, reason))?;
     Ok(SimReport {
         seed,
         nodes: plan.nodes,
@@ -303,15 +318,20 @@ pub(crate) fn inject_faults<P: SimProtocol>(
     Ok(())
 }
 
-/// Client `c`'s turn: wait for its op (giving up after a while), or now and
-/// then start a put or a get at the node it believes leads.
+/// Client `c`'s turn: wait for its op, or now and then start a put or a
+/// get at the node it believes leads. A node answers every op it took
+/// (`Timeout` after [`cluster::OP_DEADLINE`]) unless it crashes or its
+/// applier lags; the client gives up waiting after twice that.
 fn drive_client<P: SimProtocol>(sim: &mut SimCluster<P>, c: &mut Client) -> Result<(), Violation> {
-    const OP_TIMEOUT: u64 = 200;
     const KEYS: u64 = 3;
     if let Some((op, started)) = c.op {
         if sim.is_complete(op) {
             c.op = None;
-        } else if sim.now >= started + OP_TIMEOUT {
+            if sim.history[op].ret.is_none() {
+                // Timed out: that node may be cut off; try another.
+                c.leader_hint = None;
+            }
+        } else if sim.now >= started + 2 * cluster::OP_DEADLINE {
             sim.abandon(op);
             c.op = None;
             c.leader_hint = None;
@@ -346,9 +366,9 @@ fn drive_client<P: SimProtocol>(sim: &mut SimCluster<P>, c: &mut Client) -> Resu
     Ok(())
 }
 
-/// What must hold at the end of a run: a linearizable history, progress,
-/// and a leader after the fault-free phase.
-fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
+/// What must hold of the clients' history once every node shut down: it is
+/// linearizable (gets and the values puts replaced), and it made progress.
+fn check_history<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
     if let linearizability::CheckResult::Illegal { key } = linearizability::check(&sim.history) {
         if sim.trace {
             for (i, op) in sim.history.iter().enumerate().filter(|(_, o)| o.key == key) {
@@ -358,14 +378,43 @@ fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
         return Err(format!("client history of key {key} is not linearizable"));
     }
     let stats = sim.stats;
-    if stats.leaders_elected == 0 {
-        return Err("no leader was ever elected".into());
-    }
     if stats.puts_ok == 0 || stats.gets_ok == 0 {
         return Err(format!(
             "no progress: {} puts and {} gets completed",
             stats.puts_ok, stats.gets_ok
         ));
+    }
+    Ok(())
+}
+
+/// Waits, fault-free, for what [`check_end`] asks, at most `extra` more
+/// units. A cluster that is stuck stays stuck, but one that is only
+/// unlucky settles: without PreVote a node whose log is behind can win the
+/// timeout race several rounds in a row, disrupting each time and losing
+/// the vote (each round is a one-in-three draw in a cluster of three).
+///
+/// # Errors
+/// `Ok(reason)` when the time ran out, `Err` for a safety violation.
+fn settle<P: SimProtocol>(
+    sim: &mut SimCluster<P>,
+    extra: u64,
+) -> Result<(), Result<String, Violation>> {
+    let until = sim.now + extra;
+    loop {
+        match check_end(sim) {
+            Ok(()) => return Ok(()),
+            Err(reason) if sim.now >= until => return Err(Ok(reason)),
+            Err(_) => sim.run_for(TICK).map_err(Err)?,
+        }
+    }
+}
+
+/// What must hold at the end of the fault-free phase: a leader was elected
+/// and every node follows the current one.
+fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
+    let stats = sim.stats;
+    if stats.leaders_elected == 0 {
+        return Err("no leader was ever elected".into());
     }
     let Some(&(leader, epoch)) = sim.leaders().iter().max_by_key(|(_, e)| *e) else {
         return Err("no leader at the end of the fault-free phase".into());

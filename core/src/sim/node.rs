@@ -1,0 +1,201 @@
+//! One simulated node: its protocol core, the runtime's effect executor and
+//! applier (the same code a threaded node runs), the disk that survives a
+//! crash, and the [`Host`] through which the executor reaches the simulated
+//! disk, network and applier.
+
+use super::cluster::SimStats;
+use super::kv::{self, KvStore};
+use super::network::SimNetwork;
+use crate::consensus::{Protocol, ProtocolKind, RoleChange};
+use crate::error::ProposeError;
+use crate::rng::Rng;
+use crate::runtime::apply::{Applier, ApplyMsg, Completions};
+use crate::runtime::executor::{Executor, Host};
+use crate::runtime::StateMachine;
+use crate::storage::StorageError;
+use crate::types::{Entry, Epoch, Index, NodeId};
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+/// What survives a crash: the persisted hard state and log.
+#[derive(Clone, Debug)]
+pub(super) struct Disk<H> {
+    pub(super) hard_state: Option<H>,
+    pub(super) log: Vec<Entry>,
+}
+
+/// A client operation's handle: its position in the history.
+pub(super) type Op = usize;
+
+/// What a node's executor or applier answered, in order.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    Proposal(Op, Result<Vec<u8>, ProposeError>),
+    Read(Op, Result<Index, ProposeError>),
+}
+
+/// The answers of one event, recorded in the history once it is over.
+#[derive(Debug, Default)]
+pub(super) struct Outcomes(pub(super) Vec<Outcome>);
+
+impl Completions<Op, Op> for Outcomes {
+    fn proposal_done(&mut self, done: Op, result: Result<Vec<u8>, ProposeError>) {
+        self.0.push(Outcome::Proposal(done, result));
+    }
+
+    fn read_done(&mut self, done: Op, result: Result<Index, ProposeError>) {
+        self.0.push(Outcome::Read(done, result));
+    }
+}
+
+/// The replicated machine of the simulated clients: a key-value store
+/// whose puts answer the value they replaced (so a put's response is
+/// checked for linearizability too), and the commands applied, in order.
+#[derive(Debug, Default)]
+pub(super) struct SimMachine {
+    pub(super) kv: KvStore,
+    pub(super) applied: Vec<(Index, Bytes)>,
+}
+
+impl StateMachine for SimMachine {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
+        self.applied.push((index, Bytes::copy_from_slice(command)));
+        kv::encode_value(self.kv.apply(command))
+    }
+}
+
+pub(super) type SimApply = ApplyMsg<Op, Op>;
+
+/// A node of the simulated cluster.
+pub(super) struct SimNode<P: Protocol> {
+    pub(super) id: NodeId,
+    pub(super) core: Option<P>,
+    pub(super) disk: Disk<P::HardState>,
+    pub(super) exec: Executor<Op, Op, u64>,
+    pub(super) applier: Applier<SimMachine, Op>,
+    /// Work handed to the applier, with the time it runs (the applier lags
+    /// behind the executor, as the runtime's apply thread can).
+    pub(super) to_apply: VecDeque<(u64, SimApply)>,
+    pub(super) tick_phase: u64,
+    /// Crash during the next event, before its effects are persisted.
+    pub(super) torn: bool,
+}
+
+impl<P: Protocol> SimNode<P> {
+    pub(super) fn new(id: NodeId, core: P, tick_phase: u64) -> Self {
+        SimNode {
+            id,
+            core: Some(core),
+            disk: Disk {
+                hard_state: None,
+                log: Vec::new(),
+            },
+            exec: Executor::new(),
+            applier: Applier::new(SimMachine::default()),
+            to_apply: VecDeque::new(),
+            tick_phase,
+            torn: false,
+        }
+    }
+
+    /// The process died: the core, the executor's waiters and the applier's
+    /// queue are gone (what they held never gets an answer).
+    pub(super) fn crash(&mut self) {
+        self.core = None;
+        self.exec = Executor::new();
+        self.to_apply.clear();
+        self.torn = false;
+    }
+}
+
+/// What the executor reaches in the simulator for one event of one node.
+pub(super) struct SimHost<'a, M, H> {
+    pub(super) id: NodeId,
+    pub(super) kind: ProtocolKind,
+    pub(super) now: u64,
+    /// The node's epoch after the event (messages travel with it).
+    pub(super) epoch: Epoch,
+    pub(super) n_nodes: usize,
+    pub(super) disk: &'a mut Disk<H>,
+    pub(super) to_apply: &'a mut VecDeque<(u64, SimApply)>,
+    /// When work handed to the applier now runs.
+    pub(super) apply_at: u64,
+    pub(super) net: &'a mut SimNetwork<(Epoch, M)>,
+    pub(super) rng: &'a mut Rng,
+    pub(super) stats: &'a mut SimStats,
+    /// Adds every message's encoded size to `bytes_sent` when set.
+    pub(super) bytes_sent: Option<&'a mut u64>,
+    pub(super) outcomes: &'a mut Outcomes,
+    pub(super) trace: bool,
+}
+
+impl<M, H> Completions<Op, Op> for SimHost<'_, M, H> {
+    fn proposal_done(&mut self, done: Op, result: Result<Vec<u8>, ProposeError>) {
+        self.outcomes.proposal_done(done, result);
+    }
+
+    fn read_done(&mut self, done: Op, result: Result<Index, ProposeError>) {
+        self.outcomes.read_done(done, result);
+    }
+}
+
+impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
+    fn persist(
+        &mut self,
+        hard_state: Option<H>,
+        truncate_from: Option<Index>,
+        append: &mut Vec<Entry>,
+    ) -> Result<(), StorageError> {
+        if self.trace && (truncate_from.is_some() || !append.is_empty()) {
+            let appended: Vec<_> = append
+                .iter()
+                .map(|e| (e.index, e.epoch, kv::decode_put(&e.data).map(|x| x.1)))
+                .collect();
+            println!(
+                "t={} node {} write trunc {truncate_from:?} append {appended:?}",
+                self.now, self.id
+            );
+        }
+        if let Some(hs) = hard_state {
+            self.disk.hard_state = Some(hs);
+        }
+        if let Some(t) = truncate_from {
+            if (t as usize) <= self.disk.log.len() {
+                self.stats.truncations += 1;
+            }
+            self.disk.log.truncate(t.saturating_sub(1) as usize);
+        }
+        self.disk.log.append(append);
+        Ok(())
+    }
+
+    fn send(&mut self, to: NodeId, msg: M) {
+        if to == 0 || to as usize > self.n_nodes {
+            return;
+        }
+        if let Some(total) = self.bytes_sent.as_deref_mut() {
+            *total += postcard::to_allocvec(&msg).map_or(0, |b| b.len() as u64);
+        }
+        self.net
+            .send(self.rng, self.now, self.id, to, (self.epoch, msg));
+    }
+
+    fn role_changed(&mut self, change: RoleChange) {
+        if self.trace {
+            println!(
+                "t={} node {} {} ({:?}) {} leader {:?}",
+                self.now,
+                self.id,
+                self.kind.role_name(change.role),
+                change.role,
+                self.kind.epoch_label(change.epoch),
+                change.leader
+            );
+        }
+    }
+
+    fn apply(&mut self, msg: SimApply) -> Result<(), SimApply> {
+        self.to_apply.push_back((self.apply_at, msg));
+        Ok(())
+    }
+}
