@@ -148,7 +148,9 @@ fn seed_range(name: &'static str) {
             total(|r| r.stats.stale_deliveries),
         ),
         ("a read failed", total(|r| r.stats.reads_failed)),
+        ("a put answered Dropped", total(|r| r.stats.puts_dropped)),
         ("an operation timed out", total(|r| r.stats.timeouts)),
+        ("a node paused", total(|r| r.stats.pauses)),
         (
             "an operation answered Closed at shutdown",
             total(|r| r.stats.closed),

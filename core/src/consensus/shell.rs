@@ -432,7 +432,7 @@ impl<H> Shell<H> {
 
     /// Sends every peer that `include` names the batches its progress
     /// allows, each wrapped by `build(log, first, entries, commit)` (`None`:
-    /// not sent); a pipelined peer whose heartbeat answer showed it lagging
+    /// not sent, and nothing more to that peer now); a pipelined peer whose heartbeat answer showed it lagging
     /// and that got nothing else gets an empty batch at its next index,
     /// whose answer shows whether pipelined messages were lost.
     pub(crate) fn send_batches<M>(
@@ -450,9 +450,12 @@ impl<H> Shell<H> {
             let mut sent_any = false;
             while let Some(batch) = self.repl.next_batch(p, &self.log, &self.limits) {
                 sent_any = true;
-                if let Some(msg) = build(&self.log, batch.first, batch.entries, commit) {
-                    out.send(to, msg);
-                }
+                // No message for it (Raft without the previous entry's
+                // term): stop here rather than count more as in flight.
+                let Some(msg) = build(&self.log, batch.first, batch.entries, commit) else {
+                    break;
+                };
+                out.send(to, msg);
             }
             if let Some(next) = self.repl.take_check(p).filter(|_| !sent_any) {
                 let commit = commit.min(self.repl.progress[p].matched);

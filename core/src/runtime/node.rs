@@ -231,6 +231,36 @@ impl<P: Protocol> Node<P> {
         Self::start_observed(config, storage, transport, machine, None)
     }
 
+    /// Starts the apply thread of the node `shared` describes.
+    fn spawn_applier<M: StateMachine>(
+        shared: &Arc<Shared<P>>,
+        rx: crossbeam_channel::Receiver<RuntimeApply>,
+        machine: M,
+    ) -> Result<JoinHandle<()>, StartError> {
+        let apply_shared = Arc::clone(shared);
+        let handle = std::thread::Builder::new()
+            .name(format!("consenso-apply-{}", shared.id))
+            .spawn(move || apply::run(rx, machine, &apply_shared.status, &apply_shared.closed))
+            .map_err(StartError::Spawn)?;
+        shared.threads.lock().push(handle.thread().id());
+        Ok(handle)
+    }
+
+    /// What `storage` holds: the hard state (decoded) and the log.
+    fn recover<S: Storage>(storage: &S) -> Result<Recovered<P::HardState>, StartError> {
+        let hard_state = match storage.hard_state()? {
+            Some(bytes) => Some(
+                postcard::from_bytes::<P::HardState>(&bytes)
+                    .map_err(|e| StorageError::Corrupt(format!("hard state: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Recovered {
+            hard_state,
+            entries: storage.entries()?,
+        })
+    }
+
     /// Like [`Node::start`], calling `on_state_change` (from the driver
     /// thread) whenever the role, term or known leader changes.
     ///
@@ -249,23 +279,13 @@ impl<P: Protocol> Node<P> {
         M: StateMachine,
     {
         config.validate()?;
-        let hard_state = match storage.hard_state()? {
-            Some(bytes) => Some(
-                postcard::from_bytes::<P::HardState>(&bytes)
-                    .map_err(|e| StorageError::Corrupt(format!("hard state: {e}")))?,
-            ),
-            None => None,
-        };
-        let recovered = Recovered {
-            hard_state,
-            entries: storage.entries()?,
-        };
         let seed = config.seed.unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64)
                 ^ config.id
         });
+        let recovered = Self::recover(&storage)?;
         let core = P::new(
             config.id,
             &config.voters,
@@ -289,21 +309,7 @@ impl<P: Protocol> Node<P> {
             closed: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });
-        let mut handles = Vec::new();
-        let apply_shared = Arc::clone(&shared);
-        let apply_handle = std::thread::Builder::new()
-            .name(format!("consenso-apply-{}", config.id))
-            .spawn(move || {
-                apply::run(
-                    apply_rx,
-                    machine,
-                    &apply_shared.status,
-                    &apply_shared.closed,
-                )
-            })
-            .map_err(StartError::Spawn)?;
-        shared.threads.lock().push(apply_handle.thread().id());
-        handles.push(apply_handle);
+        let mut handles = vec![Self::spawn_applier(&shared, apply_rx, machine)?];
         let driver = Driver::new(
             core,
             storage,

@@ -130,33 +130,69 @@ impl Invariants {
         commit: Index,
         fx: &Effects<M, H>,
     ) -> Result<(), Violation> {
-        let shadow = self.nodes.entry(node).or_default();
+        let mut shadow = self.nodes.remove(&node).unwrap_or_default();
+        let result = self.check_event(node, &mut shadow, before, after, commit, fx);
+        self.nodes.insert(node, shadow);
+        result
+    }
+
+    fn check_event<M, H>(
+        &mut self,
+        node: NodeId,
+        shadow: &mut NodeShadow,
+        before: RoleEpoch,
+        after: RoleEpoch,
+        commit: Index,
+        fx: &Effects<M, H>,
+    ) -> Result<(), Violation> {
         let stayed_leader = before.role == Role::Leader
             && after.role == Role::Leader
             && before.epoch == after.epoch;
-
-        // Leader Append-Only.
         if stayed_leader {
-            let first_write = fx
-                .truncate_from
-                .into_iter()
-                .chain(fx.append.first().map(|e| e.index))
-                .min();
-            if let Some(i) = first_write {
-                if i <= shadow.log.len() as Index {
-                    return violation(
-                        "Leader Append-Only",
-                        format!(
-                            "leader {node} of epoch {} rewrote its log from index {i} (last {})",
-                            after.epoch,
-                            shadow.log.len()
-                        ),
-                    );
-                }
-            }
+            Self::check_append_only(node, shadow, after.epoch, fx)?;
         }
+        self.persist(node, shadow, fx)?;
+        self.check_commit(node, shadow, after.epoch, commit)?;
+        self.check_applied(node, shadow, commit, &fx.committed)?;
+        if after.role == Role::Leader {
+            self.check_leader(node, shadow, after.epoch)?;
+        }
+        Ok(())
+    }
 
-        // Apply the persisted changes to the shadow log, checking Log Matching.
+    /// Leader Append-Only: a leader that stayed one never rewrites its log.
+    fn check_append_only<M, H>(
+        node: NodeId,
+        shadow: &NodeShadow,
+        epoch: Epoch,
+        fx: &Effects<M, H>,
+    ) -> Result<(), Violation> {
+        let first_write = fx
+            .truncate_from
+            .into_iter()
+            .chain(fx.append.first().map(|e| e.index))
+            .min();
+        match first_write {
+            Some(i) if i <= shadow.log.len() as Index => violation(
+                "Leader Append-Only",
+                format!(
+                    "leader {node} of epoch {epoch} rewrote its log from index {i} (last {})",
+                    shadow.log.len()
+                ),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies the persisted changes to the shadow log, checking that no
+    /// committed entry is cut and (where the protocol promises it) Log
+    /// Matching.
+    fn persist<M, H>(
+        &mut self,
+        node: NodeId,
+        shadow: &mut NodeShadow,
+        fx: &Effects<M, H>,
+    ) -> Result<(), Violation> {
         if let Some(t) = fx.truncate_from {
             if t <= shadow.commit {
                 return violation(
@@ -182,31 +218,50 @@ impl Invariants {
             }
             let id = EntryId::of(e);
             let prev_epoch = shadow.log.last().map_or(0, |p| p.epoch);
-            if !self.log_matching {
-                shadow.log.push(id);
-                continue;
-            }
-            match self.positions.get(&(e.index, e.epoch)) {
-                Some(&(seen, seen_prev)) if seen != id || seen_prev != prev_epoch => {
-                    return violation(
-                        "Log Matching",
-                        format!(
-                            "node {node} holds a different entry (or predecessor) at index {} epoch {}",
-                            e.index, e.epoch
-                        ),
-                    );
-                }
-                Some(_) => {}
-                None => {
-                    self.positions.insert((e.index, e.epoch), (id, prev_epoch));
-                }
+            if self.log_matching {
+                self.check_position(node, e, id, prev_epoch)?;
             }
             shadow.log.push(id);
         }
+        Ok(())
+    }
 
-        // Committed entries never change (State Machine Safety).
+    /// Log Matching: an (index, epoch) names one entry and one predecessor
+    /// epoch everywhere.
+    fn check_position(
+        &mut self,
+        node: NodeId,
+        e: &Entry,
+        id: EntryId,
+        prev_epoch: Epoch,
+    ) -> Result<(), Violation> {
+        match self.positions.get(&(e.index, e.epoch)) {
+            Some(&(seen, seen_prev)) if seen != id || seen_prev != prev_epoch => violation(
+                "Log Matching",
+                format!(
+                    "node {node} holds a different entry (or predecessor) at index {} epoch {}",
+                    e.index, e.epoch
+                ),
+            ),
+            Some(_) => Ok(()),
+            None => {
+                self.positions.insert((e.index, e.epoch), (id, prev_epoch));
+                Ok(())
+            }
+        }
+    }
+
+    /// State Machine Safety: the commit index only grows (but across
+    /// restarts), stays within the persisted log, and an index commits one
+    /// entry everywhere.
+    fn check_commit(
+        &mut self,
+        node: NodeId,
+        shadow: &mut NodeShadow,
+        epoch: Epoch,
+        commit: Index,
+    ) -> Result<(), Violation> {
         if commit < shadow.commit {
-            // Commit is volatile only across restarts (handled by on_restart).
             return violation(
                 "State Machine Safety",
                 format!(
@@ -237,13 +292,22 @@ impl Invariants {
                     );
                 }
                 Some(_) => {}
-                None => self.committed.push((id, after.epoch)),
+                None => self.committed.push((id, epoch)),
             }
         }
         shadow.commit = commit;
+        Ok(())
+    }
 
-        // Applied in order, the committed entries only.
-        for e in &fx.committed {
+    /// Applied in order, the committed entries only.
+    fn check_applied(
+        &self,
+        node: NodeId,
+        shadow: &mut NodeShadow,
+        commit: Index,
+        applied: &[Entry],
+    ) -> Result<(), Violation> {
+        for e in applied {
             if e.index != shadow.applied + 1 {
                 return violation(
                     "State Machine Safety",
@@ -265,35 +329,39 @@ impl Invariants {
             }
             shadow.applied = e.index;
         }
+        Ok(())
+    }
 
-        if after.role == Role::Leader {
-            // Election Safety.
-            match self.leaders.get(&after.epoch) {
-                Some(&l) if l != node => {
-                    return violation(
-                        "Election Safety",
-                        format!("nodes {l} and {node} both lead epoch {}", after.epoch),
-                    );
-                }
-                Some(_) => {}
-                None => {
-                    self.leaders.insert(after.epoch, node);
-                    self.leaders_elected += 1;
-                    // Leader Completeness: everything committed in an earlier
-                    // epoch is in the new leader's log.
-                    for (i, &(c, at)) in self.committed.iter().enumerate() {
-                        if at < after.epoch && shadow.log.get(i).map(|e| e.hash) != Some(c.hash) {
-                            return violation(
-                                "Leader Completeness",
-                                format!(
-                                    "leader {node} of epoch {} lacks index {} committed in epoch {at}",
-                                    after.epoch,
-                                    i + 1
-                                ),
-                            );
-                        }
-                    }
-                }
+    /// Election Safety (one leader per epoch) and, for a new leader, Leader
+    /// Completeness (everything committed in an earlier epoch is in its log).
+    fn check_leader(
+        &mut self,
+        node: NodeId,
+        shadow: &NodeShadow,
+        epoch: Epoch,
+    ) -> Result<(), Violation> {
+        match self.leaders.get(&epoch) {
+            Some(&l) if l != node => {
+                return violation(
+                    "Election Safety",
+                    format!("nodes {l} and {node} both lead epoch {epoch}"),
+                );
+            }
+            Some(_) => return Ok(()),
+            None => {
+                self.leaders.insert(epoch, node);
+                self.leaders_elected += 1;
+            }
+        }
+        for (i, &(c, at)) in self.committed.iter().enumerate() {
+            if at < epoch && shadow.log.get(i).map(|e| e.hash) != Some(c.hash) {
+                return violation(
+                    "Leader Completeness",
+                    format!(
+                        "leader {node} of epoch {epoch} lacks index {} committed in epoch {at}",
+                        i + 1
+                    ),
+                );
             }
         }
         Ok(())

@@ -11,7 +11,7 @@ use super::protocols::{ExtraChecks, SimProtocol};
 use crate::consensus::{Effects, Recovered};
 use crate::error::ProposeError;
 use crate::rng::Rng;
-use crate::runtime::executor::Executor;
+use crate::runtime::executor::{Executor, Stopped};
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
 use bytes::Bytes;
 
@@ -25,7 +25,11 @@ enum OpStatus {
     Open,
     /// Answered (its return is in the history).
     Returned,
-    /// Outcome unknown: timed out, closed, or its node crashed.
+    /// Answered with an error that leaves its outcome unknown (timed out,
+    /// closed, not leader any more).
+    Failed,
+    /// Outcome unknown, unanswered: its node crashed or its client stopped
+    /// waiting.
     Unknown,
 }
 
@@ -39,6 +43,8 @@ struct OpState {
     /// A get: the highest index of a put acknowledged before it was called
     /// (its read index must cover it).
     floor: Index,
+    /// Its node paused while it waited (the answer may come late).
+    delayed: bool,
 }
 
 /// Per-run counters, used for "sometimes" properties.
@@ -74,6 +80,8 @@ pub struct SimStats {
     pub timeouts: u64,
     /// Operations answered `Closed` when the nodes shut down.
     pub closed: u64,
+    /// Process pauses.
+    pub pauses: u64,
     /// Events processed (ticks and deliveries).
     pub events: u64,
 }
@@ -245,52 +253,49 @@ impl<P: SimProtocol> SimCluster<P> {
     ) -> Result<Option<R>, Violation> {
         let i = Self::idx(id);
         let node = &mut self.nodes[i];
-        let Some(core) = node.core.as_mut() else {
+        let Some(core) = node.core.as_mut().filter(|_| node.paused_until.is_none()) else {
             return Ok(None);
         };
         let before = Self::role_epoch(core);
         let mut fx = std::mem::take(&mut self.fx);
         let r = f(core, &mut node.exec, &mut fx);
         core.flush(&mut fx);
-        if node.torn {
-            // Crash before the batch was synced: nothing of it was persisted
-            // or sent, and the core's memory is gone with the process.
-            fx.clear();
-            self.fx = fx;
-            self.crash(id);
-            return Ok(None);
-        }
         let result = self.carry_out(i, before, &mut fx);
         fx.clear();
         self.fx = fx;
         self.stats.events += 1;
-        result.map(|()| Some(r))
+        result.map(|done| done.then_some(r))
     }
 
-    /// Checks the batch `fx` of node `i`, then has its executor carry it out.
+    /// Checks the batch `fx` of node `i`, then has its executor carry it
+    /// out. False when the node crashed at its sync (a torn batch).
     fn carry_out(
         &mut self,
         i: usize,
         before: RoleEpoch,
         fx: &mut Effects<P::Message, P::HardState>,
-    ) -> Result<(), Violation> {
+    ) -> Result<bool, Violation> {
         let id = self.nodes[i].id;
         let Some(core) = self.nodes[i].core.as_ref() else {
-            return Ok(());
+            return Ok(false);
         };
         let after = Self::role_epoch(core);
         let commit = core.commit_index();
-        self.checker.on_effects(id, before, after, commit, fx)?;
-        self.extra.check(id, core, fx, self.checker.committed())?;
+        let torn = self.nodes[i].torn;
+        if !torn {
+            self.checker.on_effects(id, before, after, commit, fx)?;
+            self.extra.check(id, core, fx, self.checker.committed())?;
+        }
         self.stats.leaders_elected = self.checker.leaders_elected;
         self.stats.committed = self.checker.committed_len();
         self.trace_batch(id, fx);
         let n_nodes = self.nodes.len();
         let node = &mut self.nodes[i];
         let Some(core) = node.core.as_ref() else {
-            return Ok(());
+            return Ok(false);
         };
         let mut host = SimHost {
+            torn,
             id,
             kind: P::KIND,
             now: self.now,
@@ -306,9 +311,16 @@ impl<P: SimProtocol> SimCluster<P> {
             outcomes: &mut self.outcomes,
             trace: self.trace,
         };
-        node.exec
-            .carry_out(core, fx, &mut host)
-            .map_err(|e| violation("Executor", format!("node {id} stopped: {e:?}")))?;
+        match node.exec.carry_out(core, fx, &mut host) {
+            Ok(()) => {}
+            // The process died at its sync: nothing of the batch was
+            // persisted, and (the executor persists first) nothing was sent.
+            Err(Stopped::Storage(_)) if torn => {
+                self.crash(id);
+                return Ok(false);
+            }
+            Err(e) => return Err(violation("Executor", format!("node {id} stopped: {e:?}"))),
+        }
         let campaigns = matches!(after.role, Role::Candidate | Role::Leader)
             && !matches!(before.role, Role::Candidate | Role::Leader);
         let inherited = |e: &Entry| e.index > commit && e.origin < after.epoch;
@@ -316,7 +328,8 @@ impl<P: SimProtocol> SimCluster<P> {
             self.stats.campaigns_over_uncommitted += 1;
         }
         self.settle(i)?;
-        self.apply_due(i)
+        self.apply_due(i)?;
+        Ok(true)
     }
 
     fn trace_batch(&self, id: NodeId, fx: &Effects<P::Message, P::HardState>) {
@@ -392,14 +405,38 @@ impl<P: SimProtocol> SimCluster<P> {
                 // Failed, timed out or closed: it may or may not take effect.
                 Outcome::Read(op, Err(e)) | Outcome::Proposal(op, Err(e)) => {
                     match e {
-                        ProposeError::NotLeader { .. } => self.stats.reads_failed += 1,
+                        ProposeError::NotLeader { leader } => {
+                            self.check_hint(self.nodes[i].id, leader)?;
+                            self.stats.reads_failed += 1;
+                        }
                         ProposeError::Timeout => self.stats.timeouts += 1,
                         ProposeError::Closed => self.stats.closed += 1,
                         _ => {}
                     }
-                    self.give_up(op);
+                    self.fail_op(op)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that `op` was not answered before. False when its client
+    /// stopped waiting already (the late answer is ignored).
+    fn first_answer(&self, op: Op) -> Result<bool, Violation> {
+        match self.ops[op].status {
+            OpStatus::Open => Ok(true),
+            OpStatus::Unknown => Ok(false),
+            OpStatus::Returned | OpStatus::Failed => Err(violation(
+                "ExactlyOnce",
+                format!("op {op} was answered twice"),
+            )),
+        }
+    }
+
+    /// Answers `op` with an error that leaves its outcome unknown.
+    fn fail_op(&mut self, op: Op) -> Result<(), Violation> {
+        if self.first_answer(op)? {
+            self.ops[op].status = OpStatus::Failed;
         }
         Ok(())
     }
@@ -407,15 +444,8 @@ impl<P: SimProtocol> SimCluster<P> {
     /// Returns `op` with `output` now. False when its client stopped
     /// waiting already (the late answer is ignored).
     fn answer(&mut self, op: Op, output: Option<Option<u64>>) -> Result<bool, Violation> {
-        match self.ops[op].status {
-            OpStatus::Open => {}
-            OpStatus::Unknown => return Ok(false),
-            OpStatus::Returned => {
-                return Err(violation(
-                    "ExactlyOnce",
-                    format!("op {op} was answered twice"),
-                ))
-            }
+        if !self.first_answer(op)? {
+            return Ok(false);
         }
         self.stamp += 1;
         if self.trace {
@@ -447,15 +477,21 @@ impl<P: SimProtocol> SimCluster<P> {
     pub fn step(&mut self) -> Result<(), Violation> {
         self.now += 1;
         while let Some((from, to, (sent_in, msg))) = self.net.next_due(self.now) {
-            let stale = self.nodes[Self::idx(to)]
-                .core
-                .as_ref()
-                .is_some_and(|c| c.epoch() > sent_in);
-            self.stats.stale_deliveries += u64::from(stale);
-            self.with_core(to, |core, _, fx| core.step(from, msg, fx))?;
+            let node = &mut self.nodes[Self::idx(to)];
+            if node.paused_until.is_some() && node.core.is_some() {
+                node.held.push((from, sent_in, msg));
+            } else {
+                self.deliver(from, to, sent_in, msg)?;
+            }
         }
         for i in 0..self.nodes.len() {
-            if self.now % TICK == self.nodes[i].tick_phase {
+            if self.nodes[i].paused_until.is_some_and(|t| t <= self.now) {
+                self.resume(self.nodes[i].id)?;
+            }
+            if self.nodes[i].paused_until.is_some() {
+                continue;
+            }
+            if self.nodes[i].ticks_at(self.now) {
                 let id = self.nodes[i].id;
                 self.with_core(id, |core, _, fx| core.tick(fx))?;
                 self.expire(i)?;
@@ -463,6 +499,57 @@ impl<P: SimProtocol> SimCluster<P> {
             self.apply_due(i)?;
         }
         Ok(())
+    }
+
+    fn deliver(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        sent_in: Epoch,
+        msg: P::Message,
+    ) -> Result<(), Violation> {
+        let stale = self.nodes[Self::idx(to)]
+            .core
+            .as_ref()
+            .is_some_and(|c| c.epoch() > sent_in);
+        self.stats.stale_deliveries += u64::from(stale);
+        self.with_core(to, |core, _, fx| core.step(from, msg, fx))?;
+        Ok(())
+    }
+
+    /// Pauses node `id` (a process stalled by the OS, a collector or a
+    /// debugger) until time `until`: it neither ticks nor applies, and what
+    /// reaches it waits. Like the runtime's driver after a stall, it does
+    /// not make up the ticks it missed.
+    pub fn pause(&mut self, id: NodeId, until: u64) {
+        let node = &mut self.nodes[Self::idx(id)];
+        if node.core.is_some() && node.paused_until.is_none() {
+            node.paused_until = Some(until);
+            self.stats.pauses += 1;
+            for o in self.ops.iter_mut().filter(|o| o.node == id) {
+                o.delayed = true;
+            }
+        }
+    }
+
+    /// Resumes a paused node: what reached it meanwhile is handled now, in
+    /// the order it arrived.
+    ///
+    /// # Errors
+    /// The first safety violation.
+    pub fn resume(&mut self, id: NodeId) -> Result<(), Violation> {
+        let node = &mut self.nodes[Self::idx(id)];
+        node.paused_until = None;
+        for (from, sent_in, msg) in std::mem::take(&mut node.held) {
+            self.deliver(from, id, sent_in, msg)?;
+        }
+        Ok(())
+    }
+
+    /// Makes node `id`'s clock tick every `every` time units instead of
+    /// every [`TICK`] (a skewed clock: its timeouts run fast or slow).
+    pub fn set_tick_every(&mut self, id: NodeId, every: u64) {
+        self.nodes[Self::idx(id)].tick_every = every.max(1);
     }
 
     fn expire(&mut self, i: usize) -> Result<(), Violation> {
@@ -499,18 +586,17 @@ impl<P: SimProtocol> SimCluster<P> {
             .unwrap_or(Err(ProposeError::Closed)))
     }
 
-    /// A refusal must name the leader the node knows.
-    fn check_refusal(&self, id: NodeId, e: &ProposeError) -> Result<(), Violation> {
-        let known = self.core(id).and_then(|c| c.leader());
-        match e {
-            ProposeError::NotLeader { leader } if *leader != known && known != Some(id) => {
-                Err(violation(
-                    "LeaderHint",
-                    format!("node {id} refused with leader {leader:?} but knows {known:?}"),
-                ))
-            }
-            _ => Ok(()),
+    /// A `NotLeader` from node `id` names a leader when the node knows one,
+    /// and never the node itself (it would send the client back to it).
+    fn check_hint(&self, id: NodeId, hint: Option<NodeId>) -> Result<(), Violation> {
+        let known = self.core(id).and_then(|c| c.leader()).filter(|&l| l != id);
+        if hint == Some(id) || (hint.is_none() && known.is_some()) {
+            return Err(violation(
+                "LeaderHint",
+                format!("node {id} answered NotLeader naming {hint:?} while it knows {known:?}"),
+            ));
         }
+        Ok(())
     }
 
     /// Submits a client put of `value` to `key` through node `id`; the
@@ -566,7 +652,9 @@ impl<P: SimProtocol> SimCluster<P> {
         self.ops.pop();
         match result {
             Some(Err(e)) => {
-                self.check_refusal(id, &e)?;
+                if let ProposeError::NotLeader { leader } = e {
+                    self.check_hint(id, leader)?;
+                }
                 match e {
                     ProposeError::NotLeader { leader } => Ok(Submit::Refused(leader)),
                     _ => Ok(Submit::Refused(None)),
@@ -592,6 +680,7 @@ impl<P: SimProtocol> SimCluster<P> {
             node,
             index: 0,
             floor: self.acked_index,
+            delayed: false,
         });
         self.history.len() - 1
     }
@@ -603,10 +692,26 @@ impl<P: SimProtocol> SimCluster<P> {
 
     /// Gives up on op `op`: a pending put stays in the history with an
     /// unknown outcome; a late answer is ignored.
-    pub fn abandon(&mut self, op: usize) {
-        if op < self.ops.len() {
-            self.give_up(op);
+    ///
+    /// # Errors
+    /// A violation when its node has run all along (no crash, no pause)
+    /// and still not answered: every operation a running node took is
+    /// answered by its deadline ([`OP_DEADLINE`]) plus the applier's lag.
+    pub fn abandon(&mut self, op: usize) -> Result<(), Violation> {
+        let Some(state) = self.ops.get(op).copied() else {
+            return Ok(());
+        };
+        if state.status == OpStatus::Open && !state.delayed {
+            return Err(violation(
+                "ExactlyOnce",
+                format!(
+                    "op {op} on node {} was never answered, its node up all along",
+                    state.node
+                ),
+            ));
         }
+        self.give_up(op);
+        Ok(())
     }
 
     /// Crashes node `id`: its volatile state is lost (the operations waiting

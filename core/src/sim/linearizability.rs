@@ -91,6 +91,148 @@ struct Event {
     is_call: bool,
 }
 
+/// The calls and returns of a history in time order, as a doubly linked
+/// list from which the search lifts an operation it linearizes (its call
+/// and its return) and puts it back when it backtracks.
+struct Events {
+    events: Vec<Event>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// Position of each operation's return.
+    return_pos: Vec<usize>,
+}
+
+impl Events {
+    /// The events of operations given as `(call, return)` stamps; an
+    /// operation that never returned returns at the end of time.
+    fn new(intervals: impl Iterator<Item = (u64, Option<u64>)>) -> Self {
+        let mut timed: Vec<(u64, bool, Event)> = Vec::new();
+        for (op, (call, ret)) in intervals.enumerate() {
+            timed.push((call, false, Event { op, is_call: true }));
+            let ret = ret.unwrap_or(u64::MAX);
+            timed.push((ret, true, Event { op, is_call: false }));
+        }
+        // A call before a return at the same time (stamps are unique, so
+        // ties do not happen in practice).
+        timed.sort_by_key(|(t, is_ret, e)| (*t, *is_ret, e.op));
+        let n = timed.len();
+        let mut return_pos = vec![0; n / 2];
+        for (pos, (_, _, e)) in timed.iter().enumerate() {
+            if !e.is_call {
+                return_pos[e.op] = pos;
+            }
+        }
+        // Position n is the head sentinel: next[n] is the first event.
+        let mut next: Vec<usize> = (1..=n).collect();
+        next.push(0);
+        let mut prev: Vec<usize> = Vec::with_capacity(n + 1);
+        prev.push(n);
+        prev.extend(0..n.saturating_sub(1));
+        prev.push(n.saturating_sub(1));
+        Events {
+            events: timed.into_iter().map(|(_, _, e)| e).collect(),
+            next,
+            prev,
+            return_pos,
+        }
+    }
+
+    fn head(&self) -> usize {
+        self.events.len()
+    }
+
+    fn first(&self) -> usize {
+        self.next[self.head()]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first() == self.head()
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (p, nx) = (self.prev[i], self.next[i]);
+        self.next[p] = nx;
+        self.prev[nx] = p;
+    }
+
+    fn relink(&mut self, i: usize) {
+        let (p, nx) = (self.prev[i], self.next[i]);
+        self.next[p] = i;
+        self.prev[nx] = i;
+    }
+
+    /// Takes the operation called at `call_pos` out of the list.
+    fn lift(&mut self, call_pos: usize) {
+        let op = self.events[call_pos].op;
+        self.unlink(call_pos);
+        self.unlink(self.return_pos[op]);
+    }
+
+    /// Puts it back (in the reverse order of `lift`).
+    fn unlift(&mut self, call_pos: usize) {
+        let op = self.events[call_pos].op;
+        self.relink(self.return_pos[op]);
+        self.relink(call_pos);
+    }
+}
+
+/// Wing–Gong–Lowe search with memoization of (linearized set, state): true
+/// when the operations, given by their `(call, return)` stamps, can be put
+/// in an order that respects real time and in which `step(state, op)`
+/// accepts each one (returning the next state).
+pub fn linearizable<S: Clone + Eq + std::hash::Hash>(
+    intervals: &[(u64, Option<u64>)],
+    init: S,
+    step: impl Fn(&S, usize) -> Option<S>,
+) -> bool {
+    if intervals.is_empty() {
+        return true;
+    }
+    let mut list = Events::new(intervals.iter().copied());
+    let mut linearized = vec![0u64; intervals.len().div_ceil(64)];
+    let mut cache: HashSet<(Vec<u64>, S)> = HashSet::new();
+    let mut stack: Vec<(usize, S)> = Vec::new();
+    let mut state = init;
+    let mut entry = list.first();
+    while !list.is_empty() {
+        let at = (entry != list.head()).then(|| list.events[entry]);
+        match at {
+            Some(ev) if ev.is_call => {
+                let op = ev.op;
+                let tried = step(&state, op).filter(|new_state| {
+                    linearized[op / 64] |= 1 << (op % 64);
+                    let fresh = cache.insert((linearized.clone(), new_state.clone()));
+                    if !fresh {
+                        linearized[op / 64] &= !(1 << (op % 64));
+                    }
+                    fresh
+                });
+                match tried {
+                    Some(new_state) => {
+                        stack.push((entry, std::mem::replace(&mut state, new_state)));
+                        list.lift(entry);
+                        entry = list.first();
+                    }
+                    None => entry = list.next[entry],
+                }
+            }
+            // Ran off the end, or reached a return whose call is not
+            // linearized yet: undo the last choice and try the next one.
+            _ => {
+                let Some((call_pos, old_state)) = stack.pop() else {
+                    return false;
+                };
+                let op = list.events[call_pos].op;
+                linearized[op / 64] &= !(1 << (op % 64));
+                state = old_state;
+                list.unlift(call_pos);
+                entry = list.next[call_pos];
+            }
+        }
+    }
+    true
+}
+
 /// Register model step: `Some(new_state)` when `op` is legal in `state`
 /// (a Put that returned must have replaced `state`; one whose outcome is
 /// unknown returned nothing to check).
@@ -103,110 +245,8 @@ fn step(state: Option<u64>, op: &Operation) -> Option<Option<u64>> {
 }
 
 fn check_register(ops: &[&Operation]) -> bool {
-    // Events sorted by time; a call before a return at the same time
-    // (times are unique logical stamps, so ties do not happen in practice).
-    let mut events: Vec<(u64, bool, Event)> = Vec::with_capacity(ops.len() * 2);
-    for (i, op) in ops.iter().enumerate() {
-        events.push((
-            op.call,
-            false,
-            Event {
-                op: i,
-                is_call: true,
-            },
-        ));
-        let ret = op.ret.unwrap_or(u64::MAX);
-        events.push((
-            ret,
-            true,
-            Event {
-                op: i,
-                is_call: false,
-            },
-        ));
-    }
-    events.sort_by_key(|(t, is_ret, e)| (*t, *is_ret, e.op));
-    let n = events.len();
-    // Doubly linked list over events with a sentinel head at index n.
-    let mut next: Vec<usize> = (1..=n).collect();
-    let mut prev: Vec<usize> = Vec::with_capacity(n + 1);
-    prev.push(n);
-    prev.extend(0..n - 1);
-    next.push(0); // head.next
-    prev.push(n - 1);
-    let head = n;
-    let mut return_pos = vec![0usize; ops.len()];
-    for (pos, (_, _, e)) in events.iter().enumerate() {
-        if !e.is_call {
-            return_pos[e.op] = pos;
-        }
-    }
-    let words = ops.len().div_ceil(64);
-    let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
-    let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
-    let mut state: Option<u64> = None;
-    let mut entry = next[head];
-
-    let unlink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
-        let (p, nx) = (prev[i], next[i]);
-        next[p] = nx;
-        prev[nx] = p;
-    };
-    let relink = |next: &mut Vec<usize>, prev: &mut Vec<usize>, i: usize| {
-        let (p, nx) = (prev[i], next[i]);
-        next[p] = i;
-        prev[nx] = i;
-    };
-
-    while next[head] != head {
-        if entry == head {
-            // Ran off the end without linearizing everything: backtrack.
-            let Some((call_pos, old_state)) = stack.pop() else {
-                return false;
-            };
-            let op = events[call_pos].2.op;
-            linearized[op / 64] &= !(1 << (op % 64));
-            state = old_state;
-            relink(&mut next, &mut prev, return_pos[op]);
-            relink(&mut next, &mut prev, call_pos);
-            entry = next[call_pos];
-            continue;
-        }
-        let ev = events[entry].2;
-        if ev.is_call {
-            let op = ev.op;
-            let mut advanced = false;
-            if let Some(new_state) = step(state, ops[op]) {
-                linearized[op / 64] |= 1 << (op % 64);
-                if cache.insert((linearized.clone(), new_state)) {
-                    stack.push((entry, state));
-                    state = new_state;
-                    unlink(&mut next, &mut prev, entry);
-                    unlink(&mut next, &mut prev, return_pos[op]);
-                    entry = next[head];
-                    advanced = true;
-                } else {
-                    linearized[op / 64] &= !(1 << (op % 64));
-                }
-            }
-            if !advanced {
-                entry = next[entry];
-            }
-        } else {
-            // A return whose call is not linearized yet: backtrack.
-            let Some((call_pos, old_state)) = stack.pop() else {
-                return false;
-            };
-            let op = events[call_pos].2.op;
-            linearized[op / 64] &= !(1 << (op % 64));
-            state = old_state;
-            relink(&mut next, &mut prev, return_pos[op]);
-            relink(&mut next, &mut prev, call_pos);
-            entry = next[call_pos];
-        }
-    }
-    true
+    let intervals: Vec<(u64, Option<u64>)> = ops.iter().map(|op| (op.call, op.ret)).collect();
+    linearizable(&intervals, None, |state, i| step(*state, ops[i]))
 }
 
 #[cfg(test)]

@@ -85,8 +85,7 @@ where
     };
     let mut sim =
         SimCluster::<P>::new(plan.nodes, config, seed).map_err(|e| fail(0, e.to_string()))?;
-    sim.net.faults = plan.net;
-    sim.apply_lag = plan.apply_lag;
+    plan.apply_to(&mut sim);
     let mut workload_rng = Rng::new(seed ^ 0x0B5E_55ED);
     let mut replicas: HashMap<NodeId, Replica<M>> = HashMap::new();
     let mut responses: HashMap<Index, Vec<u8>> = HashMap::new();

@@ -100,7 +100,7 @@ impl std::fmt::Display for SimFailure {
             Replay::Command(command) => write!(f, "  replay: {command}"),
             Replay::SimulationTest(test) => write!(
                 f,
-                "  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test --release -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
+                "  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
                 self.protocol, self.seed, self.steps, test
             ),
         }
@@ -112,6 +112,8 @@ impl std::fmt::Display for SimFailure {
 /// they dominate), and printed with a failure.
 #[derive(Clone, Copy, Debug)]
 pub struct FaultPlan {
+    /// The seed it was drawn from.
+    pub seed: u64,
     /// Cluster size: 3 or 5.
     pub nodes: usize,
     /// Network faults during the chaotic phase.
@@ -126,6 +128,13 @@ pub struct FaultPlan {
     /// How far each node's applier runs behind its executor, in time units
     /// (the runtime's apply thread can fall behind the driver).
     pub apply_lag: u64,
+    /// One-way partitions: a node that hears everyone but nobody hears
+    /// (or the reverse).
+    pub one_way: bool,
+    /// Processes pause (a stall past election timeouts) and resume.
+    pub pauses: bool,
+    /// Each node's clock ticks at its own rate, up to 30% fast or slow.
+    pub clock_skew: bool,
 }
 
 impl FaultPlan {
@@ -133,6 +142,7 @@ impl FaultPlan {
     pub fn draw(seed: u64) -> FaultPlan {
         let mut rng = crate::rng::Rng::new(seed ^ 0x005E_ED0F_FA17);
         FaultPlan {
+            seed,
             nodes: if rng.chance(0.5) { 3 } else { 5 },
             net: NetFaults {
                 loss: [0.0, 0.0, 0.05, 0.1, 0.2][rng.below(5) as usize],
@@ -148,6 +158,24 @@ impl FaultPlan {
             crashes: rng.chance(0.5),
             leader_churn: rng.chance(0.25),
             apply_lag: [0, 0, 5, 40][rng.below(4) as usize],
+            one_way: rng.chance(0.25),
+            pauses: rng.chance(0.25),
+            clock_skew: rng.chance(0.5),
+        }
+    }
+}
+
+impl FaultPlan {
+    /// Sets up `sim` as the plan says: its network faults, applier lag and
+    /// (with clock skew) each node's tick rate, 7 to 13 units a tick.
+    pub fn apply_to<P: SimProtocol>(&self, sim: &mut SimCluster<P>) {
+        sim.net.faults = self.net;
+        sim.apply_lag = self.apply_lag;
+        if self.clock_skew {
+            for id in sim.ids() {
+                let every = 7 + sim.rng().below(7);
+                sim.set_tick_every(id, every);
+            }
         }
     }
 }
@@ -157,7 +185,7 @@ impl std::fmt::Display for FaultPlan {
         let n = &self.net;
         write!(
             f,
-            "nodes={} loss={} duplicate={} delay={}..{} straggle={} (up to {}) partitions={} crashes={} leader_churn={} apply_lag={}",
+            "nodes={} loss={} duplicate={} delay={}..{} straggle={} (up to {}) partitions={} crashes={} leader_churn={} apply_lag={} one_way={} pauses={} clock_skew={}",
             self.nodes,
             n.loss,
             n.duplicate,
@@ -168,7 +196,10 @@ impl std::fmt::Display for FaultPlan {
             self.partitions,
             self.crashes,
             self.leader_churn,
-            self.apply_lag
+            self.apply_lag,
+            self.one_way,
+            self.pauses,
+            self.clock_skew
         )
     }
 }
@@ -206,11 +237,33 @@ pub fn run_random<P: SimProtocol>(
             reason,
         )
     };
+    // An assertion inside the node (debug builds) fails the seed, with its
+    // replay line, instead of the whole range.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_plan::<P>(steps, config, &plan, &fail)
+    }));
+    run.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(fail(0, format!("a node panicked (an assertion?): {what}")))
+    })
+}
+
+/// The body of [`run_random`] for one drawn plan.
+fn run_plan<P: SimProtocol>(
+    steps: u64,
+    config: P::Config,
+    plan: &FaultPlan,
+    fail: &impl Fn(u64, String) -> SimFailure,
+) -> Result<SimReport, SimFailure> {
+    let seed = plan.seed;
     let violation = |at: u64| move |v: Violation| fail(at, format!("{}: {}", v.property, v.detail));
     let mut sim =
         SimCluster::<P>::new(plan.nodes, config, seed).map_err(|e| fail(0, e.to_string()))?;
-    sim.net.faults = plan.net;
-    sim.apply_lag = plan.apply_lag;
+    plan.apply_to(&mut sim);
     let mut clients: Vec<Client> = (1..=CLIENTS)
         .map(|id| Client {
             id,
@@ -225,7 +278,7 @@ pub fn run_random<P: SimProtocol>(
             end_faults(&mut sim).map_err(violation(sim.now))?;
         }
         if t < chaos_until {
-            inject_faults(&mut sim, &plan).map_err(violation(sim.now))?;
+            inject_faults(&mut sim, plan).map_err(violation(sim.now))?;
         }
         for c in clients.iter_mut() {
             drive_client(&mut sim, c).map_err(violation(sim.now))?;
@@ -254,6 +307,7 @@ pub(crate) fn end_faults<P: SimProtocol>(sim: &mut SimCluster<P>) -> Result<(), 
     sim.net.faults = NetFaults::reliable();
     for id in sim.ids() {
         sim.cancel_crash_before_sync(id);
+        sim.resume(id)?;
         sim.restart(id)?;
     }
     Ok(())
@@ -285,6 +339,15 @@ pub(crate) fn inject_faults<P: SimProtocol>(
                 sim.disconnect(leader);
             }
         }
+    }
+    if plan.one_way && sim.net.cut_links() == 0 && sim.rng().below(300) == 0 {
+        cut_one_way(sim);
+    }
+    if plan.pauses && sim.rng().below(500) == 0 {
+        // Past an election timeout (150-300 units) or not.
+        let id = ids[sim.rng().below(n) as usize];
+        let until = sim.now + 50 + sim.rng().below(550);
+        sim.pause(id, until);
     }
     if plan.leader_churn && sim.rng().below(40) == 0 {
         if let Some(&(leader, _)) = sim.leaders().first() {
@@ -318,6 +381,25 @@ pub(crate) fn inject_faults<P: SimProtocol>(
     Ok(())
 }
 
+/// Cuts one node's links one way: nobody hears it (a leader that cannot
+/// reach its followers but hears their campaigns), or it hears nobody.
+fn cut_one_way<P: SimProtocol>(sim: &mut SimCluster<P>) {
+    let ids = sim.ids();
+    let leader = sim.leaders().first().map(|&(l, _)| l);
+    let a = match leader {
+        Some(l) if sim.rng().chance(0.5) => l,
+        _ => ids[sim.rng().below(ids.len() as u64) as usize],
+    };
+    let mute = sim.rng().chance(0.5);
+    for &b in ids.iter().filter(|&&b| b != a) {
+        if mute {
+            sim.net.set_link(a, b, false);
+        } else {
+            sim.net.set_link(b, a, false);
+        }
+    }
+}
+
 /// Client `c`'s turn: wait for its op, or now and then start a put or a
 /// get at the node it believes leads. A node answers every op it took
 /// (`Timeout` after [`cluster::OP_DEADLINE`]) unless it crashes or its
@@ -332,7 +414,7 @@ fn drive_client<P: SimProtocol>(sim: &mut SimCluster<P>, c: &mut Client) -> Resu
                 c.leader_hint = None;
             }
         } else if sim.now >= started + 2 * cluster::OP_DEADLINE {
-            sim.abandon(op);
+            sim.abandon(op)?;
             c.op = None;
             c.leader_hint = None;
         }

@@ -77,6 +77,13 @@ pub(super) struct SimNode<P: Protocol> {
     /// behind the executor, as the runtime's apply thread can).
     pub(super) to_apply: VecDeque<(u64, SimApply)>,
     pub(super) tick_phase: u64,
+    /// Time units between two ticks of this node's clock ([`super::TICK`]
+    /// unless its clock is skewed).
+    pub(super) tick_every: u64,
+    /// Paused (a stalled process) until this time: no ticks, no applying,
+    /// and messages wait in `held` until it resumes.
+    pub(super) paused_until: Option<u64>,
+    pub(super) held: Vec<(NodeId, Epoch, P::Message)>,
     /// Crash during the next event, before its effects are persisted.
     pub(super) torn: bool,
 }
@@ -94,8 +101,16 @@ impl<P: Protocol> SimNode<P> {
             applier: Applier::new(SimMachine::default()),
             to_apply: VecDeque::new(),
             tick_phase,
+            tick_every: super::TICK,
+            paused_until: None,
+            held: Vec::new(),
             torn: false,
         }
+    }
+
+    /// True when this node's clock ticks at `now`.
+    pub(super) fn ticks_at(&self, now: u64) -> bool {
+        self.paused_until.is_none() && now % self.tick_every == self.tick_phase % self.tick_every
     }
 
     /// The process died: the core, the executor's waiters and the applier's
@@ -103,13 +118,18 @@ impl<P: Protocol> SimNode<P> {
     pub(super) fn crash(&mut self) {
         self.core = None;
         self.exec = Executor::new();
+        self.applier = Applier::new(SimMachine::default());
         self.to_apply.clear();
+        self.paused_until = None;
+        self.held.clear();
         self.torn = false;
     }
 }
 
 /// What the executor reaches in the simulator for one event of one node.
 pub(super) struct SimHost<'a, M, H> {
+    /// The process dies at this batch's sync: `persist` fails.
+    pub(super) torn: bool,
     pub(super) id: NodeId,
     pub(super) kind: ProtocolKind,
     pub(super) now: u64,
@@ -146,6 +166,9 @@ impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
         truncate_from: Option<Index>,
         append: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
+        if self.torn {
+            return Err(StorageError::Corrupt("the process died at its sync".into()));
+        }
         if self.trace && (truncate_from.is_some() || !append.is_empty()) {
             let appended: Vec<_> = append
                 .iter()

@@ -280,7 +280,16 @@ impl Raft {
                 Message::Append { .. } | Message::Heartbeat { .. } => {
                     self.become_follower(m_term, Some(from), out)
                 }
-                _ => self.become_follower(m_term, None, out),
+                _ => {
+                    // Raft's Figure 2: only hearing the leader or granting a
+                    // vote restarts the election timer. A server that turns
+                    // down a candidate whose log is behind keeps counting, so
+                    // a disruptive server with a fast clock (and no PreVote)
+                    // cannot hold every election off. etcd restarts it here.
+                    let elapsed = self.shell.elapsed;
+                    self.become_follower(m_term, None, out);
+                    self.shell.elapsed = elapsed.min(self.shell.timeout);
+                }
             }
             return true;
         }

@@ -558,3 +558,38 @@ fn messages_from_strangers_and_from_itself_are_ignored() {
     assert_eq!(net.node(1).epoch(), 0);
     assert!(net.queue.is_empty());
 }
+
+#[test]
+fn turning_down_a_stale_candidate_does_not_restart_the_election_timer() {
+    // Node 3's log is behind and (without PreVote) it campaigns again and
+    // again, faster than anyone. Nodes 1 and 2 refuse it, take its term,
+    // and keep counting: one of them campaigns in time and wins. (Restarting
+    // the timer on every refusal let a fast-clocked stale node hold every
+    // election off; the simulator found it with skewed clocks.)
+    let config = RaftConfig {
+        pre_vote: false,
+        ..cfg()
+    };
+    let mut net = with_logs(
+        config,
+        &[(1, 1, vec![1, 1]), (2, 1, vec![1, 1]), (3, 1, vec![1])],
+    );
+    let max = net.node(1).cfg.timing.election_ticks_max;
+    let mut ticks = 0;
+    while net.node(1).role() == Role::Follower && net.node(2).role() == Role::Follower {
+        assert!(ticks < max, "nodes 1 and 2 never campaigned");
+        // Node 3 campaigns at every tick of theirs.
+        let t3 = net.nodes[&3].shell.timeout;
+        net.tick(3, t3);
+        net.deliver_all();
+        assert_ne!(net.node(3).role(), Role::Leader);
+        net.tick(1, 1);
+        net.tick(2, 1);
+        ticks += 1;
+    }
+    net.deliver_all();
+    assert!(
+        [1, 2].iter().any(|&id| net.node(id).role() == Role::Leader),
+        "an up-to-date node won"
+    );
+}
