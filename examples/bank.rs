@@ -2,8 +2,9 @@
 //! Raft, Multi-Paxos and ZAB under seeded faults (partitions, loss, messages
 //! held past election timeouts, crashes, torn writes), with the bank's
 //! invariant (the total of all balances never changes, no balance goes
-//! below zero) checked on every replica after every transfer, and every
-//! replica's answers compared.
+//! below zero) checked on every replica after every transfer, every
+//! replica's answers compared, and the answers clients got checked for
+//! linearizability against the bank itself as the model.
 //!
 //! ```text
 //! cargo run --release --example bank                     # 200 seeds per protocol
@@ -16,7 +17,9 @@ use consenso::consensus::raft::{Raft, RaftConfig};
 use consenso::consensus::zab::{Zab, ZabConfig};
 use consenso::rng::Rng;
 use consenso::runtime::StateMachine;
-use consenso::sim::{run_machine, MachineReport, MachineRun, SimFailure, SimProtocol};
+use consenso::sim::{
+    linearizable_against, run_machine, MachineReport, MachineRun, SimFailure, SimProtocol,
+};
 
 const ACCOUNTS: usize = 4;
 const OPENING_BALANCE: i64 = 1_000;
@@ -24,6 +27,9 @@ const STEPS: u64 = 5_000;
 
 /// Balances of four accounts. A command is `[from, to, amount]` (amount in
 /// whole units, 1 to 255); a transfer the payer cannot cover is refused.
+/// The bank is also its own model: clients' responses are checked against
+/// a correct bank run sequentially.
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct Bank {
     balances: [i64; ACCOUNTS],
     /// The planted bug: a transfer of exactly the payer's whole balance
@@ -97,10 +103,11 @@ fn run<P: SimProtocol>(
 ) -> Result<MachineReport, SimFailure> {
     let flag = if buggy { " --plant-bug" } else { "" };
     let mut bank = MachineRun {
-        new_machine: || Bank::new(buggy),
+        new_machine: move || Bank::new(buggy),
         workload: transfer,
         invariant: Bank::check,
         replay: format!("cargo run --release --example bank --{flag} --protocol {protocol} --seed"),
+        model: linearizable_against(|| Bank::new(false)),
     };
     run_machine::<P, _, _, _, _>(seed, STEPS, config, &mut bank)
 }
@@ -172,13 +179,14 @@ fn main() {
     println!("a bank of {ACCOUNTS} accounts under the simulator ({label})");
     let mut first_failure = None;
     for protocol in &args.protocols {
-        let (mut passed, mut failed, mut applied, mut rebuilds) = (0, 0, 0, 0);
+        let (mut passed, mut failed, mut applied, mut rebuilds, mut checked) = (0, 0, 0, 0, 0);
         for seed in args.seeds.clone() {
             match run_protocol(protocol, seed, args.buggy) {
                 Ok(r) => {
                     passed += 1;
                     applied += r.applied;
                     rebuilds += r.rebuilds;
+                    checked += r.checked;
                 }
                 Err(f) => {
                     failed += 1;
@@ -188,11 +196,13 @@ fn main() {
         }
         println!(
             "{protocol}: {passed} seeds passed, {failed} failed; {applied} transfers applied, \
-             {rebuilds} replicas rebuilt after restarts"
+             {rebuilds} replicas rebuilt after restarts, {checked} answers linearizable"
         );
     }
     match (first_failure, args.buggy) {
-        (None, false) => println!("the total never changed on any replica"),
+        (None, false) => println!(
+            "the total never changed on any replica, and every answer fits a sequential bank"
+        ),
         (Some(f), true) => println!("the planted bug was caught:\n{f}"),
         (Some(f), false) => {
             eprintln!("{f}");

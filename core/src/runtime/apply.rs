@@ -168,8 +168,8 @@ impl<M: StateMachine, R> Applier<M, R> {
     }
 
     /// Fails every read still waiting with `Closed` (the node stopped).
-    pub(crate) fn close<D>(self, sink: &mut impl Completions<D, R>) {
-        for (_, done) in self.waiting_reads {
+    pub(crate) fn close<D>(&mut self, sink: &mut impl Completions<D, R>) {
+        for (_, done) in self.waiting_reads.drain(..) {
             sink.read_done(done, Err(ProposeError::Closed));
         }
     }

@@ -6,14 +6,17 @@ use super::checker::{Invariants, RoleEpoch, Violation};
 use super::kv;
 use super::linearizability::{OpKind, Operation};
 use super::network::{NetFaults, SimNetwork};
-use super::node::{Op, Outcome, Outcomes, SimHost, SimNode};
+use super::node::{MachineFactory, Op, Outcome, Outcomes, SimHost, SimMachine, SimNode};
 use super::protocols::{ExtraChecks, SimProtocol};
 use crate::consensus::{Effects, Recovered};
 use crate::error::ProposeError;
 use crate::rng::Rng;
+use crate::runtime::apply::Applier;
 use crate::runtime::executor::{Executor, Stopped};
+use crate::runtime::StateMachine;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
 use bytes::Bytes;
+use std::collections::HashMap;
 
 /// Virtual time units per protocol tick.
 pub const TICK: u64 = 10;
@@ -38,7 +41,8 @@ enum OpStatus {
 struct OpState {
     status: OpStatus,
     node: NodeId,
-    /// A put: the index its entry was proposed at.
+    /// A put or command: where its entry was proposed, `(epoch, index)`.
+    epoch: Epoch,
     index: Index,
     /// A get: the highest index of a put acknowledged before it was called
     /// (its read index must cover it).
@@ -110,6 +114,11 @@ pub struct SimCluster<P: SimProtocol> {
     acked_index: Index,
     /// Answers of the current event, not yet in the history.
     outcomes: Outcomes,
+    /// Builds the user's machine the nodes run instead of the key-value
+    /// store ([`SimCluster::run_user_machine`]).
+    machines: Option<MachineFactory>,
+    /// The responses to users' commands, by op.
+    command_responses: HashMap<Op, Vec<u8>>,
     /// Logical clock for call/return stamps.
     stamp: u64,
     /// Counters.
@@ -121,6 +130,24 @@ pub struct SimCluster<P: SimProtocol> {
     /// Print every write, apply, read, completion and role change
     /// (`CONSENSO_SIM_TRACE` set when the cluster was built).
     pub trace: bool,
+}
+
+/// What became of a client operation ([`SimCluster::op_outcome`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpOutcome {
+    /// Its call stamp.
+    pub call: u64,
+    /// Its return stamp, once answered with a result (or `Dropped`).
+    pub ret: Option<u64>,
+    /// Answered `Dropped`: it never took effect.
+    pub dropped: bool,
+    /// A user's command answered with a result: the response its node's
+    /// machine gave.
+    pub response: Option<Vec<u8>>,
+    /// The node it was submitted to.
+    pub node: NodeId,
+    /// A put or command: `(epoch, index)` it was proposed at.
+    pub at: (Epoch, Index),
 }
 
 /// How an operation submitted with [`SimCluster::client_put`] or
@@ -171,6 +198,8 @@ impl<P: SimProtocol> SimCluster<P> {
             ops: Vec::new(),
             acked_index: 0,
             outcomes: Outcomes::default(),
+            machines: None,
+            command_responses: HashMap::new(),
             stamp: 0,
             stats: SimStats::default(),
             measure_bytes: false,
@@ -371,10 +400,14 @@ impl<P: SimProtocol> SimCluster<P> {
         for outcome in std::mem::take(&mut self.outcomes.0) {
             match outcome {
                 Outcome::Proposal(op, Ok(response)) => {
-                    let replaced = kv::decode_value(&response);
-                    if self.answer(op, Some(replaced))? {
-                        self.stats.puts_ok += 1;
+                    let command = self.history[op].kind == OpKind::Command;
+                    let replaced = (!command).then(|| kv::decode_value(&response));
+                    if self.answer(op, replaced)? {
+                        self.stats.puts_ok += u64::from(!command);
                         self.acked_index = self.acked_index.max(self.ops[op].index);
+                        if command {
+                            self.command_responses.insert(op, response);
+                        }
                     }
                 }
                 // A definite "did not happen" the linearizability check
@@ -599,6 +632,80 @@ impl<P: SimProtocol> SimCluster<P> {
         Ok(())
     }
 
+    /// Makes every node run `new_machine()`'s machine instead of the
+    /// key-value store (for users' commands: [`SimCluster::client_command`]).
+    /// Call it before anything was applied.
+    pub fn run_user_machine<M: StateMachine>(&mut self, new_machine: impl Fn() -> M + 'static) {
+        let factory: MachineFactory =
+            std::rc::Rc::new(move || Box::new(new_machine()) as Box<dyn StateMachine>);
+        for n in &mut self.nodes {
+            n.applier = Applier::new(SimMachine::new(Some(&factory)));
+        }
+        self.machines = Some(factory);
+    }
+
+    /// Submits a user's command through node `id` for `client`; it is
+    /// answered as a put is, with the response of the node's machine (see
+    /// [`SimCluster::op_outcome`]).
+    ///
+    /// # Errors
+    /// A violation from carrying out the effects.
+    pub fn client_command(
+        &mut self,
+        client: u64,
+        id: NodeId,
+        command: &[u8],
+    ) -> Result<Submit, Violation> {
+        let data = Bytes::copy_from_slice(command);
+        let op = self.push_op(client, id, 0, OpKind::Command);
+        self.submit_proposal(op, id, data)
+    }
+
+    fn submit_proposal(&mut self, op: Op, id: NodeId, data: Bytes) -> Result<Submit, Violation> {
+        let deadline = self.now + OP_DEADLINE;
+        let proposed = self.with_core(id, |core, exec, fx| {
+            exec.propose(core, data, deadline, op, fx)
+        })?;
+        match proposed {
+            Some(Ok((epoch, index))) => {
+                self.ops[op].epoch = epoch;
+                self.ops[op].index = index;
+                Ok(Submit::Pending(op))
+            }
+            other => self.refused(id, other.map(|r| r.map_err(|(e, _)| e).map(|_| ()))),
+        }
+    }
+
+    /// What became of op `op` so far.
+    pub fn op_outcome(&self, op: usize) -> Option<OpOutcome> {
+        let (h, o) = (self.history.get(op)?, self.ops.get(op)?);
+        Some(OpOutcome {
+            call: h.call,
+            ret: h.ret,
+            dropped: h.failed,
+            response: self.command_responses.get(&op).cloned(),
+            node: o.node,
+            at: (o.epoch, o.index),
+        })
+    }
+
+    /// True when the entry committed at `index` is the one proposed there
+    /// in `epoch` with `data` (its identity: a Paxos leader that re-proposed
+    /// it under its own ballot kept its origin).
+    pub fn committed_as(&self, epoch: Epoch, index: Index, data: &[u8]) -> bool {
+        let Some(&(committed, _)) = index
+            .checked_sub(1)
+            .and_then(|i| self.checker.committed().get(i as usize))
+        else {
+            return false;
+        };
+        self.nodes.iter().any(|n| {
+            n.disk.log.get(index as usize - 1).is_some_and(|e| {
+                crate::sim::EntryId::of(e) == committed && e.origin == epoch && e.data == data
+            })
+        })
+    }
+
     /// Submits a client put of `value` to `key` through node `id`; the
     /// client waits for it until the node's executor times it out.
     ///
@@ -614,17 +721,7 @@ impl<P: SimProtocol> SimCluster<P> {
         let data = Bytes::from(kv::encode_put(key, value));
         // Registered first: a cluster of one answers within this call.
         let op = self.push_op(client, id, key, OpKind::Put(value));
-        let deadline = self.now + OP_DEADLINE;
-        let proposed = self.with_core(id, |core, exec, fx| {
-            exec.propose(core, data, deadline, op, fx)
-        })?;
-        match proposed {
-            Some(Ok((_, index))) => {
-                self.ops[op].index = index;
-                Ok(Submit::Pending(op))
-            }
-            other => self.refused(id, other.map(|r| r.map_err(|(e, _)| e).map(|_| ()))),
-        }
+        self.submit_proposal(op, id, data)
     }
 
     /// Submits a client linearizable get of `key` through node `id`.
@@ -678,6 +775,7 @@ impl<P: SimProtocol> SimCluster<P> {
         self.ops.push(OpState {
             status: OpStatus::Open,
             node,
+            epoch: 0,
             index: 0,
             floor: self.acked_index,
             delayed: false,
@@ -717,11 +815,12 @@ impl<P: SimProtocol> SimCluster<P> {
     /// Crashes node `id`: its volatile state is lost (the operations waiting
     /// on it never get an answer), its disk survives.
     pub fn crash(&mut self, id: NodeId) {
+        let machine = SimMachine::new(self.machines.as_ref());
         let n = &mut self.nodes[Self::idx(id)];
         if n.core.is_some() {
             self.stats.crashes += 1;
         }
-        n.crash();
+        n.crash(machine);
         for o in self.ops.iter_mut().filter(|o| o.node == id) {
             if o.status == OpStatus::Open {
                 o.status = OpStatus::Unknown;
@@ -769,7 +868,7 @@ impl<P: SimProtocol> SimCluster<P> {
         self.checker.on_restart(id, core.commit_index());
         let n = &mut self.nodes[i];
         n.core = Some(core);
-        n.applier = crate::runtime::apply::Applier::new(Default::default());
+        n.applier = Applier::new(SimMachine::new(self.machines.as_ref()));
         // Apply what the recovered commit index covers.
         self.with_core(id, |_, _, _| ())?;
         Ok(())
@@ -792,11 +891,7 @@ impl<P: SimProtocol> SimCluster<P> {
                 self.nodes[i].applier.handle(msg, &mut self.outcomes);
                 self.settle(i)?;
             }
-            let applier = std::mem::replace(
-                &mut self.nodes[i].applier,
-                crate::runtime::apply::Applier::new(Default::default()),
-            );
-            applier.close(&mut self.outcomes);
+            self.nodes[i].applier.close(&mut self.outcomes);
             self.settle(i)?;
             self.nodes[i].core = None;
         }

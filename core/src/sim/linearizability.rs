@@ -13,6 +13,9 @@ pub enum OpKind {
     Put(u64),
     /// Read the key; the output is what was read.
     Get,
+    /// A user's command ([`super::run_machine`]); the key-value check
+    /// ignores it ([`check_commands`] checks it against the user's model).
+    Command,
 }
 
 /// One client operation, with logical call and return times.
@@ -67,7 +70,7 @@ pub fn check(history: &[Operation]) -> CheckResult {
         .collect();
     let mut by_key: BTreeMap<u8, Vec<&Operation>> = BTreeMap::new();
     for op in history {
-        if op.failed || (op.kind == OpKind::Get && op.ret.is_none()) {
+        if op.failed || op.kind == OpKind::Command || (op.kind == OpKind::Get && op.ret.is_none()) {
             continue;
         }
         if let (OpKind::Put(v), None) = (op.kind, op.ret) {
@@ -83,6 +86,52 @@ pub fn check(history: &[Operation]) -> CheckResult {
         }
     }
     CheckResult::Ok
+}
+
+/// A user's command as its client saw it, for [`check_commands`]: only
+/// commands that took effect (their entry committed) belong in the check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandOp {
+    /// The command's bytes.
+    pub command: Vec<u8>,
+    /// When it was called (a logical stamp).
+    pub call: u64,
+    /// When it returned; `None` when the client never learnt the outcome
+    /// (timed out, its node stopped): it took effect some time after `call`.
+    pub ret: Option<u64>,
+    /// The response the client got (`None` when it got none).
+    pub response: Option<Vec<u8>>,
+}
+
+/// Checks that the responses clients got are those of some sequential run
+/// of a fresh `new_machine()` that respects real time: the user's own state
+/// machine is the model. The model applies each command with index 0 (its
+/// position in the log is not the model's business), so a machine whose
+/// responses depend on the index cannot be its own model.
+///
+/// # Errors
+/// A description naming how many commands could not be ordered.
+pub fn check_commands<M>(ops: &[CommandOp], new_machine: impl Fn() -> M) -> Result<(), String>
+where
+    M: crate::runtime::StateMachine + Clone + Eq + std::hash::Hash,
+{
+    let intervals: Vec<(u64, Option<u64>)> = ops.iter().map(|op| (op.call, op.ret)).collect();
+    let legal = linearizable(&intervals, new_machine(), |machine, i| {
+        let mut next = machine.clone();
+        let response = next.apply(0, &ops[i].command);
+        match &ops[i].response {
+            Some(got) if *got != response => None,
+            _ => Some(next),
+        }
+    });
+    if legal {
+        Ok(())
+    } else {
+        Err(format!(
+            "the responses of {} commands fit no sequential run of the model",
+            ops.len()
+        ))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -241,6 +290,7 @@ fn step(state: Option<u64>, op: &Operation) -> Option<Option<u64>> {
     match op.kind {
         OpKind::Put(v) => (!answered || op.output == state).then_some(Some(v)),
         OpKind::Get => (op.output == state).then_some(state),
+        OpKind::Command => Some(state),
     }
 }
 

@@ -17,8 +17,8 @@ mod node;
 mod protocols;
 
 pub use checker::{EntryId, Invariants, RoleEpoch, Violation};
-pub use cluster::{SimCluster, SimStats, Submit, OP_DEADLINE, TICK};
-pub use machine::{run_machine, MachineReport, MachineRun};
+pub use cluster::{OpOutcome, SimCluster, SimStats, Submit, OP_DEADLINE, TICK};
+pub use machine::{linearizable_against, run_machine, MachineReport, MachineRun, ModelCheck};
 pub use network::{NetCounts, NetFaults, SimNetwork};
 pub use protocols::{ExtraChecks, NoExtraChecks, PaxosChecks, SimProtocol, ZabChecks};
 

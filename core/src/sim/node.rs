@@ -48,19 +48,37 @@ impl Completions<Op, Op> for Outcomes {
     }
 }
 
-/// The replicated machine of the simulated clients: a key-value store
-/// whose puts answer the value they replaced (so a put's response is
-/// checked for linearizability too), and the commands applied, in order.
-#[derive(Debug, Default)]
+/// Builds a user's state machine for each node ([`super::run_machine`]).
+pub(super) type MachineFactory = std::rc::Rc<dyn Fn() -> Box<dyn StateMachine>>;
+
+/// The replicated machine of a simulated node: a key-value store whose
+/// puts answer the value they replaced (so a put's response is checked for
+/// linearizability too), or a user's machine in its place; and the
+/// commands applied, in order.
+#[derive(Default)]
 pub(super) struct SimMachine {
     pub(super) kv: KvStore,
+    user: Option<Box<dyn StateMachine>>,
     pub(super) applied: Vec<(Index, Bytes)>,
+}
+
+impl SimMachine {
+    /// The key-value machine, or `factory`'s machine.
+    pub(super) fn new(factory: Option<&MachineFactory>) -> Self {
+        SimMachine {
+            user: factory.map(|f| f()),
+            ..SimMachine::default()
+        }
+    }
 }
 
 impl StateMachine for SimMachine {
     fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
         self.applied.push((index, Bytes::copy_from_slice(command)));
-        kv::encode_value(self.kv.apply(command))
+        match &mut self.user {
+            Some(user) => user.apply(index, command),
+            None => kv::encode_value(self.kv.apply(command)),
+        }
     }
 }
 
@@ -115,10 +133,10 @@ impl<P: Protocol> SimNode<P> {
 
     /// The process died: the core, the executor's waiters and the applier's
     /// queue are gone (what they held never gets an answer).
-    pub(super) fn crash(&mut self) {
+    pub(super) fn crash(&mut self, machine: SimMachine) {
         self.core = None;
         self.exec = Executor::new();
-        self.applier = Applier::new(SimMachine::default());
+        self.applier = Applier::new(machine);
         self.to_apply.clear();
         self.paused_until = None;
         self.held.clear();
