@@ -701,7 +701,11 @@ impl<P: SimProtocol> SimCluster<P> {
         };
         self.nodes.iter().any(|n| {
             n.disk.log.get(index as usize - 1).is_some_and(|e| {
-                crate::sim::EntryId::of(e) == committed && e.origin == epoch && e.data == data
+                // The hash, as the checker compares: a Paxos re-proposal
+                // carries another ballot but the same origin and bytes.
+                crate::sim::EntryId::of(e).hash == committed.hash
+                    && e.origin == epoch
+                    && e.data == data
             })
         })
     }

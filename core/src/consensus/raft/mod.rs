@@ -286,9 +286,15 @@ impl Raft {
                     // down a candidate whose log is behind keeps counting, so
                     // a disruptive server with a fast clock (and no PreVote)
                     // cannot hold every election off. etcd restarts it here.
-                    let elapsed = self.shell.elapsed;
+                    // (A leader's count is its CheckQuorum round: it starts
+                    // afresh.)
+                    let kept = (self.role != Role::Leader)
+                        .then_some((self.shell.elapsed, self.shell.timeout));
                     self.become_follower(m_term, None, out);
-                    self.shell.elapsed = elapsed.min(self.shell.timeout);
+                    if let Some((elapsed, timeout)) = kept {
+                        self.shell.elapsed = elapsed;
+                        self.shell.timeout = timeout;
+                    }
                 }
             }
             return true;
