@@ -525,7 +525,7 @@ fn least_response_time_compares_without_the_clock_as_it_would_with_it() {
         let (a, b) = (Stats::new("a", 1, None, 0), Stats::new("b", 2, None, 0));
         for s in [&a, &b] {
             // Some endpoints have no sample; the rest one taken within 60 s.
-            if rng.next_u64() % 8 != 0 {
+            if !rng.next_u64().is_multiple_of(8) {
                 let at = rng.next_u64() % (60 * SEC);
                 let latency = (1 + rng.next_u64() % 1_000_000) as f64;
                 s.observe(latency, at, tau);
@@ -537,7 +537,7 @@ fn least_response_time_compares_without_the_clock_as_it_would_with_it() {
         }
         let now = 60 * SEC + rng.next_u64() % (600 * SEC);
         // Half the pairs weighted alike, the rest 1 to 10 each.
-        let (wa, wb) = if rng.next_u64() % 2 == 0 {
+        let (wa, wb) = if rng.next_u64().is_multiple_of(2) {
             (1.0, 1.0)
         } else {
             (

@@ -214,6 +214,11 @@ pub struct ReadFailed {
 pub struct Effects<M, H> {
     /// New hard state to persist, replacing the old one.
     pub hard_state: Option<H>,
+    /// True when `hard_state` changed in more than its commit index: it
+    /// must be durable before any message leaves. A change of the commit
+    /// index alone need not be synced (a restart relearns it) and may be
+    /// kept until the next write that is synced.
+    pub hard_state_must_sync: bool,
     /// Remove every persisted entry at or above this index (before `append`).
     pub truncate_from: Option<Index>,
     /// Entries to append to the persisted log, in index order.
@@ -234,6 +239,7 @@ impl<M, H> Default for Effects<M, H> {
     fn default() -> Self {
         Effects {
             hard_state: None,
+            hard_state_must_sync: false,
             truncate_from: None,
             append: Vec::new(),
             messages: Vec::new(),
@@ -266,6 +272,7 @@ impl<M, H> Effects<M, H> {
     /// Empties every buffer, keeping their capacity.
     pub fn clear(&mut self) {
         self.hard_state = None;
+        self.hard_state_must_sync = false;
         self.truncate_from = None;
         self.append.clear();
         self.messages.clear();

@@ -99,6 +99,14 @@ impl Progress {
         self.inflight_bytes = 0;
     }
 
+    /// The peer holds less than it acknowledged before (a Multi-Paxos
+    /// acceptor that restarted knows fewer slots chosen than it did):
+    /// its match goes back to `matched` and probing starts after it.
+    pub fn forgot(&mut self, matched: Index) {
+        self.matched = self.matched.min(matched);
+        self.probe_from(matched + 1);
+    }
+
     /// Switches to pipelined replication after a successful probe.
     pub fn start_replicating(&mut self) {
         self.state = ReplicationState::Replicate;

@@ -84,6 +84,8 @@ impl Timing {
 pub trait HardStateCommit: Clone + PartialEq + Default {
     /// The commit index it records.
     fn commit(&self) -> Index;
+    /// The same hard state recording `commit` instead.
+    fn with_commit(&self, commit: Index) -> Self;
 }
 
 /// The [`crate::consensus::Protocol`] methods every core answers the same
@@ -232,6 +234,9 @@ impl<H: HardStateCommit> Shell<H> {
         self.log
             .take_committed(&mut self.emitted_commit, &mut out.committed);
         if hs != self.persisted {
+            // Only the commit index moved: no need to sync for it (it is
+            // a hint a restart relearns), so it can ride on the next write.
+            out.hard_state_must_sync |= hs.with_commit(0) != self.persisted.with_commit(0);
             out.hard_state = Some(hs.clone());
             self.persisted = hs;
         }

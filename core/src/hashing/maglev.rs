@@ -19,7 +19,7 @@ pub fn next_prime(n: usize) -> usize {
         }
         let mut d = 2;
         while d * d <= k {
-            if k % d == 0 {
+            if k.is_multiple_of(d) {
                 return false;
             }
             d += 1;

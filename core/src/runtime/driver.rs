@@ -233,6 +233,7 @@ impl<P: Protocol, S: Storage, T: Transport>
     fn persist(
         &mut self,
         hard_state: Option<P::HardState>,
+        hard_state_must_sync: bool,
         truncate_from: Option<Index>,
         append: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
@@ -240,8 +241,12 @@ impl<P: Protocol, S: Storage, T: Transport>
         if let Some(hs) = hard_state {
             let bytes = postcard::to_allocvec(&hs)
                 .map_err(|e| StorageError::Corrupt(format!("hard state: {e}")))?;
-            self.storage.set_hard_state(&bytes)?;
-            wrote = true;
+            if hard_state_must_sync {
+                self.storage.set_hard_state(&bytes)?;
+                wrote = true;
+            } else {
+                self.storage.set_hard_state_unsynced(&bytes)?;
+            }
         }
         if let Some(index) = truncate_from {
             self.storage.truncate_from(index)?;

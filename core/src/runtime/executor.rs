@@ -30,15 +30,17 @@ use std::collections::{BTreeMap, VecDeque};
 /// What the executor needs from the node it runs in. Completions (failed
 /// proposals and reads) go through the [`Completions`] supertrait.
 pub(crate) trait Host<M, H, D, R>: Completions<D, R> {
-    /// Makes the batch's writes durable: `hard_state` (replacing the old),
-    /// then the truncation (every entry at or above the index goes), then
-    /// `append`, which the host takes.
+    /// Makes the batch's writes durable: `hard_state` (replacing the old;
+    /// when not `hard_state_must_sync`, only its commit index changed and
+    /// it need not be made durable), then the truncation (every entry at
+    /// or above the index goes), then `append`, which the host takes.
     ///
     /// # Errors
     /// The storage's error: the node must stop.
     fn persist(
         &mut self,
         hard_state: Option<H>,
+        hard_state_must_sync: bool,
         truncate_from: Option<Index>,
         append: &mut Vec<Entry>,
     ) -> Result<(), StorageError>;
@@ -189,6 +191,7 @@ impl<D, R, T: Copy + Ord> Executor<D, R, T> {
         );
         host.persist(
             fx.hard_state.take(),
+            fx.hard_state_must_sync,
             fx.truncate_from.take(),
             &mut fx.append,
         )

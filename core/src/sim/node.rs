@@ -181,6 +181,7 @@ impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
     fn persist(
         &mut self,
         hard_state: Option<H>,
+        hard_state_must_sync: bool,
         truncate_from: Option<Index>,
         append: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
@@ -197,7 +198,11 @@ impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
                 self.now, self.id
             );
         }
-        if let Some(hs) = hard_state {
+        // As FileStorage does: a change of the commit index alone is not
+        // written until a hard state that must be synced comes along, and
+        // that one carries the newest commit index (so a restarted node
+        // recovers an older commit index, as it may).
+        if let Some(hs) = hard_state.filter(|_| hard_state_must_sync) {
             self.disk.hard_state = Some(hs);
         }
         if let Some(t) = truncate_from {

@@ -3,12 +3,25 @@
 //! The runtime calls the mutating methods for a whole batch of effects and
 //! then [`Storage::sync`] once before it releases any message that depends on
 //! them (group commit); a durable store makes `sync` the point of durability.
+//! [`FileStorage`] keeps them in a data directory (a write-ahead log and a
+//! hard-state file, on any [`Disk`]); [`MemStorage`] in memory.
 
+mod disk;
+mod file;
+#[cfg(test)]
+mod file_tests;
 mod mem;
+mod record;
+mod wal;
 
+pub use disk::{Disk, DiskFile, OsDisk, OsLock};
+pub use file::{FileOptions, FileStorage, FORMAT_VERSION};
 pub use mem::MemStorage;
+pub use wal::TornTail;
 
+use crate::error::ConfigError;
 use crate::types::{Entry, Index};
+use std::path::PathBuf;
 use thiserror::Error;
 
 /// A storage failure. The runtime stops the node rather than run on without
@@ -21,6 +34,38 @@ pub enum StorageError {
     /// Stored bytes did not pass their checksum or did not decode.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A damaged record or file: where, and what is wrong with it. Never
+    /// skipped: the node does not start on a log it cannot trust.
+    #[error("{} is corrupt at offset {offset}: {reason}", file.display())]
+    CorruptRecord {
+        /// The damaged file.
+        file: PathBuf,
+        /// Where in it the damage starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The directory holds files that are not a consenso data directory;
+    /// nothing was written to it.
+    #[error("{} is not a consenso data directory (it holds other files)", .0.display())]
+    NotADataDir(PathBuf),
+    /// A file was written by a newer version of consenso.
+    #[error("{} has format version {found}; this build reads up to {supported}", path.display())]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// Another process (or another node of this one) has the data directory
+    /// open.
+    #[error("{} is in use by another node (its LOCK is held)", .0.display())]
+    Locked(PathBuf),
+    /// A storage setting was rejected.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Durable home of one node's hard state and log. Used from one thread at a
@@ -44,6 +89,17 @@ pub trait Storage: Send + 'static {
     /// [`StorageError`] on failure.
     fn set_hard_state(&mut self, bytes: &[u8]) -> Result<(), StorageError>;
 
+    /// Replaces the hard state when only its commit index changed: this
+    /// need never become durable (a restart relearns the commit index), so
+    /// a store may keep it in memory until the next write that is synced.
+    /// The default treats it as [`Storage::set_hard_state`].
+    ///
+    /// # Errors
+    /// [`StorageError`] on failure.
+    fn set_hard_state_unsynced(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.set_hard_state(bytes)
+    }
+
     /// Removes every entry at or above `index` (not durable until sync).
     ///
     /// # Errors
@@ -62,4 +118,10 @@ pub trait Storage: Send + 'static {
     /// [`StorageError`] on failure; nothing written since the last successful
     /// sync may be assumed durable.
     fn sync(&mut self) -> Result<(), StorageError>;
+
+    /// Bytes of a torn last write that opening this storage cut off the
+    /// log (never acknowledged: they were not synced); 0 when none.
+    fn torn_bytes(&self) -> u64 {
+        0
+    }
 }

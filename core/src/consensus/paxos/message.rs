@@ -137,6 +137,13 @@ impl crate::consensus::HardStateCommit for HardState {
     fn commit(&self) -> Index {
         self.commit
     }
+
+    fn with_commit(&self, commit: Index) -> Self {
+        HardState {
+            commit,
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -345,9 +345,14 @@ impl MultiPaxos {
         };
         match result {
             Ok(a) => {
-                let moved = self.shell.on_append_ack(p, a.matched);
                 let last = self.shell.log.last_index();
                 let matched = a.matched.min(last);
+                if matched < self.shell.repl.progress[p].matched {
+                    // It restarted and relearns which slots were chosen
+                    // (the commit point is not synced): resend from there.
+                    self.shell.repl.progress[p].forgot(matched);
+                }
+                let moved = self.shell.on_append_ack(p, a.matched);
                 if matched < a.through.min(last) {
                     // Something between its chosen prefix and this batch is
                     // not ours yet: resend from there.

@@ -1,0 +1,365 @@
+//! [`FileStorage`]: a node's hard state and log in a data directory.
+//!
+//! ```text
+//! <data_dir>/consenso.meta   what this directory is, and its format version
+//! <data_dir>/LOCK            held (flock) while a process has it open
+//! <data_dir>/hardstate       the protocol's hard state, replaced atomically
+//! <data_dir>/wal/*.wal       write-ahead log segments (see the wal module)
+//! ```
+
+use super::disk::{Disk, DiskFile, OsDisk};
+use super::record::{decode_small, encode_small, SmallFileError};
+use super::wal::{TornTail, Wal};
+use super::{Storage, StorageError};
+use crate::error::ConfigError;
+use crate::types::{Entry, Index};
+use parking_lot::Mutex;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The on-disk format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const META: &str = "consenso.meta";
+const META_MAGIC: &[u8; 8] = b"CNSOMETA";
+const LOCK: &str = "LOCK";
+const HARD_STATE: &str = "hardstate";
+const HARD_STATE_MAGIC: &[u8; 8] = b"CNSOHARD";
+const WAL_DIR: &str = "wal";
+
+/// How a [`FileStorage`] writes. `Default`: synced, 64 MiB segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Sync (`fdatasync`) before anything that depends on a write leaves
+    /// the node. With `false` nothing is synced: a crash of the process
+    /// loses nothing (the operating system holds the writes), but a power
+    /// cut or kernel crash loses every write the operating system had not
+    /// yet flushed on its own (on Linux, typically the last 5 to 30
+    /// seconds) and may tear the last of them. Those writes were
+    /// acknowledged: a node that loses its vote may vote twice in one term,
+    /// and a cluster whose majority loses power at once may lose committed
+    /// entries or diverge. Use it for data you can rebuild.
+    pub sync: bool,
+    /// Size each log segment is preallocated to; a bigger record gets a
+    /// segment of its own. At least 64 KiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            sync: true,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+impl FileOptions {
+    /// Checks the segment size.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `segment_bytes`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.segment_bytes < 64 << 10 {
+            return Err(ConfigError::new(
+                "segment_bytes",
+                format!("must be at least 65536, got {}", self.segment_bytes),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A node's durable storage in a data directory: a write-ahead log with
+/// one sync per batch (group commit) and the hard state in its own file.
+/// Opening takes the directory's lock, so two processes (or two nodes of
+/// one process) cannot share it. Used from one thread at a time; `Send`.
+pub struct FileStorage<D: Disk = OsDisk> {
+    disk: D,
+    dir: PathBuf,
+    options: FileOptions,
+    _lock: D::Lock,
+    wal: Wal<D>,
+    hard_state: Option<Vec<u8>>,
+    hard_state_dirty: bool,
+    last_index: Index,
+    /// What recovery read, until [`Storage::entries`] takes it.
+    recovered: Mutex<Option<Vec<Entry>>>,
+    torn: Option<TornTail>,
+    syncs: u64,
+    /// Set at the first failed write or sync: nothing is written after it.
+    failed: Option<String>,
+}
+
+impl<D: Disk> std::fmt::Debug for FileStorage<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStorage")
+            .field("dir", &self.dir)
+            .field("last_index", &self.last_index)
+            .field("syncs", &self.syncs)
+            .finish()
+    }
+}
+
+impl FileStorage<OsDisk> {
+    /// Opens the data directory `dir` with the default options, creating
+    /// it when it is missing or empty, and recovers what it holds.
+    ///
+    /// # Errors
+    /// See [`FileStorage::open_on`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(dir, FileOptions::default())
+    }
+
+    /// Like [`FileStorage::open`] with `options`.
+    ///
+    /// # Errors
+    /// See [`FileStorage::open_on`].
+    pub fn open_with(dir: impl AsRef<Path>, options: FileOptions) -> Result<Self, StorageError> {
+        Self::open_on(OsDisk, dir.as_ref(), options)
+    }
+}
+
+impl<D: Disk> FileStorage<D> {
+    /// Opens the data directory `dir` on `disk`. A torn last write is cut
+    /// off and reported ([`FileStorage::torn_tail`], and a warning in the
+    /// log); nothing else is ever repaired or skipped.
+    ///
+    /// # Errors
+    /// - [`StorageError::Config`]: bad `options`;
+    /// - [`StorageError::NotADataDir`]: `dir` holds other files (nothing is
+    ///   written to it);
+    /// - [`StorageError::UnsupportedFormat`]: written by a newer version;
+    /// - [`StorageError::Locked`]: another process or node has it open;
+    /// - [`StorageError::CorruptRecord`]: a damaged file, naming it and the
+    ///   offset;
+    /// - [`StorageError::Io`]: the device failed.
+    pub fn open_on(disk: D, dir: &Path, options: FileOptions) -> Result<Self, StorageError> {
+        options.validate()?;
+        disk.create_dir_all(dir)?;
+        let names = disk.list(dir)?;
+        let fresh = if names.iter().any(|n| n == META) {
+            read_small(&disk, &dir.join(META), META_MAGIC)?;
+            false
+        } else if names.iter().all(|n| n == LOCK) {
+            true
+        } else {
+            return Err(StorageError::NotADataDir(dir.to_path_buf()));
+        };
+        let lock = disk
+            .try_lock(&dir.join(LOCK))?
+            .ok_or_else(|| StorageError::Locked(dir.to_path_buf()))?;
+        if fresh {
+            write_small(&disk, dir, META, META_MAGIC, b"consenso data directory")?;
+        }
+        let hard_state = if names.iter().any(|n| n == HARD_STATE) {
+            Some(read_small(&disk, &dir.join(HARD_STATE), HARD_STATE_MAGIC)?)
+        } else {
+            None
+        };
+        let (wal, entries, torn) =
+            Wal::open(disk.clone(), dir.join(WAL_DIR), options.segment_bytes)?;
+        Ok(FileStorage {
+            disk,
+            dir: dir.to_path_buf(),
+            options,
+            _lock: lock,
+            wal,
+            hard_state,
+            hard_state_dirty: false,
+            last_index: entries.last().map_or(0, |e| e.index),
+            recovered: Mutex::new(Some(entries)),
+            torn,
+            syncs: 0,
+            failed: None,
+        })
+    }
+
+    /// The torn last write that opening cut off, if there was one.
+    pub fn torn_tail(&self) -> Option<&TornTail> {
+        self.torn.as_ref()
+    }
+
+    /// How many syncs made writes durable (a measure of group commit).
+    pub fn sync_count(&self) -> u64 {
+        self.syncs
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        match &self.failed {
+            Some(why) => Err(StorageError::Io(io::Error::other(format!(
+                "storage failed earlier and takes no more writes: {why}"
+            )))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `write`; a failure makes the storage refuse every later write
+    /// (after a failed sync the state of the file is unknown).
+    fn guarded<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        self.check_usable()?;
+        let result = write(self);
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+}
+
+impl<D: Disk> Storage for FileStorage<D> {
+    fn hard_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.hard_state.clone())
+    }
+
+    fn entries(&self) -> Result<Vec<Entry>, StorageError> {
+        match self.recovered.lock().take() {
+            Some(entries) => Ok(entries),
+            None => Err(StorageError::Io(io::Error::other(
+                "the recovered log was already taken; reopen the storage to read it again",
+            ))),
+        }
+    }
+
+    fn set_hard_state(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.check_usable()?;
+        if self.hard_state.as_deref() != Some(bytes) {
+            self.hard_state = Some(bytes.to_vec());
+            self.hard_state_dirty = true;
+        }
+        Ok(())
+    }
+
+    fn set_hard_state_unsynced(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.check_usable()?;
+        // Written with the next hard state that must be synced.
+        self.hard_state = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn truncate_from(&mut self, index: Index) -> Result<(), StorageError> {
+        self.guarded(|s| {
+            if index <= s.last_index {
+                s.wal.truncate(index)?;
+                s.last_index = index.saturating_sub(1);
+            }
+            Ok(())
+        })
+    }
+
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        if first.index != self.last_index + 1 {
+            return Err(StorageError::Corrupt(format!(
+                "append at index {} but the log continues at {}",
+                first.index,
+                self.last_index + 1
+            )));
+        }
+        self.guarded(|s| {
+            s.wal.append(entries)?;
+            s.last_index = entries.last().map_or(s.last_index, |e| e.index);
+            Ok(())
+        })
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.guarded(|s| {
+            let durable = s.options.sync;
+            let mut synced = s.wal.sync(durable)?;
+            if s.hard_state_dirty {
+                if let Some(bytes) = s.hard_state.clone() {
+                    write_small_with(
+                        &s.disk,
+                        &s.dir,
+                        HARD_STATE,
+                        HARD_STATE_MAGIC,
+                        &bytes,
+                        durable,
+                    )?;
+                    synced |= durable;
+                }
+                s.hard_state_dirty = false;
+            }
+            if synced {
+                s.syncs += 1;
+            }
+            Ok(())
+        })
+    }
+
+    fn torn_bytes(&self) -> u64 {
+        self.torn.as_ref().map_or(0, |t| t.bytes)
+    }
+}
+
+/// The payload of the small file at `path`.
+fn read_small<D: Disk>(disk: &D, path: &Path, magic: &[u8; 8]) -> Result<Vec<u8>, StorageError> {
+    let bytes = disk.open(path, false)?.read_all()?;
+    match decode_small(magic, FORMAT_VERSION, &bytes) {
+        Ok(payload) => Ok(payload.to_vec()),
+        Err(SmallFileError::Version(found)) => Err(StorageError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        }),
+        Err(SmallFileError::NotOurs) => Err(StorageError::CorruptRecord {
+            file: path.to_path_buf(),
+            offset: 0,
+            reason: "not a consenso file (bad magic)".into(),
+        }),
+        Err(SmallFileError::Damaged(reason)) => Err(StorageError::CorruptRecord {
+            file: path.to_path_buf(),
+            offset: 12,
+            reason: reason.into(),
+        }),
+    }
+}
+
+fn write_small<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    name: &str,
+    magic: &[u8; 8],
+    payload: &[u8],
+) -> Result<(), StorageError> {
+    write_small_with(disk, dir, name, magic, payload, true)
+}
+
+/// Replaces `dir/name` atomically: writes a temporary file, syncs it,
+/// renames it over the old one and syncs the directory (the syncs only
+/// when `durable`).
+fn write_small_with<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    name: &str,
+    magic: &[u8; 8],
+    payload: &[u8],
+    durable: bool,
+) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    match disk.remove(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let mut file = disk.open(&tmp, true)?;
+    file.write_at(0, &encode_small(magic, FORMAT_VERSION, payload))?;
+    if durable {
+        file.sync()?;
+    }
+    drop(file);
+    disk.rename(&tmp, &dir.join(name))?;
+    if durable {
+        disk.sync_dir(dir)?;
+    }
+    Ok(())
+}

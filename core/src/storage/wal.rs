@@ -1,0 +1,373 @@
+//! The write-ahead log: numbered segment files of checksummed records
+//! ([`super::record`]), each preallocated on a helper thread before the
+//! log needs it, so that appending never grows a file and a data sync
+//! writes no metadata.
+//!
+//! A segment is `CNSOWAL\0`, the format version (`u32 LE`), four zero
+//! bytes, then records. A record's payload is one of:
+//! - `1` then a postcard-encoded run of entries that continues the log
+//!   (an entry below the end replaces what was there: the log was cut);
+//! - `2` then an index (`u64 LE`): every entry at or above it is gone.
+//!
+//! Recovery replays every segment in order. The last segment may end in a
+//! torn record (a crash during a write that was never synced, so never
+//! acknowledged): it is cut off and reported. A bad record anywhere else,
+//! or one followed by more data, is [`StorageError::CorruptRecord`].
+
+use super::disk::{Disk, DiskFile};
+use super::record::{put_record, scan, ScanEnd};
+use super::StorageError;
+use crate::types::{Entry, Index};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+const MAGIC: &[u8; 8] = b"CNSOWAL\0";
+const VERSION: u32 = 1;
+/// Bytes before the first record of a segment.
+const SEGMENT_HEADER: u64 = 16;
+const ENTRIES: u8 = 1;
+const TRUNCATE: u8 = 2;
+
+/// What recovery cut off the end of the log: a torn last write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment it was in.
+    pub file: PathBuf,
+    /// Where the torn record started.
+    pub offset: u64,
+    /// How many bytes after it were discarded (zeroed).
+    pub bytes: u64,
+}
+
+/// The segment file names of `dir`, by sequence number.
+fn segment_name(seq: u64) -> String {
+    format!("{seq:016x}.wal")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".wal")?;
+    (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+}
+
+fn segment_header() -> Vec<u8> {
+    let mut h = Vec::with_capacity(SEGMENT_HEADER as usize);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&VERSION.to_le_bytes());
+    h.extend_from_slice(&[0; 4]);
+    h
+}
+
+/// A segment being prepared on a helper thread: created under a temporary
+/// name, given its header, preallocated and synced.
+type Preparing<F> = JoinHandle<io::Result<F>>;
+
+fn prepare<D: Disk>(disk: &D, tmp: PathBuf, size: u64) -> Preparing<D::File> {
+    let disk = disk.clone();
+    std::thread::spawn(move || {
+        let mut file = disk.open(&tmp, true)?;
+        file.write_at(0, &segment_header())?;
+        file.allocate(size)?;
+        file.sync()?;
+        Ok(file)
+    })
+}
+
+/// The log's segments on disk and the open one being appended to.
+pub(crate) struct Wal<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    segment_bytes: u64,
+    seq: u64,
+    file: D::File,
+    /// Where the next record goes in `file`, counting `pending`.
+    end: u64,
+    /// Records not yet written to `file`, starting at `end - pending.len()`.
+    pending: Vec<u8>,
+    /// Files written to and not yet synced, besides `file`.
+    older: Vec<D::File>,
+    /// A segment was renamed into place since the last sync.
+    dir_dirty: bool,
+    file_dirty: bool,
+    next: Option<Preparing<D::File>>,
+    /// Reused encoding buffer.
+    scratch: Vec<u8>,
+}
+
+impl<D: Disk> Wal<D> {
+    /// Opens (creating when empty) the log in `dir` and replays it.
+    /// Returns the log, its entries and the torn tail it cut off, if any.
+    ///
+    /// # Errors
+    /// [`StorageError::CorruptRecord`] for damage before the tail, or the
+    /// device's error.
+    pub(crate) fn open(
+        disk: D,
+        dir: PathBuf,
+        segment_bytes: u64,
+    ) -> Result<(Self, Vec<Entry>, Option<TornTail>), StorageError> {
+        disk.create_dir_all(&dir)?;
+        let mut seqs = Vec::new();
+        for name in disk.list(&dir)? {
+            if name.ends_with(".tmp") {
+                // A segment prepared before a crash and never used.
+                disk.remove(&dir.join(&name))?;
+            } else if let Some(seq) = parse_segment_name(&name) {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        let mut entries = Vec::new();
+        let mut torn = None;
+        let mut last: Option<(u64, D::File, u64)> = None;
+        for (i, &seq) in seqs.iter().enumerate() {
+            let path = dir.join(segment_name(seq));
+            let mut file = disk.open(&path, false)?;
+            let bytes = file.read_all()?;
+            let is_last = i + 1 == seqs.len();
+            let end = replay_segment(&path, &bytes, is_last, &mut entries)?;
+            let valid = match end {
+                ScanEnd::Clean(o) => o,
+                ScanEnd::Torn(o) => {
+                    let dropped = bytes.len() - o;
+                    // Zero the torn bytes so that what is appended next
+                    // is followed by zeros, as in a fresh segment.
+                    file.write_at(o as u64, &vec![0; dropped])?;
+                    file.sync()?;
+                    ::log::warn!(
+                        "{}: cut a torn write of {dropped} bytes at offset {o}",
+                        path.display()
+                    );
+                    torn = Some(TornTail {
+                        file: path.clone(),
+                        offset: o as u64,
+                        bytes: dropped as u64,
+                    });
+                    o
+                }
+                ScanEnd::Damaged(..) => unreachable!("replay_segment reports damage"),
+            };
+            if is_last {
+                last = Some((seq, file, valid as u64));
+            }
+        }
+        let (seq, file, end) = match last {
+            Some(last) => last,
+            None => {
+                let tmp = dir.join(format!("{}.tmp", segment_name(1)));
+                let file = prepare(&disk, tmp.clone(), segment_bytes)
+                    .join()
+                    .map_err(|_| io::Error::other("segment preparation panicked"))??;
+                disk.rename(&tmp, &dir.join(segment_name(1)))?;
+                disk.sync_dir(&dir)?;
+                (1, file, SEGMENT_HEADER)
+            }
+        };
+        let mut wal = Wal {
+            disk,
+            dir,
+            segment_bytes,
+            seq,
+            file,
+            end,
+            pending: Vec::new(),
+            older: Vec::new(),
+            dir_dirty: false,
+            file_dirty: false,
+            next: None,
+            scratch: Vec::new(),
+        };
+        wal.prepare_next();
+        Ok((wal, entries, torn))
+    }
+
+    fn prepare_next(&mut self) {
+        if self.next.is_none() {
+            let tmp = self.dir.join(format!("{}.tmp", segment_name(self.seq + 1)));
+            self.next = Some(prepare(&self.disk, tmp, self.segment_bytes));
+        }
+    }
+
+    /// Queues a record of `entries` (written at the next [`Wal::sync`]).
+    ///
+    /// # Errors
+    /// The device's error when a new segment could not be started.
+    pub(crate) fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        // Keep records well under a segment: split long runs.
+        let max = (self.segment_bytes / 2) as usize;
+        let mut from = 0;
+        while from < entries.len() {
+            let mut to = from;
+            let mut size = 0;
+            while to < entries.len() && (to == from || size + entries[to].size() <= max) {
+                size += entries[to].size();
+                to += 1;
+            }
+            let mut payload = std::mem::take(&mut self.scratch);
+            payload.clear();
+            payload.push(ENTRIES);
+            let payload = postcard::to_extend(&entries[from..to], payload)
+                .map_err(|e| StorageError::Corrupt(format!("encoding entries: {e}")))?;
+            self.put(&payload)?;
+            self.scratch = payload;
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Queues a record that removes every entry at or above `index`.
+    ///
+    /// # Errors
+    /// The device's error when a new segment could not be started.
+    pub(crate) fn truncate(&mut self, index: Index) -> Result<(), StorageError> {
+        let mut payload = vec![TRUNCATE];
+        payload.extend_from_slice(&index.to_le_bytes());
+        self.put(&payload)
+    }
+
+    fn put(&mut self, payload: &[u8]) -> Result<(), StorageError> {
+        let size = (super::record::RECORD_HEADER + payload.len()) as u64;
+        if self.end > SEGMENT_HEADER && self.end + size > self.segment_bytes {
+            self.roll()?;
+        }
+        put_record(&mut self.pending, payload);
+        self.end += size;
+        Ok(())
+    }
+
+    /// Writes what is pending to the open segment and moves to the next.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        self.write_pending()?;
+        let next = self
+            .next
+            .take()
+            .expect("a next segment is always being prepared")
+            .join()
+            .map_err(|_| io::Error::other("segment preparation panicked"))??;
+        let seq = self.seq + 1;
+        let tmp = self.dir.join(format!("{}.tmp", segment_name(seq)));
+        self.disk.rename(&tmp, &self.dir.join(segment_name(seq)))?;
+        let old = std::mem::replace(&mut self.file, next);
+        if self.file_dirty {
+            self.older.push(old);
+        }
+        self.seq = seq;
+        self.end = SEGMENT_HEADER;
+        self.dir_dirty = true;
+        self.file_dirty = false;
+        self.prepare_next();
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let at = self.end - self.pending.len() as u64;
+        self.file.write_at(at, &self.pending)?;
+        self.pending.clear();
+        self.file_dirty = true;
+        Ok(())
+    }
+
+    /// Writes what is pending and, when `durable`, syncs every file written
+    /// to and the directory if a segment was added. Returns whether any
+    /// file was synced.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub(crate) fn sync(&mut self, durable: bool) -> Result<bool, StorageError> {
+        self.write_pending()?;
+        if !durable {
+            self.older.clear();
+            self.dir_dirty = false;
+            self.file_dirty = false;
+            return Ok(false);
+        }
+        let synced = self.file_dirty || !self.older.is_empty() || self.dir_dirty;
+        for mut f in self.older.drain(..) {
+            f.sync()?;
+        }
+        if self.file_dirty {
+            self.file.sync()?;
+            self.file_dirty = false;
+        }
+        if self.dir_dirty {
+            self.disk.sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(synced)
+    }
+}
+
+/// Replays the records of one segment onto `entries`.
+fn replay_segment(
+    path: &Path,
+    bytes: &[u8],
+    is_last: bool,
+    entries: &mut Vec<Entry>,
+) -> Result<ScanEnd, StorageError> {
+    let corrupt = |offset: usize, reason: String| StorageError::CorruptRecord {
+        file: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
+    if bytes.len() < SEGMENT_HEADER as usize || &bytes[..8] != MAGIC {
+        return Err(corrupt(0, "not a consenso log segment".into()));
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != VERSION {
+        return Err(StorageError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: VERSION,
+        });
+    }
+    let end = scan(bytes, SEGMENT_HEADER as usize, |_, payload| {
+        replay_record(payload, entries)
+    })
+    .map_err(|(off, reason)| corrupt(off, reason))?;
+    match end {
+        ScanEnd::Clean(_) => Ok(end),
+        ScanEnd::Torn(_) if is_last => Ok(end),
+        ScanEnd::Torn(off) => Err(corrupt(
+            off,
+            "damaged record at the end of a segment that is not the last".into(),
+        )),
+        ScanEnd::Damaged(off, reason) => Err(corrupt(off, reason.into())),
+    }
+}
+
+/// Applies one record to the replayed log.
+fn replay_record(payload: &[u8], entries: &mut Vec<Entry>) -> Result<(), String> {
+    let last = entries.last().map_or(0, |e| e.index);
+    match payload.split_first() {
+        Some((&ENTRIES, rest)) => {
+            let batch: Vec<Entry> =
+                postcard::from_bytes(rest).map_err(|e| format!("entries do not decode: {e}"))?;
+            let Some(first) = batch.first().map(|e| e.index) else {
+                return Ok(());
+            };
+            if first == 0 || first > last + 1 {
+                return Err(format!("entries from {first} leave a gap after {last}"));
+            }
+            if !crate::consensus::log::consecutive(&batch, first) {
+                return Err(format!("entries from {first} are not consecutive"));
+            }
+            entries.truncate(first as usize - 1);
+            entries.extend(batch);
+            Ok(())
+        }
+        Some((&TRUNCATE, rest)) => {
+            let index = rest
+                .try_into()
+                .map(u64::from_le_bytes)
+                .map_err(|_| "truncation record of the wrong size".to_string())?;
+            entries.truncate(index.saturating_sub(1) as usize);
+            Ok(())
+        }
+        _ => Err("unknown record kind".into()),
+    }
+}
