@@ -6,9 +6,15 @@
 //! Each point runs `--repeat` times (a fresh cluster each time) and reports
 //! the median run: thread scheduling on a small machine is noisy.
 //!
+//! With `--data-dir DIR` every node keeps a FileStorage (synced) under
+//! `DIR`, and the run first measures the raw rate of write + fdatasync of
+//! one record of the same size on the same disk, to compare with; each
+//! point then also reports commits per sync of the leader.
+//!
 //! ```text
 //! cargo bench -p consenso --bench throughput -- [--protocol raft,paxos,zab]
 //!     [--proposers 1,64,256,4096] [--payload 0,100] [--seconds 3] [--repeat 3]
+//!     [--data-dir DIR]
 //! ```
 
 use bytes::Bytes;
@@ -18,6 +24,7 @@ use consenso::consensus::zab::Zab;
 use consenso::consensus::{Protocol, ProtocolKind};
 use consenso::local::LocalCluster;
 use consenso::runtime::{NodeConfig, NodeHandle, NullMachine};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,6 +140,8 @@ struct Point {
     p50: Duration,
     p99: Duration,
     failed: u64,
+    /// Commits per sync of the leader's storage (durable runs).
+    commits_per_sync: Option<f64>,
 }
 
 fn measure(
@@ -140,23 +149,41 @@ fn measure(
     payload: usize,
     proposers: usize,
     seconds: f64,
+    data_dir: Option<&Path>,
 ) -> Result<Point, String> {
     match protocol {
-        ProtocolKind::Raft => measure_with::<Raft>(payload, proposers, seconds),
-        ProtocolKind::MultiPaxos => measure_with::<MultiPaxos>(payload, proposers, seconds),
-        ProtocolKind::Zab => measure_with::<Zab>(payload, proposers, seconds),
+        ProtocolKind::Raft => measure_with::<Raft>(payload, proposers, seconds, data_dir),
+        ProtocolKind::MultiPaxos => {
+            measure_with::<MultiPaxos>(payload, proposers, seconds, data_dir)
+        }
+        ProtocolKind::Zab => measure_with::<Zab>(payload, proposers, seconds, data_dir),
     }
+}
+
+/// A fresh directory for one durable run under `root`.
+fn fresh_dir(root: &Path) -> PathBuf {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let dir = root.join(format!(
+        "run-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 fn measure_with<P: Protocol>(
     payload: usize,
     proposers: usize,
     seconds: f64,
+    data_dir: Option<&Path>,
 ) -> Result<Point, String>
 where
     P::Config: Default,
 {
-    let config = NodeConfig::<P::Config>::new(1, vec![1, 2, 3]);
+    let mut config = NodeConfig::<P::Config>::new(1, vec![1, 2, 3]);
+    let run_dir = data_dir.map(fresh_dir);
+    config.data_dir = run_dir.clone();
     let cluster =
         LocalCluster::<P>::start_with(config, |_| NullMachine).map_err(|e| e.to_string())?;
     let leader = cluster
@@ -175,8 +202,11 @@ where
     for _ in 0..proposers {
         propose_loop(node.clone(), Arc::clone(&run), payload);
     }
-    std::thread::sleep(warmup + Duration::from_secs_f64(seconds));
+    std::thread::sleep(warmup);
+    let syncs_before = node.status().storage_syncs;
+    std::thread::sleep(Duration::from_secs_f64(seconds));
     run.stop.store(true, Relaxed);
+    let syncs = node.status().storage_syncs - syncs_before;
     let elapsed = run.measure_from.elapsed().as_secs_f64();
     let completed = run.completed.load(Relaxed);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -184,6 +214,9 @@ where
         std::thread::sleep(Duration::from_millis(1));
     }
     cluster.shutdown();
+    if let Some(dir) = run_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(Point {
         payload,
         proposers,
@@ -191,7 +224,40 @@ where
         p50: run.latency.percentile(0.50),
         p99: run.latency.percentile(0.99),
         failed: run.failed.load(Relaxed),
+        commits_per_sync: data_dir.map(|_| completed as f64 / syncs.max(1) as f64),
     })
+}
+
+/// The raw rate of the disk under `root`: appends of one `size`-byte
+/// record followed by `fdatasync`, for `seconds`. Returns syncs/s and the
+/// p50 and p99 of one write + sync.
+fn raw_sync_rate(
+    root: &Path,
+    size: usize,
+    seconds: f64,
+) -> std::io::Result<(f64, Duration, Duration)> {
+    use std::io::Write;
+    let dir = fresh_dir(root);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("raw");
+    // Preallocated like a log segment, so a sync writes no metadata.
+    std::fs::write(&path, vec![0u8; 64 << 20])?;
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    file.sync_all()?;
+    let record = vec![0xAB; size];
+    let latency = Histogram::new();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        file.write_all(&record)?;
+        file.sync_data()?;
+        latency.record(t.elapsed());
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((rate, latency.percentile(0.5), latency.percentile(0.99)))
 }
 
 fn list(arg: Option<String>, default: &[usize]) -> Vec<usize> {
@@ -204,6 +270,7 @@ fn main() {
     let mut proposers = None;
     let mut payloads = None;
     let mut seconds = 3.0;
+    let mut data_dir: Option<PathBuf> = None;
     let mut repeat = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -211,6 +278,7 @@ fn main() {
             "--protocol" => protocols = args.next(),
             "--proposers" => proposers = args.next(),
             "--payload" => payloads = args.next(),
+            "--data-dir" => data_dir = args.next().map(PathBuf::from),
             "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).unwrap_or(seconds),
             "--repeat" => {
                 repeat = args
@@ -230,15 +298,36 @@ fn main() {
         .split(',')
         .filter_map(|n| ProtocolKind::from_name(n.trim()))
         .collect();
-    println!("| protocol | payload | proposers | commits/s | p50 latency | p99 latency |");
-    println!("|----------|--------:|----------:|----------:|------------:|------------:|");
+    if let Some(dir) = &data_dir {
+        for &payload in &payloads {
+            // A record's framing and an entry's header come to about 30 bytes.
+            match raw_sync_rate(dir, payload + 30, seconds) {
+                Ok((rate, p50, p99)) => println!(
+                    "raw write+fdatasync of {} B on {}: {rate:.0}/s, p50 {p50:.1?}, p99 {p99:.1?}",
+                    payload + 30,
+                    dir.display()
+                ),
+                Err(e) => println!("raw write+fdatasync on {}: error: {e}", dir.display()),
+            }
+        }
+        println!();
+    }
+    let durable = data_dir.is_some();
+    println!(
+        "| protocol | payload | proposers | commits/s | p50 latency | p99 latency |{}",
+        if durable { " commits/sync |" } else { "" }
+    );
+    println!(
+        "|----------|--------:|----------:|----------:|------------:|------------:|{}",
+        if durable { "-------------:|" } else { "" }
+    );
     for &protocol in &protocols {
         for &payload in &payloads {
             for &n in &proposers {
                 let mut runs: Vec<Point> = Vec::new();
                 let mut error = None;
                 for _ in 0..repeat {
-                    match measure(protocol, payload, n, seconds) {
+                    match measure(protocol, payload, n, seconds, data_dir.as_deref()) {
                         Ok(p) => runs.push(p),
                         Err(e) => error = Some(e),
                     }
@@ -252,13 +341,15 @@ fn main() {
                 match median.ok_or_else(|| error.unwrap_or_default()) {
                     Ok(p) => {
                         println!(
-                            "| {} | {} B | {} | {:.0} | {:.1?} | {:.1?} |{}",
+                            "| {} | {} B | {} | {:.0} | {:.1?} | {:.1?} |{}{}",
                             protocol.name(),
                             p.payload,
                             p.proposers,
                             p.commits_per_sec,
                             p.p50,
                             p.p99,
+                            p.commits_per_sync
+                                .map_or(String::new(), |c| format!(" {c:.1} |")),
                             if p.failed > 0 {
                                 format!(" ({} failed)", p.failed)
                             } else {

@@ -266,8 +266,10 @@ struct Slot<P: Protocol> {
 }
 
 /// A whole cluster of threaded nodes on one [`LocalNetwork`], each with
-/// in-memory storage that survives [`LocalCluster::stop`] and
-/// [`LocalCluster::restart`]. Methods take `&self` or `&mut self` as noted;
+/// storage that survives [`LocalCluster::stop`] and
+/// [`LocalCluster::restart`]: in memory, or, when the template names a
+/// `data_dir`, a [`crate::storage::FileStorage`] in its `node<id>`
+/// subdirectory. Methods take `&self` or `&mut self` as noted;
 /// the nodes themselves are thread-safe.
 pub struct LocalCluster<P: Protocol = Raft> {
     net: LocalNetwork,
@@ -339,7 +341,8 @@ impl<P: Protocol> LocalCluster<P> {
         self.slots.iter().find(|s| s.id == id)?.node.as_ref()
     }
 
-    /// The storage of node `id` (kept across restarts).
+    /// The in-memory storage of node `id` (kept across restarts; unused
+    /// when the cluster has a data directory).
     pub fn storage(&self, id: NodeId) -> Option<&MemStorage> {
         self.slots.iter().find(|s| s.id == id).map(|s| &s.storage)
     }
@@ -371,12 +374,15 @@ impl<P: Protocol> LocalCluster<P> {
         }
         let mut config = self.template.clone();
         config.id = id;
-        let node = Node::<P>::start(
-            config,
-            self.slots[pos].storage.clone(),
-            self.net.transport(id),
-            (self.machines)(id),
-        )?;
+        let transport = self.net.transport(id);
+        let machine = (self.machines)(id);
+        let node = match config.data_dir.take() {
+            Some(root) => {
+                config.data_dir = Some(root.join(format!("node{id}")));
+                Node::<P>::open(config, transport, machine)?
+            }
+            None => Node::<P>::start(config, self.slots[pos].storage.clone(), transport, machine)?,
+        };
         self.net.register(id, node.inbox());
         self.slots[pos].node = Some(node);
         Ok(())

@@ -4,7 +4,7 @@
 use consenso::consensus::raft::{Raft, RaftConfig};
 use consenso::local::LocalCluster;
 use consenso::runtime::{CounterMachine, Node, NodeConfig, ReceiveError, StateMachine};
-use consenso::storage::MemStorage;
+use consenso::storage::{MemStorage, Storage};
 use consenso::wire::WireError;
 use consenso::{ProposeError, Role};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,9 @@
 //! Runtime settings of one node.
 
 use crate::error::ConfigError;
+use crate::storage::FileOptions;
 use crate::types::NodeId;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Settings of one node: who it is, who its peers are, how fast its clock
@@ -28,6 +30,12 @@ pub struct NodeConfig<P> {
     pub proposal_timeout: Duration,
     /// Seed for the protocol's randomness; `None` derives one from the clock.
     pub seed: Option<u64>,
+    /// Where [`super::Node::open`] keeps the node's log and hard state (a
+    /// [`crate::storage::FileStorage`] data directory, created when
+    /// missing); `None` keeps them in memory, lost when the process ends.
+    pub data_dir: Option<PathBuf>,
+    /// How the data directory is written (sync, segment size).
+    pub storage: FileOptions,
 }
 
 impl<P: Default> NodeConfig<P> {
@@ -44,6 +52,8 @@ impl<P: Default> NodeConfig<P> {
             queue_capacity: 1 << 16,
             proposal_timeout: Duration::from_secs(30),
             seed: None,
+            data_dir: None,
+            storage: FileOptions::default(),
         }
     }
 }
@@ -66,6 +76,6 @@ impl<P> NodeConfig<P> {
         if self.proposal_timeout.is_zero() {
             return Err(ConfigError::new("proposal_timeout", "must be positive"));
         }
-        Ok(())
+        self.storage.validate()
     }
 }

@@ -189,12 +189,16 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         status
             .last_index
             .store(self.core.last_index(), Ordering::Relaxed);
+        status
+            .storage_syncs
+            .store(self.host.storage.sync_count(), Ordering::Relaxed);
         if let Err(Stopped::Storage(e)) = &result {
             ::log::error!(
                 "node {}: storage failed, stopping: {e}",
                 self.host.shared.id
             );
             status.storage_errors.fetch_add(1, Ordering::Relaxed);
+            *status.storage_failure.lock() = Some(e.to_string());
         }
         result
     }

@@ -7,7 +7,7 @@ use super::status::{SharedStatus, Status};
 use super::{ProposeCallback, ReadCallback, StateChangeCallback, StateMachine, Transport};
 use crate::consensus::{Protocol, Recovered};
 use crate::error::{ConfigError, ProposeError};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{FileStorage, MemStorage, Storage, StorageError};
 use crate::types::{Index, NodeId};
 use crate::wire::{Endpoint, WireError};
 use bytes::Bytes;
@@ -231,6 +231,34 @@ impl<P: Protocol> Node<P> {
         Self::start_observed(config, storage, transport, machine, None)
     }
 
+    /// Starts a node on the storage its config names: a
+    /// [`FileStorage`] in `config.data_dir` (opened with `config.storage`,
+    /// locked, and recovered: the node resumes where it stopped), or a
+    /// [`MemStorage`] when there is none.
+    ///
+    /// # Errors
+    /// [`StartError`] for a bad config, a data directory that cannot be
+    /// used (not a consenso directory, a newer format, in use by another
+    /// node, damaged), or a failed spawn.
+    pub fn open<T, M>(
+        config: NodeConfig<P::Config>,
+        transport: T,
+        machine: M,
+    ) -> Result<Self, StartError>
+    where
+        T: Transport,
+        M: StateMachine,
+    {
+        config.validate()?;
+        match &config.data_dir {
+            Some(dir) => {
+                let storage = FileStorage::open_with(dir, config.storage)?;
+                Self::start(config, storage, transport, machine)
+            }
+            None => Self::start(config, MemStorage::new(), transport, machine),
+        }
+    }
+
     /// Starts the apply thread of the node `shared` describes.
     fn spawn_applier<M: StateMachine>(
         shared: &Arc<Shared<P>>,
@@ -309,6 +337,10 @@ impl<P: Protocol> Node<P> {
             closed: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         });
+        shared
+            .status
+            .storage_torn_bytes
+            .store(storage.torn_bytes(), Ordering::Relaxed);
         let mut handles = vec![Self::spawn_applier(&shared, apply_rx, machine)?];
         let driver = Driver::new(
             core,

@@ -37,6 +37,15 @@ pub struct Status {
     pub proposals_failed: u64,
     /// Storage errors (the node stops at the first).
     pub storage_errors: u64,
+    /// The storage error that stopped the node, if one did: it acknowledged
+    /// nothing it did not persist, and takes nothing more.
+    pub storage_failure: Option<String>,
+    /// Syncs that made writes durable (commits per sync measure group
+    /// commit).
+    pub storage_syncs: u64,
+    /// Bytes of a torn last write cut off the log when the storage was
+    /// opened (never acknowledged: they were not synced).
+    pub storage_torn_bytes: u64,
     /// The state machine panicked in `apply`: the node stopped (it neither
     /// applies nor leads nor votes any more) so that the cluster replaces
     /// it; restart it once the state machine is fixed.
@@ -72,6 +81,9 @@ impl std::fmt::Display for Status {
         if self.state_machine_failed {
             write!(f, ", state machine failed")?;
         }
+        if let Some(why) = &self.storage_failure {
+            write!(f, ", stopped by storage: {why}")?;
+        }
         Ok(())
     }
 }
@@ -91,6 +103,9 @@ pub(crate) struct SharedStatus {
     pub dropped: AtomicU64,
     pub proposals_failed: AtomicU64,
     pub storage_errors: AtomicU64,
+    pub storage_failure: parking_lot::Mutex<Option<String>>,
+    pub storage_syncs: AtomicU64,
+    pub storage_torn_bytes: AtomicU64,
     pub state_machine_failed: AtomicBool,
 }
 
@@ -146,6 +161,9 @@ impl SharedStatus {
             messages_dropped: self.dropped.load(Relaxed),
             proposals_failed: self.proposals_failed.load(Relaxed),
             storage_errors: self.storage_errors.load(Relaxed),
+            storage_failure: self.storage_failure.lock().clone(),
+            storage_syncs: self.storage_syncs.load(Relaxed),
+            storage_torn_bytes: self.storage_torn_bytes.load(Relaxed),
             state_machine_failed: self.state_machine_failed.load(Relaxed),
         }
     }

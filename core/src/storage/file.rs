@@ -180,11 +180,6 @@ impl<D: Disk> FileStorage<D> {
         self.torn.as_ref()
     }
 
-    /// How many syncs made writes durable (a measure of group commit).
-    pub fn sync_count(&self) -> u64 {
-        self.syncs
-    }
-
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -295,6 +290,10 @@ impl<D: Disk> Storage for FileStorage<D> {
             }
             Ok(())
         })
+    }
+
+    fn sync_count(&self) -> u64 {
+        self.syncs
     }
 
     fn torn_bytes(&self) -> u64 {

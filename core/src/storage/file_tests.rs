@@ -413,3 +413,152 @@ fn without_sync_the_writes_still_reach_the_files() {
     assert_eq!(s.entries().unwrap(), run(1, 4, 10));
     assert_eq!(s.hard_state().unwrap(), Some(b"hs".to_vec()));
 }
+
+// ------------------------------------------------- nodes on FileStorage
+
+use crate::consensus::raft::{Raft, RaftConfig};
+use crate::local::LocalCluster;
+use crate::runtime::{Node, NodeConfig, StateMachine};
+use crate::ProposeError;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Records the commands it applies, shared with the test.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, _index: Index, command: &[u8]) -> Vec<u8> {
+        self.0.lock().unwrap().push(command.to_vec());
+        Vec::new()
+    }
+}
+
+#[test]
+fn a_cluster_on_data_directories_resumes_after_every_node_restarts() {
+    let dir = TempDir::new("cluster");
+    let mut template = NodeConfig::<RaftConfig>::new(1, vec![1, 2, 3]);
+    template.data_dir = Some(dir.path().to_path_buf());
+    template.tick_interval = Duration::from_millis(2);
+    let recorders: Arc<Mutex<Vec<Recorder>>> = Arc::default();
+    let rs = Arc::clone(&recorders);
+    let mut cluster = LocalCluster::<Raft>::start_with(template, move |_| {
+        let r = Recorder::default();
+        rs.lock().unwrap().push(r.clone());
+        r
+    })
+    .unwrap();
+    let wait = Duration::from_secs(10);
+    for i in 0..30u8 {
+        cluster.propose(&[i], wait).unwrap();
+    }
+    for id in 1..=3 {
+        cluster.stop(id);
+    }
+    recorders.lock().unwrap().clear();
+    for id in 1..=3 {
+        cluster.restart(id).unwrap();
+    }
+    cluster.propose(&[99], wait).unwrap();
+    let leader = cluster.wait_for_leader(wait).unwrap();
+    assert!(cluster.node(leader).unwrap().status().storage_syncs > 0);
+    // Every restarted node applies the 30 commands from its own log (the
+    // leader at least at once; the others as the commit reaches them).
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let logs: Vec<Vec<Vec<u8>>> = recorders
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.0.lock().unwrap().clone())
+            .collect();
+        let expected: Vec<Vec<u8>> = (0..30u8).map(|i| vec![i]).chain([vec![99]]).collect();
+        if logs.len() == 3 && logs.iter().all(|l| *l == expected) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs after restart: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cluster.shutdown();
+}
+
+#[test]
+fn a_node_whose_disk_fills_stops_acknowledges_nothing_more_and_says_why() {
+    let dir = TempDir::new("nodefull");
+    let budget = Arc::new(AtomicI64::new(i64::MAX));
+    let disk = FullDisk {
+        budget: Arc::clone(&budget),
+    };
+    let storage = FileStorage::open_on(disk.clone(), dir.path(), FileOptions::default()).unwrap();
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
+    config.tick_interval = Duration::from_millis(1);
+    let node = Node::<Raft>::start(config, storage, |_, _| {}, Recorder::default()).unwrap();
+    let wait = Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + wait;
+    let acked = loop {
+        match node.propose(b"kept".to_vec(), wait) {
+            Ok(_) => break 1,
+            Err(ProposeError::NotLeader { .. }) => {
+                assert!(std::time::Instant::now() < deadline, "no leader");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    budget.store(0, Ordering::SeqCst);
+    let lost = node.propose(b"not persisted".to_vec(), wait);
+    assert!(matches!(lost, Err(ProposeError::Closed)), "{lost:?}");
+    let status = node.status();
+    assert_eq!(status.storage_errors, 1);
+    let why = status
+        .storage_failure
+        .clone()
+        .expect("the failure is reported");
+    assert!(why.contains("disk full"), "{why}");
+    assert!(
+        status.to_string().contains("stopped by storage"),
+        "{status}"
+    );
+    assert!(matches!(
+        node.propose(b"after".to_vec(), wait),
+        Err(ProposeError::Closed)
+    ));
+    node.shutdown();
+    drop(node);
+    budget.store(i64::MAX, Ordering::SeqCst);
+    let reopened = FileStorage::open_on(disk, dir.path(), FileOptions::default()).unwrap();
+    let commands: Vec<Bytes> = reopened
+        .entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Normal)
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(commands.len(), acked);
+    assert_eq!(commands[0], Bytes::from_static(b"kept"));
+}
+
+#[test]
+fn two_nodes_pointed_at_one_directory_the_second_does_not_start() {
+    let dir = TempDir::new("twonodes");
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
+    config.data_dir = Some(dir.path().to_path_buf());
+    let first = Node::<Raft>::open(config.clone(), |_, _| {}, Recorder::default()).unwrap();
+    let second = Node::<Raft>::open(config.clone(), |_, _| {}, Recorder::default());
+    assert!(
+        matches!(
+            second,
+            Err(crate::runtime::StartError::Storage(StorageError::Locked(_)))
+        ),
+        "{:?}",
+        second.err()
+    );
+    first.shutdown();
+    drop(first);
+    Node::<Raft>::open(config, |_, _| {}, Recorder::default())
+        .unwrap()
+        .shutdown();
+}

@@ -31,11 +31,6 @@ impl MemStorage {
         Self::default()
     }
 
-    /// How many times [`Storage::sync`] ran (a measure of group commit).
-    pub fn sync_count(&self) -> u64 {
-        self.inner.lock().syncs
-    }
-
     /// Number of stored entries.
     pub fn len(&self) -> usize {
         self.inner.lock().offsets.len()
@@ -105,6 +100,11 @@ impl Storage for MemStorage {
     fn sync(&mut self) -> Result<(), StorageError> {
         self.inner.lock().syncs += 1;
         Ok(())
+    }
+
+    /// How many times [`Storage::sync`] ran (a measure of group commit).
+    fn sync_count(&self) -> u64 {
+        self.inner.lock().syncs
     }
 }
 

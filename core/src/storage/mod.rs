@@ -119,6 +119,11 @@ pub trait Storage: Send + 'static {
     /// sync may be assumed durable.
     fn sync(&mut self) -> Result<(), StorageError>;
 
+    /// How many syncs made writes durable so far (0 when not counted).
+    fn sync_count(&self) -> u64 {
+        0
+    }
+
     /// Bytes of a torn last write that opening this storage cut off the
     /// log (never acknowledged: they were not synced); 0 when none.
     fn torn_bytes(&self) -> u64 {

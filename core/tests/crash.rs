@@ -1,0 +1,502 @@
+//! The real crash test: three nodes in three OS processes on loopback TCP,
+//! each with its own data directory (FileStorage, synced), under a steady
+//! stream of proposals. Nodes are killed with SIGKILL (the leader half of
+//! the time) and restarted on the same directory. At the end every
+//! acknowledged proposal is present exactly once, in one order, on every
+//! node; nothing is present twice. Run for Raft, Multi-Paxos and ZAB.
+//!
+//! The same binary is the node: started with `CONSENSO_CRASH_NODE` set, it
+//! runs one node and takes commands on stdin (`P <value>`: propose;
+//! `D`: print the applied values), answering on stdout with lines that
+//! start with `@`.
+
+use consenso::consensus::paxos::MultiPaxos;
+use consenso::consensus::raft::Raft;
+use consenso::consensus::zab::Zab;
+use consenso::consensus::Protocol;
+use consenso::runtime::{Node, NodeConfig, StateMachine, Transport};
+use consenso::{NodeId, ProposeError};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const NODES: u64 = 3;
+const KILLS: usize = 20;
+
+fn main() {
+    if let Ok(id) = std::env::var("CONSENSO_CRASH_NODE") {
+        let id: NodeId = id.parse().expect("node id");
+        let protocol = std::env::var("CONSENSO_CRASH_PROTOCOL").expect("protocol");
+        let ports = parse_ports(&std::env::var("CONSENSO_CRASH_PORTS").expect("ports"));
+        let dir = std::env::var("CONSENSO_CRASH_DIR").expect("data dir");
+        match protocol.as_str() {
+            "raft" => run_node::<Raft>(id, ports, dir),
+            "paxos" => run_node::<MultiPaxos>(id, ports, dir),
+            "zab" => run_node::<Zab>(id, ports, dir),
+            other => panic!("unknown protocol {other}"),
+        }
+        return;
+    }
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let started = Instant::now();
+    for protocol in ["raft", "paxos", "zab"] {
+        if only.as_deref().is_some_and(|o| !protocol.contains(o)) {
+            continue;
+        }
+        let t = Instant::now();
+        let report = crash_test(protocol);
+        println!(
+            "crash test {protocol}: {} kills ({} of the leader), {} proposals acknowledged, \
+             {} on every node, {:.1} s",
+            report.kills,
+            report.leader_kills,
+            report.acked,
+            report.applied,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "crash tests passed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn parse_ports(s: &str) -> Vec<u16> {
+    s.split(',').map(|p| p.parse().expect("port")).collect()
+}
+
+// ---------------------------------------------------------------- the node
+
+/// The applied values, in order (shared with the stdin loop for `D`).
+#[derive(Clone, Default)]
+struct Applied(Arc<Mutex<Vec<u64>>>);
+
+impl StateMachine for Applied {
+    fn apply(&mut self, index: u64, command: &[u8]) -> Vec<u8> {
+        let value = u64::from_le_bytes(command.try_into().expect("8-byte command"));
+        self.0.lock().unwrap().push(value);
+        index.to_le_bytes().to_vec()
+    }
+}
+
+/// Length-prefixed envelopes over one TCP connection per peer, opened on
+/// first use and dropped on any error (the peer may be dead).
+struct Tcp {
+    id: NodeId,
+    ports: Vec<u16>,
+    conns: Mutex<HashMap<NodeId, TcpStream>>,
+}
+
+impl Transport for Tcp {
+    fn send(&self, to: NodeId, bytes: Vec<u8>) {
+        let mut conns = self.conns.lock().unwrap();
+        let stream = match conns.entry(to) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let addr = ("127.0.0.1", self.ports[to as usize - 1]);
+                let Ok(stream) = TcpStream::connect(addr) else {
+                    return;
+                };
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+                slot.insert(stream)
+            }
+        };
+        let mut frame = Vec::with_capacity(12 + bytes.len());
+        frame.extend_from_slice(&self.id.to_le_bytes());
+        frame.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&bytes);
+        if stream.write_all(&frame).is_err() {
+            conns.remove(&to);
+        }
+    }
+}
+
+fn serve_connection<P: Protocol>(mut stream: TcpStream, node: consenso::runtime::NodeHandle<P>) {
+    let mut header = [0u8; 12];
+    while stream.read_exact(&mut header).is_ok() {
+        let from = u64::from_le_bytes(header[..8].try_into().unwrap());
+        let len = u32::from_le_bytes(header[8..].try_into().unwrap()) as usize;
+        let mut bytes = vec![0; len];
+        if stream.read_exact(&mut bytes).is_err() {
+            return;
+        }
+        let _ = node.receive(from, &bytes);
+    }
+}
+
+fn run_node<P: Protocol>(id: NodeId, ports: Vec<u16>, dir: String)
+where
+    P::Config: Default,
+{
+    let listener = TcpListener::bind(("127.0.0.1", ports[id as usize - 1])).expect("bind");
+    let mut config = NodeConfig::<P::Config>::new(id, (1..=NODES).collect());
+    config.data_dir = Some(dir.into());
+    config.tick_interval = Duration::from_millis(5);
+    config.proposal_timeout = Duration::from_secs(5);
+    let applied = Applied::default();
+    let transport = Tcp {
+        id,
+        ports,
+        conns: Mutex::new(HashMap::new()),
+    };
+    let node = Node::<P>::open(config, transport, applied.clone()).expect("node starts");
+    let handle = node.handle();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let h = handle.clone();
+            std::thread::spawn(move || serve_connection::<P>(stream, h));
+        }
+    });
+    println!("@READY");
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("P") => {
+                let value: u64 = words.next().and_then(|v| v.parse().ok()).expect("value");
+                node.propose_with(
+                    value.to_le_bytes().to_vec(),
+                    Box::new(move |result| match result {
+                        Ok(_) => println!("@OK {value}"),
+                        Err(ProposeError::NotLeader { leader }) => {
+                            println!("@NOTLEADER {value} {}", leader.unwrap_or(0))
+                        }
+                        Err(_) => println!("@FAILED {value}"),
+                    }),
+                );
+            }
+            Some("D") => {
+                let values = applied.0.lock().unwrap().clone();
+                let list: Vec<String> = values.iter().map(u64::to_string).collect();
+                let status = node.status();
+                println!(
+                    "@LOG {} {} {}",
+                    status.leader.filter(|&l| l == id).is_some() as u8,
+                    status.storage_torn_bytes,
+                    list.join(",")
+                );
+            }
+            _ => {}
+        }
+    }
+    node.shutdown();
+}
+
+// -------------------------------------------------------------- the parent
+
+struct Proc {
+    child: Child,
+    stdin: ChildStdin,
+}
+
+/// A line a node printed, and which node.
+type Line = (NodeId, String);
+
+struct ClusterProcs {
+    protocol: &'static str,
+    ports: Vec<u16>,
+    root: std::path::PathBuf,
+    procs: Vec<Option<Proc>>,
+    lines: Sender<Line>,
+}
+
+impl ClusterProcs {
+    fn start(&mut self, id: NodeId) {
+        let dir = self.root.join(format!("node{id}"));
+        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .env("CONSENSO_CRASH_NODE", id.to_string())
+            .env("CONSENSO_CRASH_PROTOCOL", self.protocol)
+            .env("CONSENSO_CRASH_PORTS", ports.join(","))
+            .env("CONSENSO_CRASH_DIR", &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn a node");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take().expect("stdin");
+        let tx = self.lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with('@') && tx.send((id, line)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.procs[id as usize - 1] = Some(Proc { child, stdin });
+    }
+
+    fn kill(&mut self, id: NodeId) {
+        if let Some(mut p) = self.procs[id as usize - 1].take() {
+            p.child.kill().expect("SIGKILL");
+            p.child.wait().expect("reap");
+        }
+    }
+
+    fn tell(&mut self, id: NodeId, line: &str) -> bool {
+        match &mut self.procs[id as usize - 1] {
+            Some(p) => writeln!(p.stdin, "{line}").is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for ClusterProcs {
+    fn drop(&mut self) {
+        for id in 1..=NODES {
+            self.kill(id);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+struct Report {
+    kills: usize,
+    leader_kills: usize,
+    acked: usize,
+    applied: usize,
+}
+
+/// Proposals in flight: value → the node asked and when.
+struct Load {
+    next_value: u64,
+    in_flight: HashMap<u64, (NodeId, Instant)>,
+    acked: HashSet<u64>,
+    leader: NodeId,
+}
+
+impl Load {
+    const IN_FLIGHT: usize = 16;
+
+    fn top_up(&mut self, c: &mut ClusterProcs) {
+        while self.in_flight.len() < Self::IN_FLIGHT {
+            let to = self.leader;
+            let value = self.next_value;
+            if !c.tell(to, &format!("P {value}")) {
+                // That node is down: try the next one.
+                self.leader = to % NODES + 1;
+                return;
+            }
+            self.next_value += 1;
+            self.in_flight.insert(value, (to, Instant::now()));
+        }
+    }
+
+    fn on_line(&mut self, from: NodeId, line: &str) {
+        let mut words = line.split_whitespace();
+        let kind = words.next().unwrap_or("");
+        let value: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        match kind {
+            "@OK" => {
+                self.in_flight.remove(&value);
+                self.acked.insert(value);
+                self.leader = from;
+            }
+            "@NOTLEADER" => {
+                self.in_flight.remove(&value);
+                let hint: NodeId = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                self.leader = if (1..=NODES).contains(&hint) {
+                    hint
+                } else {
+                    from % NODES + 1
+                };
+            }
+            "@FAILED" => {
+                self.in_flight.remove(&value);
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets proposals to `id` (killed: their outcome is unknown) and
+    /// those that went unanswered too long.
+    fn forget(&mut self, id: Option<NodeId>) {
+        let now = Instant::now();
+        self.in_flight.retain(|_, (to, at)| {
+            Some(*to) != id && now.duration_since(*at) < Duration::from_secs(10)
+        });
+    }
+}
+
+/// Runs the load for `period`, handling answers.
+fn pump(c: &mut ClusterProcs, load: &mut Load, rx: &Receiver<Line>, period: Duration) {
+    let end = Instant::now() + period;
+    loop {
+        load.top_up(c);
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        match rx.recv_timeout((end - now).min(Duration::from_millis(20))) {
+            Ok((from, line)) => load.on_line(from, &line),
+            Err(RecvTimeoutError::Timeout) => load.forget(None),
+            Err(RecvTimeoutError::Disconnected) => panic!("every reader ended"),
+        }
+    }
+}
+
+/// One node's dump: whether it leads, the torn bytes it cut, its values.
+fn dump(c: &mut ClusterProcs, rx: &Receiver<Line>) -> HashMap<NodeId, (bool, u64, Vec<u64>)> {
+    for id in 1..=NODES {
+        c.tell(id, "D");
+    }
+    let mut got = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < NODES as usize && Instant::now() < deadline {
+        let Ok((from, line)) = rx.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        let Some(rest) = line.strip_prefix("@LOG ") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ' ');
+        let leads = parts.next() == Some("1");
+        let torn: u64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let values = parts
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().expect("value"))
+            .collect();
+        got.insert(from, (leads, torn, values));
+    }
+    got
+}
+
+fn crash_test(protocol: &'static str) -> Report {
+    let (tx, rx) = channel();
+    let root =
+        std::env::temp_dir().join(format!("consenso-crash-{protocol}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut c = ClusterProcs {
+        protocol,
+        ports: free_ports(NODES as usize),
+        root,
+        procs: (0..NODES).map(|_| None).collect(),
+        lines: tx,
+    };
+    for id in 1..=NODES {
+        c.start(id);
+    }
+    let mut load = Load {
+        next_value: 1,
+        in_flight: HashMap::new(),
+        acked: HashSet::new(),
+        leader: 1,
+    };
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
+    let mut next_rand = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let (mut kills, mut leader_kills) = (0, 0);
+    pump(&mut c, &mut load, &rx, Duration::from_millis(800));
+    while kills < KILLS || leader_kills < KILLS / 2 {
+        pump(
+            &mut c,
+            &mut load,
+            &rx,
+            Duration::from_millis(250 + next_rand(250)),
+        );
+        // Kill the leader every other time (as far as the answers tell
+        // it), else another node.
+        let leader = dump(&mut c, &rx)
+            .iter()
+            .find(|(_, (leads, _, _))| *leads)
+            .map(|(&id, _)| id);
+        let victim = match leader {
+            Some(l) if leader_kills * 2 <= kills => {
+                leader_kills += 1;
+                l
+            }
+            Some(l) => (l + next_rand(NODES - 1)) % NODES + 1,
+            None => next_rand(NODES) + 1,
+        };
+        c.kill(victim);
+        load.forget(Some(victim));
+        kills += 1;
+        pump(
+            &mut c,
+            &mut load,
+            &rx,
+            Duration::from_millis(100 + next_rand(200)),
+        );
+        c.start(victim);
+    }
+    // Let every node catch up, with no more proposals: done when the
+    // three logs are equal in two dumps in a row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut previous = None;
+    let logs = loop {
+        while let Ok((from, line)) = rx.recv_timeout(Duration::from_millis(200)) {
+            load.on_line(from, &line);
+        }
+        let logs = dump(&mut c, &rx);
+        let first = logs.get(&1).map(|(_, _, v)| v.clone());
+        let equal = logs.len() == NODES as usize
+            && logs.values().all(|(_, _, v)| Some(v) == first.as_ref());
+        if (equal && previous == first) || Instant::now() > deadline {
+            break logs;
+        }
+        previous = first;
+    };
+    let report = Report {
+        kills,
+        leader_kills,
+        acked: load.acked.len(),
+        applied: logs.get(&1).map_or(0, |(_, _, v)| v.len()),
+    };
+    assert_eq!(
+        logs.len(),
+        NODES as usize,
+        "{protocol}: a node did not answer"
+    );
+    let reference = &logs[&1].2;
+    for (id, (_, _, values)) in &logs {
+        assert_eq!(
+            values, reference,
+            "{protocol}: node {id} applied another order"
+        );
+    }
+    let mut seen = HashSet::new();
+    for v in reference {
+        assert!(seen.insert(*v), "{protocol}: value {v} applied twice");
+    }
+    let lost: Vec<u64> = load
+        .acked
+        .iter()
+        .copied()
+        .filter(|v| !seen.contains(v))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{protocol}: acknowledged values lost: {lost:?}"
+    );
+    assert!(
+        report.acked >= 100,
+        "{protocol}: only {} acknowledged",
+        report.acked
+    );
+    report
+}
