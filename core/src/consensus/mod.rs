@@ -362,6 +362,16 @@ pub trait Protocol: Send + 'static {
     /// read confirmations) that the calls since the last flush made due.
     fn flush(&mut self, out: &mut Effects<Self::Message, Self::HardState>);
 
+    /// True for a message that depends on nothing its batch persists: a
+    /// leader's appends of its own entries and its heartbeats. It may
+    /// leave before the batch's writes are durable, so that the leader's
+    /// sync overlaps its followers' (Raft §10.2.1); acknowledgements,
+    /// votes and promises never do. The default: none.
+    fn may_send_before_sync(msg: &Self::Message) -> bool {
+        let _ = msg;
+        false
+    }
+
     /// This node's id.
     fn id(&self) -> NodeId;
     /// Current role.

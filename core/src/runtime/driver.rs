@@ -36,6 +36,8 @@ pub(crate) type RuntimeApply = ApplyMsg<ProposeCallback, ReadCallback>;
 /// transport, the apply thread's queue and the host's callbacks.
 struct RuntimeHost<P: Protocol, S, T> {
     storage: S,
+    /// Written to since the last sync.
+    unsynced: bool,
     transport: T,
     shared: Arc<Shared<P>>,
     apply: Sender<RuntimeApply>,
@@ -80,6 +82,7 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
             exec: Executor::new(),
             host: RuntimeHost {
                 storage,
+                unsynced: false,
                 transport,
                 shared,
                 apply,
@@ -234,35 +237,39 @@ impl<P: Protocol, S, T> Completions<ProposeCallback, ReadCallback> for RuntimeHo
 impl<P: Protocol, S: Storage, T: Transport>
     Host<P::Message, P::HardState, ProposeCallback, ReadCallback> for RuntimeHost<P, S, T>
 {
-    fn persist(
+    fn write(
         &mut self,
         hard_state: Option<P::HardState>,
         hard_state_must_sync: bool,
         truncate_from: Option<Index>,
         append: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
-        let mut wrote = false;
         if let Some(hs) = hard_state {
             let bytes = postcard::to_allocvec(&hs)
                 .map_err(|e| StorageError::Corrupt(format!("hard state: {e}")))?;
             if hard_state_must_sync {
                 self.storage.set_hard_state(&bytes)?;
-                wrote = true;
+                self.unsynced = true;
             } else {
                 self.storage.set_hard_state_unsynced(&bytes)?;
             }
         }
         if let Some(index) = truncate_from {
             self.storage.truncate_from(index)?;
-            wrote = true;
+            self.unsynced = true;
         }
         if !append.is_empty() {
             self.storage.append(append)?;
             append.clear();
-            wrote = true;
+            self.unsynced = true;
         }
-        if wrote {
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
             self.storage.sync()?;
+            self.unsynced = false;
         }
         Ok(())
     }

@@ -6,9 +6,15 @@
 //! runs prove this code too.
 //!
 //! The order (docs/architecture.md):
-//! 1. persist the hard state, the truncation and the appended entries;
-//! 2. send the messages (none leaves before what it depends on is durable);
-//! 3. report the role change;
+//! 1. write the hard state, the truncation and the appended entries;
+//! 2. send the messages that depend on none of it (a leader's appends and
+//!    heartbeats, [`Protocol::may_send_before_sync`]) unless the batch
+//!    changed the hard state beyond its commit index or cut the log: the
+//!    leader's sync then overlaps its followers' (Raft §10.2.1; a leader
+//!    counts its own entries only once a later batch runs, after this
+//!    sync);
+//! 3. sync, then send the other messages (none leaves before what it
+//!    depends on is durable), and report the role change;
 //! 4. hand the committed entries to the applier with the proposals whose
 //!    identity `(origin, index)` they carry; a proposal whose slot
 //!    committed another entry is answered `Dropped`;
@@ -30,20 +36,27 @@ use std::collections::{BTreeMap, VecDeque};
 /// What the executor needs from the node it runs in. Completions (failed
 /// proposals and reads) go through the [`Completions`] supertrait.
 pub(crate) trait Host<M, H, D, R>: Completions<D, R> {
-    /// Makes the batch's writes durable: `hard_state` (replacing the old;
-    /// when not `hard_state_must_sync`, only its commit index changed and
-    /// it need not be made durable), then the truncation (every entry at
-    /// or above the index goes), then `append`, which the host takes.
+    /// Writes the batch's changes, not yet durable: `hard_state`
+    /// (replacing the old; when not `hard_state_must_sync`, only its
+    /// commit index changed and it need never be made durable), then the
+    /// truncation (every entry at or above the index goes), then `append`,
+    /// which the host takes.
     ///
     /// # Errors
     /// The storage's error: the node must stop.
-    fn persist(
+    fn write(
         &mut self,
         hard_state: Option<H>,
         hard_state_must_sync: bool,
         truncate_from: Option<Index>,
         append: &mut Vec<Entry>,
     ) -> Result<(), StorageError>;
+
+    /// Makes everything written durable (nothing to do when nothing was).
+    ///
+    /// # Errors
+    /// The storage's error: the node must stop.
+    fn sync(&mut self) -> Result<(), StorageError>;
 
     /// Queues `msg` for `to`.
     fn send(&mut self, to: NodeId, msg: M);
@@ -164,8 +177,8 @@ impl<D, R, T: Copy + Ord> Executor<D, R, T> {
     /// doc, and leaves it empty.
     ///
     /// # Errors
-    /// [`Stopped`]: storage failed (nothing was sent) or the applier is
-    /// gone; the node must stop.
+    /// [`Stopped`]: storage failed (nothing that depended on the batch's
+    /// writes was sent) or the applier is gone; the node must stop.
     pub(crate) fn carry_out<P: Protocol>(
         &mut self,
         core: &P,
@@ -189,7 +202,8 @@ impl<D, R, T: Copy + Ord> Executor<D, R, T> {
             "commit {commit} beyond the last index {}",
             core.last_index()
         );
-        host.persist(
+        let hold_all = fx.hard_state_must_sync || fx.truncate_from.is_some();
+        host.write(
             fx.hard_state.take(),
             fx.hard_state_must_sync,
             fx.truncate_from.take(),
@@ -198,8 +212,21 @@ impl<D, R, T: Copy + Ord> Executor<D, R, T> {
         .map_err(Stopped::Storage)?;
         debug_assert!(
             fx.append.is_empty(),
-            "every entry is persisted before a message leaves"
+            "every entry is written before a message leaves"
         );
+        if !hold_all {
+            let mut early = fx
+                .messages
+                .extract_if(.., |(_, m)| P::may_send_before_sync(m))
+                .peekable();
+            if early.peek().is_some() {
+                for (to, msg) in early {
+                    host.send(to, msg);
+                }
+                host.sends_done();
+            }
+        }
+        host.sync().map_err(Stopped::Storage)?;
         for (to, msg) in fx.messages.drain(..) {
             host.send(to, msg);
         }

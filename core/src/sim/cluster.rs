@@ -339,12 +339,17 @@ impl<P: SimProtocol> SimCluster<P> {
             bytes_sent: self.measure_bytes.then_some(&mut self.bytes_sent),
             outcomes: &mut self.outcomes,
             trace: self.trace,
+            staged: Default::default(),
         };
         match node.exec.carry_out(core, fx, &mut host) {
             Ok(()) => {}
             // The process died at its sync: nothing of the batch was
-            // persisted, and (the executor persists first) nothing was sent.
+            // persisted, and nothing that depended on it was sent (a
+            // leader's appends may have left before the sync).
             Err(Stopped::Storage(_)) if torn => {
+                if self.trace {
+                    println!("t={} node {id} died at its sync", self.now);
+                }
                 self.crash(id);
                 return Ok(false);
             }
@@ -672,6 +677,11 @@ impl<P: SimProtocol> SimCluster<P> {
                 self.ops[op].index = index;
                 Ok(Submit::Pending(op))
             }
+            // The node died at the sync of this very call: its entry may
+            // have left with the leader's appends (they go before the
+            // sync), so the put may yet take effect. Its outcome is
+            // unknown, and it stays in the history.
+            None if self.ops[op].status == OpStatus::Unknown => Ok(Submit::Pending(op)),
             other => self.refused(id, other.map(|r| r.map_err(|(e, _)| e).map(|_| ()))),
         }
     }

@@ -165,6 +165,26 @@ pub(super) struct SimHost<'a, M, H> {
     pub(super) bytes_sent: Option<&'a mut u64>,
     pub(super) outcomes: &'a mut Outcomes,
     pub(super) trace: bool,
+    /// Written by the executor and not yet synced: lost if the process
+    /// dies at the sync.
+    pub(super) staged: Staged<H>,
+}
+
+/// A batch's writes between `write` and `sync`.
+pub(super) struct Staged<H> {
+    hard_state: Option<H>,
+    truncate_from: Option<Index>,
+    append: Vec<Entry>,
+}
+
+impl<H> Default for Staged<H> {
+    fn default() -> Self {
+        Staged {
+            hard_state: None,
+            truncate_from: None,
+            append: Vec::new(),
+        }
+    }
 }
 
 impl<M, H> Completions<Op, Op> for SimHost<'_, M, H> {
@@ -178,14 +198,37 @@ impl<M, H> Completions<Op, Op> for SimHost<'_, M, H> {
 }
 
 impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
-    fn persist(
+    fn write(
         &mut self,
         hard_state: Option<H>,
         hard_state_must_sync: bool,
         truncate_from: Option<Index>,
         append: &mut Vec<Entry>,
     ) -> Result<(), StorageError> {
+        // As FileStorage does: a change of the commit index alone is not
+        // written until a hard state that must be synced comes along, and
+        // that one carries the newest commit index (so a restarted node
+        // recovers an older commit index, as it may).
+        if let Some(hs) = hard_state.filter(|_| hard_state_must_sync) {
+            self.staged.hard_state = Some(hs);
+        }
+        if let Some(t) = truncate_from {
+            self.staged.append.retain(|e| e.index < t);
+            self.staged.truncate_from = Some(self.staged.truncate_from.map_or(t, |u| u.min(t)));
+        }
+        self.staged.append.append(append);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        let Staged {
+            hard_state,
+            truncate_from,
+            mut append,
+        } = std::mem::take(&mut self.staged);
         if self.torn {
+            // What was written dies with the process; what was sent before
+            // the sync is out.
             return Err(StorageError::Corrupt("the process died at its sync".into()));
         }
         if self.trace && (truncate_from.is_some() || !append.is_empty()) {
@@ -198,11 +241,7 @@ impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
                 self.now, self.id
             );
         }
-        // As FileStorage does: a change of the commit index alone is not
-        // written until a hard state that must be synced comes along, and
-        // that one carries the newest commit index (so a restarted node
-        // recovers an older commit index, as it may).
-        if let Some(hs) = hard_state.filter(|_| hard_state_must_sync) {
+        if let Some(hs) = hard_state {
             self.disk.hard_state = Some(hs);
         }
         if let Some(t) = truncate_from {
@@ -211,7 +250,7 @@ impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
             }
             self.disk.log.truncate(t.saturating_sub(1) as usize);
         }
-        self.disk.log.append(append);
+        self.disk.log.append(&mut append);
         Ok(())
     }
 

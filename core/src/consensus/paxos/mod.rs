@@ -556,6 +556,10 @@ fn merge_slot(
 impl Protocol for MultiPaxos {
     protocol_plumbing!(ProtocolKind::MultiPaxos, PaxosConfig);
 
+    fn may_send_before_sync(msg: &Message) -> bool {
+        matches!(msg, Message::Accept { .. } | Message::Heartbeat { .. })
+    }
+
     fn tick(&mut self, out: &mut PaxosEffects) {
         if self.role != Role::Leader {
             if self.shell.tick_election() {

@@ -470,6 +470,10 @@ impl Raft {
 impl Protocol for Raft {
     protocol_plumbing!(ProtocolKind::Raft, RaftConfig);
 
+    fn may_send_before_sync(msg: &Message) -> bool {
+        matches!(msg, Message::Append { .. } | Message::Heartbeat { .. })
+    }
+
     fn tick(&mut self, out: &mut RaftEffects) {
         if self.role != Role::Leader {
             if self.shell.tick_election() {

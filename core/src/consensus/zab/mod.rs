@@ -359,6 +359,10 @@ impl Zab {
 impl Protocol for Zab {
     protocol_plumbing!(ProtocolKind::Zab, ZabConfig);
 
+    fn may_send_before_sync(msg: &Message) -> bool {
+        matches!(msg, Message::Proposal { .. } | Message::Ping { .. })
+    }
+
     fn tick(&mut self, out: &mut ZabEffects) {
         match &self.phase {
             Phase::Looking(_) => self.tick_looking(out),
