@@ -60,6 +60,13 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// # Errors
     /// The device's error.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Self::Lock>>;
+
+    /// True when work such as preparing the next log segment may run on
+    /// a helper thread; false for a disk that must see every operation
+    /// from its caller's thread, in order (a simulated one).
+    fn prepares_in_background(&self) -> bool {
+        true
+    }
 }
 
 /// An open file of a [`Disk`].

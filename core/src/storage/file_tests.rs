@@ -127,10 +127,10 @@ fn a_truncation_alone_survives_and_the_log_goes_on_after_it() {
 fn write_after_log(dir: &Path, bytes: &[u8]) -> (PathBuf, u64) {
     let last = segments(dir).pop().unwrap();
     let data = fs::read(&last).unwrap();
-    let end = (16..=data.len())
+    let end = (24..=data.len())
         .rev()
         .find(|&i| data[i - 1] != 0)
-        .unwrap_or(16);
+        .unwrap_or(24);
     let mut f = OsDisk.open(&last, false).unwrap();
     f.write_at(end as u64, bytes).unwrap();
     (last, end as u64)
@@ -176,8 +176,8 @@ fn a_flipped_bit_in_the_middle_of_the_log_is_an_error_naming_file_and_offset() {
     let seg = segments(dir.path()).pop().unwrap();
     let mut data = fs::read(&seg).unwrap();
     // Inside the payload of the second record.
-    let second = 16 + record::RECORD_HEADER + (data[16] as usize);
-    data[second + 12] ^= 0x04;
+    let second = 24 + record::record_size(data[24] as usize);
+    data[second + record::RECORD_HEADER + 3] ^= 0x04;
     fs::write(&seg, &data).unwrap();
     match FileStorage::open(dir.path()) {
         Err(StorageError::CorruptRecord { file, offset, .. }) => {
@@ -189,8 +189,9 @@ fn a_flipped_bit_in_the_middle_of_the_log_is_an_error_naming_file_and_offset() {
 }
 
 #[test]
-fn a_segment_cut_by_hand_before_the_last_is_an_error() {
-    for cut_inside_a_record in [false, true] {
+fn a_segment_cut_by_hand_is_an_error() {
+    for (last, cut_inside_a_record) in [(false, false), (false, true), (true, false), (true, true)]
+    {
         let dir = TempDir::new("cut");
         {
             let mut s = FileStorage::open_with(dir.path(), SMALL).unwrap();
@@ -201,24 +202,21 @@ fn a_segment_cut_by_hand_before_the_last_is_an_error() {
         }
         let segs = segments(dir.path());
         assert!(segs.len() >= 2);
-        let data = fs::read(&segs[0]).unwrap();
-        // The first record ends at 16 + 8 + len.
-        let first_end = 16 + 8 + u32::from_le_bytes(data[16..20].try_into().unwrap()) as u64;
-        let cut = if cut_inside_a_record {
-            first_end + 20
-        } else {
-            first_end
-        };
+        let seg = if last { segs.last() } else { segs.first() }.unwrap();
+        let data = fs::read(seg).unwrap();
+        let len = u32::from_le_bytes(data[24..28].try_into().unwrap()) as usize;
+        let first_end = (24 + record::record_size(len)) as u64;
+        let cut = first_end + if cut_inside_a_record { 20 } else { 0 };
         fs::OpenOptions::new()
             .write(true)
-            .open(&segs[0])
+            .open(seg)
             .unwrap()
             .set_len(cut)
             .unwrap();
         let err = FileStorage::open_with(dir.path(), SMALL).unwrap_err();
         assert!(
             matches!(err, StorageError::CorruptRecord { .. }),
-            "cut inside a record: {cut_inside_a_record}: {err}"
+            "last: {last}, cut inside a record: {cut_inside_a_record}: {err}"
         );
     }
 }

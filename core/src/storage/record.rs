@@ -1,43 +1,73 @@
 //! How bytes are framed on disk: write-ahead-log records and small
 //! checksummed files. Every checksum is CRC32C (hardware-accelerated where
 //! the CPU has it), taken per record over its payload, not chained: a
-//! record stands or falls alone, and recovery tells a torn last write from
-//! damage before it by what follows the bad record (see [`scan`]).
+//! record stands or falls alone.
 //!
-//! A record is `len: u32 LE`, `crc32c(payload): u32 LE`, then `len` bytes
-//! of payload. A length of zero never occurs in a record, so zeros (a
-//! preallocated, never-written area) mark the end of the data.
+//! A record is `len: u32 LE`, `!len: u32 LE` (the length again, inverted),
+//! `crc32c(payload): u32 LE`, `len` bytes of payload, then the end mark
+//! `0xA5`. A length of zero never occurs, so zeros (a preallocated,
+//! never-written area) mark the end of the data.
+//!
+//! Telling a torn write from damage: a write the disk did not finish
+//! leaves zeros where its bytes were to go (a missing end mark, a header
+//! cut short, or a whole zero sector inside the record), while a flipped
+//! bit leaves the length pair disagreeing, or the end mark and every
+//! sector in place with a checksum that fails. A bad record of the first
+//! kind is [`ScanEnd::Torn`], of the second [`ScanEnd::Damaged`]: no
+//! single flipped bit is taken for a torn write.
 
 /// Bytes before a record's payload.
-pub(crate) const RECORD_HEADER: usize = 8;
+pub(crate) const RECORD_HEADER: usize = 12;
+
+/// Bytes after a record's payload (the end mark).
+pub(crate) const RECORD_TRAILER: usize = 1;
+
+const END_MARK: u8 = 0xA5;
+
+/// The sector size torn writes are assumed to respect at least.
+const SECTOR: usize = 512;
 
 /// Largest payload a record may declare; anything larger is damage.
 pub(crate) const MAX_RECORD: usize = 1 << 30;
 
+/// Bytes a record of `payload_len` bytes takes.
+pub(crate) fn record_size(payload_len: usize) -> usize {
+    RECORD_HEADER + payload_len + RECORD_TRAILER
+}
+
 /// Appends one record holding `payload` to `out`.
 pub(crate) fn put_record(out: &mut Vec<u8>, payload: &[u8]) {
     debug_assert!(!payload.is_empty() && payload.len() <= MAX_RECORD);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let len = payload.len() as u32;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
     out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
+    out.push(END_MARK);
 }
 
 /// How a scan of a run of records ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ScanEnd {
-    /// The data ended cleanly at this offset (end of buffer, or zeros).
+    /// The data ended cleanly at this offset: only zeros (or nothing)
+    /// follow.
     Clean(usize),
-    /// The record at this offset is damaged and only zeros (or nothing)
-    /// follow where it claims to end: what a write cut short by a crash
-    /// leaves.
+    /// The record at this offset was not finished (zeros where its bytes
+    /// were to go): a write cut short, or one an unsynced later write
+    /// overtook. Nothing from here on was ever synced.
     Torn(usize),
-    /// The record at this offset is damaged and data follows it: the
-    /// damage is not a torn last write.
+    /// The record at this offset is damaged in a way no unfinished write
+    /// explains.
     Damaged(usize, &'static str),
 }
 
-/// Reads the records of `buf` from `start`, calling `each(offset,
-/// payload)` for every whole one, until the data ends or a record is bad.
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Reads the records of `buf` from `start` (offsets in `buf` are file
+/// offsets), calling `each(offset, payload)` for every whole one, until
+/// the data ends or a record is bad.
 ///
 /// # Errors
 /// What `each` returned, with the record's offset.
@@ -49,64 +79,53 @@ pub(crate) fn scan<'a, E>(
     let mut off = start;
     loop {
         let rest = &buf[off.min(buf.len())..];
+        if rest.iter().all(|&b| b == 0) {
+            return Ok(ScanEnd::Clean(off));
+        }
         if rest.len() < RECORD_HEADER {
-            return Ok(if rest.iter().all(|&b| b == 0) {
-                ScanEnd::Clean(off)
-            } else {
+            // A header cut short by the end of the file.
+            return Ok(ScanEnd::Torn(off));
+        }
+        let (len, inv, crc) = (u32_at(rest, 0), u32_at(rest, 4), u32_at(rest, 8));
+        if len != !inv || len == 0 || len as usize > MAX_RECORD {
+            // A header whose end is zeros was cut short; one whose length
+            // pair disagrees otherwise was damaged.
+            let torn = crc == 0 && rest[7] == 0;
+            return Ok(if torn {
                 ScanEnd::Torn(off)
-            });
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len == 0 && crc == 0 {
-            return Ok(if rest.iter().all(|&b| b == 0) {
-                ScanEnd::Clean(off)
             } else {
-                ScanEnd::Damaged(off, "data after the end marker")
+                ScanEnd::Damaged(off, "record header damaged")
             });
         }
-        let whole = RECORD_HEADER + len;
-        let bad = if len == 0 || len > MAX_RECORD {
-            Some("impossible record length")
-        } else if whole > rest.len() {
-            Some("record runs past the end of the file")
-        } else if crc32c::crc32c(&rest[RECORD_HEADER..whole]) != crc {
-            Some("checksum mismatch")
-        } else {
-            None
-        };
-        let Some(reason) = bad else {
-            each(off, &rest[RECORD_HEADER..whole]).map_err(|e| (off, e))?;
+        let whole = record_size(len as usize);
+        if whole > rest.len() {
+            return Ok(ScanEnd::Torn(off));
+        }
+        let payload = &rest[RECORD_HEADER..whole - RECORD_TRAILER];
+        if rest[whole - 1] == END_MARK && crc32c::crc32c(payload) == crc {
+            each(off, payload).map_err(|e| (off, e))?;
             off += whole;
             continue;
-        };
-        // Torn: only zeros follow where the record claims to end, and, when
-        // it claims to run past the end of the data, no whole record starts
-        // anywhere after it (a damaged length must not hide the records
-        // that follow).
-        let past_end = whole > rest.len();
-        let after = &rest[whole.min(rest.len())..];
-        let torn = reason != "impossible record length"
-            && after.iter().all(|&b| b == 0)
-            && !(past_end && any_record_in(&rest[1..]));
-        return Ok(if torn {
+        }
+        let unfinished =
+            rest[whole - 1] == 0 || has_zero_sector(buf, off + RECORD_HEADER, off + whole - 1);
+        return Ok(if unfinished {
             ScanEnd::Torn(off)
+        } else if rest[whole - 1] != END_MARK {
+            ScanEnd::Damaged(off, "record end mark damaged")
         } else {
-            ScanEnd::Damaged(off, reason)
+            ScanEnd::Damaged(off, "checksum mismatch")
         });
     }
 }
 
-/// True when a whole, checksummed record starts at any offset of `buf`.
-fn any_record_in(buf: &[u8]) -> bool {
-    (0..buf.len().saturating_sub(RECORD_HEADER)).any(|p| {
-        let h = &buf[p..p + RECORD_HEADER];
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        len > 0
-            && len <= buf.len() - p - RECORD_HEADER
-            && crc32c::crc32c(&buf[p + RECORD_HEADER..p + RECORD_HEADER + len]) == crc
-    })
+/// True when a whole sector of `buf` lies in `[from, to)` and is zeros.
+fn has_zero_sector(buf: &[u8], from: usize, to: usize) -> bool {
+    let first = from.div_ceil(SECTOR) * SECTOR;
+    (first..to)
+        .step_by(SECTOR)
+        .take_while(|s| s + SECTOR <= to)
+        .any(|s| buf[s..s + SECTOR].iter().all(|&b| b == 0))
 }
 
 /// A small file that holds one checksummed value: `magic` (8 bytes),
@@ -153,8 +172,7 @@ pub(crate) fn decode_small<'a>(
     });
     match (end, payload) {
         (Ok(ScanEnd::Clean(end)), Some(p)) if end == bytes.len() => Ok(p),
-        (Ok(ScanEnd::Clean(_)), Some(_)) => Err(SmallFileError::Damaged("data after the record")),
-        (Ok(ScanEnd::Clean(_)), None) => Err(SmallFileError::Damaged("no record")),
+        (Ok(ScanEnd::Clean(_)), _) => Err(SmallFileError::Damaged("no record, or zeros after it")),
         (Ok(ScanEnd::Torn(_) | ScanEnd::Damaged(..)), _) | (Err(_), _) => {
             Err(SmallFileError::Damaged("checksum mismatch or cut short"))
         }
@@ -194,36 +212,54 @@ mod tests {
     }
 
     #[test]
-    fn a_last_record_cut_at_any_byte_is_torn_not_damaged() {
+    fn a_last_record_cut_at_any_byte_is_torn() {
         let buf = records(&[b"first", b"second record"]);
-        let second = RECORD_HEADER + 5;
+        let second = record_size(5);
         for cut in second + 1..buf.len() {
             // Cut short, or the rest zeroed as in a preallocated file.
             let mut zeroed = buf.clone();
             zeroed[cut..].iter_mut().for_each(|b| *b = 0);
+            zeroed.extend_from_slice(&[0; 64]);
             for b in [&buf[..cut], &zeroed[..]] {
                 let (got, how) = collect(b);
                 assert_eq!(got, vec![b"first".to_vec()], "cut at {cut}");
-                assert!(
-                    matches!(how, ScanEnd::Torn(o) | ScanEnd::Clean(o) if o == second),
-                    "cut at {cut}: {how:?}"
-                );
+                assert_eq!(how, ScanEnd::Torn(second), "cut at {cut}");
             }
         }
     }
 
     #[test]
-    fn a_flipped_bit_before_the_last_record_is_damage() {
-        let buf = records(&[b"first", b"second", b"third"]);
-        for byte in 0..RECORD_HEADER + 5 {
+    fn no_flipped_bit_in_any_record_passes_for_a_torn_write() {
+        let mut buf = records(&[b"first", b"second", b"third, the last one"]);
+        buf.extend_from_slice(&[0; 64]);
+        let data_end = buf.len() - 64;
+        for bit in 0..data_end * 8 {
             let mut bad = buf.clone();
-            bad[byte] ^= 0x10;
+            bad[bit / 8] ^= 1 << (bit % 8);
             let (_, how) = collect(&bad);
-            assert!(
-                matches!(how, ScanEnd::Damaged(0, _)),
-                "byte {byte}: {how:?}"
-            );
+            assert!(matches!(how, ScanEnd::Damaged(..)), "bit {bit}: {how:?}");
         }
+    }
+
+    #[test]
+    fn a_lost_write_overtaken_by_a_later_one_is_torn() {
+        let mut buf = records(&[b"first", b"second", b"third"]);
+        let second = record_size(5);
+        // The second write never reached the disk; the third did.
+        buf[second..second + record_size(6)]
+            .iter_mut()
+            .for_each(|b| *b = 0);
+        let (got, how) = collect(&buf);
+        assert_eq!(got, vec![b"first".to_vec()]);
+        assert_eq!(how, ScanEnd::Torn(second));
+    }
+
+    #[test]
+    fn a_zero_sector_inside_a_record_is_a_torn_write() {
+        let payload = vec![7u8; 3000];
+        let mut buf = records(&[&payload]);
+        buf[1024..1536].iter_mut().for_each(|b| *b = 0);
+        assert_eq!(collect(&buf).1, ScanEnd::Torn(0));
     }
 
     #[test]

@@ -4,15 +4,18 @@
 //! writes no metadata.
 //!
 //! A segment is `CNSOWAL\0`, the format version (`u32 LE`), four zero
-//! bytes, then records. A record's payload is one of:
+//! bytes, the length it was preallocated to (`u64 LE`; a shorter file was
+//! cut, which is damage), then records. A record's payload is one of:
 //! - `1` then a postcard-encoded run of entries that continues the log
 //!   (an entry below the end replaces what was there: the log was cut);
 //! - `2` then an index (`u64 LE`): every entry at or above it is gone.
 //!
-//! Recovery replays every segment in order. The last segment may end in a
-//! torn record (a crash during a write that was never synced, so never
-//! acknowledged): it is cut off and reported. A bad record anywhere else,
-//! or one followed by more data, is [`StorageError::CorruptRecord`].
+//! Recovery replays every segment in order. A torn record (a write the
+//! disk never finished: never synced, so never acknowledged; see
+//! [`super::record`]) ends the log: it, everything after it and every later
+//! segment are cut off, and the cut is reported. A damaged record is
+//! [`StorageError::CorruptRecord`], naming the file and offset: recovery
+//! never skips one.
 
 use super::disk::{Disk, DiskFile};
 use super::record::{put_record, scan, ScanEnd};
@@ -25,7 +28,7 @@ use std::thread::JoinHandle;
 const MAGIC: &[u8; 8] = b"CNSOWAL\0";
 const VERSION: u32 = 1;
 /// Bytes before the first record of a segment.
-const SEGMENT_HEADER: u64 = 16;
+const SEGMENT_HEADER: u64 = 24;
 const ENTRIES: u8 = 1;
 const TRUNCATE: u8 = 2;
 
@@ -52,27 +55,49 @@ fn parse_segment_name(name: &str) -> Option<u64> {
         .flatten()
 }
 
-fn segment_header() -> Vec<u8> {
+fn segment_header(size: u64) -> Vec<u8> {
     let mut h = Vec::with_capacity(SEGMENT_HEADER as usize);
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&VERSION.to_le_bytes());
     h.extend_from_slice(&[0; 4]);
+    h.extend_from_slice(&size.to_le_bytes());
     h
 }
 
-/// A segment being prepared on a helper thread: created under a temporary
-/// name, given its header, preallocated and synced.
-type Preparing<F> = JoinHandle<io::Result<F>>;
+/// A segment being prepared (on a helper thread when the disk allows):
+/// created under a temporary name, given its header, preallocated and
+/// synced.
+enum Preparing<F> {
+    Thread(JoinHandle<io::Result<F>>),
+    Done(io::Result<F>),
+}
+
+impl<F> Preparing<F> {
+    fn wait(self) -> io::Result<F> {
+        match self {
+            Preparing::Thread(handle) => handle
+                .join()
+                .map_err(|_| io::Error::other("segment preparation panicked"))?,
+            Preparing::Done(result) => result,
+        }
+    }
+}
 
 fn prepare<D: Disk>(disk: &D, tmp: PathBuf, size: u64) -> Preparing<D::File> {
+    let background = disk.prepares_in_background();
     let disk = disk.clone();
-    std::thread::spawn(move || {
+    let work = move || {
         let mut file = disk.open(&tmp, true)?;
-        file.write_at(0, &segment_header())?;
+        file.write_at(0, &segment_header(size))?;
         file.allocate(size)?;
         file.sync()?;
         Ok(file)
-    })
+    };
+    if background {
+        Preparing::Thread(std::thread::spawn(work))
+    } else {
+        Preparing::Done(work())
+    }
 }
 
 /// The log's segments on disk and the open one being appended to.
@@ -124,11 +149,15 @@ impl<D: Disk> Wal<D> {
         let mut last: Option<(u64, D::File, u64)> = None;
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment_name(seq));
+            if torn.is_some() {
+                // After a torn write, later segments hold only what was
+                // never synced either (a sync covers every file).
+                disk.remove(&path)?;
+                continue;
+            }
             let mut file = disk.open(&path, false)?;
             let bytes = file.read_all()?;
-            let is_last = i + 1 == seqs.len();
-            let end = replay_segment(&path, &bytes, is_last, &mut entries)?;
-            let valid = match end {
+            let valid = match replay_segment(&path, &bytes, i == 0, &mut entries)? {
                 ScanEnd::Clean(o) => o,
                 ScanEnd::Torn(o) => {
                     let dropped = bytes.len() - o;
@@ -137,7 +166,7 @@ impl<D: Disk> Wal<D> {
                     file.write_at(o as u64, &vec![0; dropped])?;
                     file.sync()?;
                     ::log::warn!(
-                        "{}: cut a torn write of {dropped} bytes at offset {o}",
+                        "{}: cut a torn write at offset {o} ({dropped} bytes zeroed)",
                         path.display()
                     );
                     torn = Some(TornTail {
@@ -149,17 +178,16 @@ impl<D: Disk> Wal<D> {
                 }
                 ScanEnd::Damaged(..) => unreachable!("replay_segment reports damage"),
             };
-            if is_last {
-                last = Some((seq, file, valid as u64));
-            }
+            last = Some((seq, file, valid as u64));
+        }
+        if torn.is_some() {
+            disk.sync_dir(&dir)?;
         }
         let (seq, file, end) = match last {
             Some(last) => last,
             None => {
                 let tmp = dir.join(format!("{}.tmp", segment_name(1)));
-                let file = prepare(&disk, tmp.clone(), segment_bytes)
-                    .join()
-                    .map_err(|_| io::Error::other("segment preparation panicked"))??;
+                let file = prepare(&disk, tmp.clone(), segment_bytes).wait()?;
                 disk.rename(&tmp, &dir.join(segment_name(1)))?;
                 disk.sync_dir(&dir)?;
                 (1, file, SEGMENT_HEADER)
@@ -228,7 +256,7 @@ impl<D: Disk> Wal<D> {
     }
 
     fn put(&mut self, payload: &[u8]) -> Result<(), StorageError> {
-        let size = (super::record::RECORD_HEADER + payload.len()) as u64;
+        let size = super::record::record_size(payload.len()) as u64;
         if self.end > SEGMENT_HEADER && self.end + size > self.segment_bytes {
             self.roll()?;
         }
@@ -244,8 +272,7 @@ impl<D: Disk> Wal<D> {
             .next
             .take()
             .expect("a next segment is always being prepared")
-            .join()
-            .map_err(|_| io::Error::other("segment preparation panicked"))??;
+            .wait()?;
         let seq = self.seq + 1;
         let tmp = self.dir.join(format!("{}.tmp", segment_name(seq)));
         self.disk.rename(&tmp, &self.dir.join(segment_name(seq)))?;
@@ -302,11 +329,14 @@ impl<D: Disk> Wal<D> {
     }
 }
 
-/// Replays the records of one segment onto `entries`.
+/// Replays the records of one segment onto `entries`. `first`: the first
+/// segment (any other must continue the log where the one before ended;
+/// when it does not, the end of the one before was a write never synced,
+/// and this whole segment is torn too).
 fn replay_segment(
     path: &Path,
     bytes: &[u8],
-    is_last: bool,
+    first: bool,
     entries: &mut Vec<Entry>,
 ) -> Result<ScanEnd, StorageError> {
     let corrupt = |offset: usize, reason: String| StorageError::CorruptRecord {
@@ -325,36 +355,52 @@ fn replay_segment(
             supported: VERSION,
         });
     }
-    let end = scan(bytes, SEGMENT_HEADER as usize, |_, payload| {
-        replay_record(payload, entries)
-    })
-    .map_err(|(off, reason)| corrupt(off, reason))?;
-    match end {
-        ScanEnd::Clean(_) => Ok(end),
-        ScanEnd::Torn(_) if is_last => Ok(end),
-        ScanEnd::Torn(off) => Err(corrupt(
-            off,
-            "damaged record at the end of a segment that is not the last".into(),
-        )),
-        ScanEnd::Damaged(off, reason) => Err(corrupt(off, reason.into())),
+    let allocated = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    if (bytes.len() as u64) < allocated {
+        return Err(corrupt(
+            bytes.len(),
+            format!(
+                "the segment was cut: {} bytes of the {allocated} it was allocated",
+                bytes.len()
+            ),
+        ));
+    }
+    let start = SEGMENT_HEADER as usize;
+    let scanned = scan(bytes, start, |_, payload| replay_record(payload, entries));
+    match scanned {
+        Ok(ScanEnd::Damaged(off, reason)) => Err(corrupt(off, reason.into())),
+        Ok(end) => Ok(end),
+        Err((off, Replay::Gap)) if off == start && !first => Ok(ScanEnd::Torn(off)),
+        Err((off, Replay::Gap)) => Err(corrupt(off, "entries leave a gap in the log".into())),
+        Err((off, Replay::Bad(reason))) => Err(corrupt(off, reason)),
     }
 }
 
+/// Why a record did not replay.
+enum Replay {
+    /// Its entries do not continue the log.
+    Gap,
+    /// It does not decode.
+    Bad(String),
+}
+
 /// Applies one record to the replayed log.
-fn replay_record(payload: &[u8], entries: &mut Vec<Entry>) -> Result<(), String> {
+fn replay_record(payload: &[u8], entries: &mut Vec<Entry>) -> Result<(), Replay> {
     let last = entries.last().map_or(0, |e| e.index);
     match payload.split_first() {
         Some((&ENTRIES, rest)) => {
-            let batch: Vec<Entry> =
-                postcard::from_bytes(rest).map_err(|e| format!("entries do not decode: {e}"))?;
+            let batch: Vec<Entry> = postcard::from_bytes(rest)
+                .map_err(|e| Replay::Bad(format!("entries do not decode: {e}")))?;
             let Some(first) = batch.first().map(|e| e.index) else {
                 return Ok(());
             };
             if first == 0 || first > last + 1 {
-                return Err(format!("entries from {first} leave a gap after {last}"));
+                return Err(Replay::Gap);
             }
             if !crate::consensus::log::consecutive(&batch, first) {
-                return Err(format!("entries from {first} are not consecutive"));
+                return Err(Replay::Bad(format!(
+                    "entries from {first} are not consecutive"
+                )));
             }
             entries.truncate(first as usize - 1);
             entries.extend(batch);
@@ -364,10 +410,10 @@ fn replay_record(payload: &[u8], entries: &mut Vec<Entry>) -> Result<(), String>
             let index = rest
                 .try_into()
                 .map(u64::from_le_bytes)
-                .map_err(|_| "truncation record of the wrong size".to_string())?;
+                .map_err(|_| Replay::Bad("truncation record of the wrong size".into()))?;
             entries.truncate(index.saturating_sub(1) as usize);
             Ok(())
         }
-        _ => Err("unknown record kind".into()),
+        _ => Err(Replay::Bad("unknown record kind".into())),
     }
 }
