@@ -159,6 +159,22 @@ fn seed_range(name: &'static str) {
             "a leader change over uncommitted entries",
             total(|r| r.stats.campaigns_over_uncommitted),
         ),
+        (
+            "an unsynced write lost or torn by a crash",
+            total(|r| r.stats.disk_writes_lost),
+        ),
+        (
+            "a torn write cut from the log at restart",
+            total(|r| r.stats.torn_tails_cut),
+        ),
+        (
+            "a bit flipped in synced data",
+            total(|r| r.stats.disk_bits_flipped),
+        ),
+        (
+            "a node refused to start on a damaged disk",
+            total(|r| r.stats.disk_refusals),
+        ),
     ];
     println!("{name} hard paths: {sometimes:?}");
     for (what, count) in sometimes {

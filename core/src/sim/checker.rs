@@ -108,10 +108,12 @@ impl Invariants {
         &self.committed
     }
 
-    /// A node restarted from storage: its shadow log stays (it is the
-    /// persisted log), its volatile commit and applied indexes are reset.
-    pub fn on_restart(&mut self, node: NodeId, recovered_commit: Index) {
+    /// A node restarted from storage: its shadow log becomes the log it
+    /// recovered (what it synced, and whatever part of the batch it died
+    /// syncing survived), its volatile commit and applied indexes are reset.
+    pub fn on_restart(&mut self, node: NodeId, recovered_commit: Index, recovered: &[Entry]) {
         let n = self.nodes.entry(node).or_default();
+        n.log = recovered.iter().map(EntryId::of).collect();
         n.commit = recovered_commit.min(n.log.len() as Index);
         n.applied = 0;
     }

@@ -3,10 +3,13 @@
 //! Every event is checked by [`Invariants`].
 
 use super::checker::{Invariants, RoleEpoch, Violation};
+use super::disk::SimDisk;
 use super::kv;
 use super::linearizability::{OpKind, Operation};
 use super::network::{NetFaults, SimNetwork};
-use super::node::{MachineFactory, Op, Outcome, Outcomes, SimHost, SimMachine, SimNode};
+use super::node::{
+    MachineFactory, Op, Outcome, Outcomes, SimHost, SimMachine, SimNode, SIM_STORAGE,
+};
 use super::protocols::{ExtraChecks, SimProtocol};
 use crate::consensus::{Effects, Recovered};
 use crate::error::ProposeError;
@@ -14,6 +17,7 @@ use crate::rng::Rng;
 use crate::runtime::apply::Applier;
 use crate::runtime::executor::{Executor, Stopped};
 use crate::runtime::StateMachine;
+use crate::storage::{FileStorage, Storage};
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -88,6 +92,14 @@ pub struct SimStats {
     pub pauses: u64,
     /// Events processed (ticks and deliveries).
     pub events: u64,
+    /// Unsynced writes lost or torn when their process died.
+    pub disk_writes_lost: u64,
+    /// Restarts that found a torn write and cut it off the log.
+    pub torn_tails_cut: u64,
+    /// Bits flipped in synced data.
+    pub disk_bits_flipped: u64,
+    /// Nodes that refused to start on a damaged disk (they stay down).
+    pub disk_refusals: u64,
 }
 
 /// A simulated cluster of `P` cores with ids `1..=n`.
@@ -130,6 +142,11 @@ pub struct SimCluster<P: SimProtocol> {
     /// Print every write, apply, read, completion and role change
     /// (`CONSENSO_SIM_TRACE` set when the cluster was built).
     pub trace: bool,
+    /// The disk under every node's FileStorage.
+    sim_disk: SimDisk,
+    /// Chance that a crash also flips a bit of the node's synced data (at
+    /// most one node per run, so that a majority stays whole).
+    pub disk_flip_chance: f64,
 }
 
 /// What became of a client operation ([`SimCluster::op_outcome`]).
@@ -173,6 +190,7 @@ impl<P: SimProtocol> SimCluster<P> {
         let voters: Vec<NodeId> = (1..=n as NodeId).collect();
         let mut rng = Rng::new(seed);
         let mut nodes = Vec::with_capacity(n);
+        let sim_disk = SimDisk::default();
         for &id in &voters {
             let core = P::new(
                 id,
@@ -181,7 +199,10 @@ impl<P: SimProtocol> SimCluster<P> {
                 Recovered::default(),
                 rng.next_u64(),
             )?;
-            nodes.push(SimNode::new(id, core, rng.below(TICK)));
+            let dir = std::path::PathBuf::from(format!("/node{id}"));
+            let store = FileStorage::open_on(sim_disk.clone(), &dir, SIM_STORAGE)
+                .map_err(|e| crate::ConfigError::new("storage", e.to_string()))?;
+            nodes.push(SimNode::new(id, core, rng.below(TICK), store));
         }
         Ok(SimCluster {
             now: 0,
@@ -205,7 +226,15 @@ impl<P: SimProtocol> SimCluster<P> {
             measure_bytes: false,
             bytes_sent: 0,
             trace: std::env::var_os("CONSENSO_SIM_TRACE").is_some(),
+            sim_disk,
+            disk_flip_chance: 0.0,
         })
+    }
+
+    /// True when node `id` refused to start on a damaged disk (it stays
+    /// down for the rest of the run).
+    pub fn refused_to_start(&self, id: NodeId) -> bool {
+        self.nodes[Self::idx(id)].refused
     }
 
     /// The seed this cluster was built from.
@@ -323,6 +352,9 @@ impl<P: SimProtocol> SimCluster<P> {
         let Some(core) = node.core.as_ref() else {
             return Ok(false);
         };
+        if torn {
+            self.sim_disk.set_dying(&node.dir, true);
+        }
         let mut host = SimHost {
             torn,
             id,
@@ -331,6 +363,8 @@ impl<P: SimProtocol> SimCluster<P> {
             epoch: after.epoch,
             n_nodes,
             disk: &mut node.disk,
+            store: node.store.as_mut(),
+            torn_writes: &mut node.torn_writes,
             to_apply: &mut node.to_apply,
             apply_at: self.now + self.apply_lag,
             net: &mut self.net,
@@ -341,7 +375,11 @@ impl<P: SimProtocol> SimCluster<P> {
             trace: self.trace,
             staged: Default::default(),
         };
-        match node.exec.carry_out(core, fx, &mut host) {
+        let result = node.exec.carry_out(core, fx, &mut host);
+        if torn {
+            self.sim_disk.set_dying(&node.dir, false);
+        }
+        match result {
             Ok(()) => {}
             // The process died at its sync: nothing of the batch was
             // persisted, and nothing that depended on it was sent (a
@@ -830,11 +868,30 @@ impl<P: SimProtocol> SimCluster<P> {
     /// on it never get an answer), its disk survives.
     pub fn crash(&mut self, id: NodeId) {
         let machine = SimMachine::new(self.machines.as_ref());
-        let n = &mut self.nodes[Self::idx(id)];
-        if n.core.is_some() {
+        let i = Self::idx(id);
+        let was_up = self.nodes[i].core.is_some();
+        self.nodes[i].crash(machine);
+        if was_up {
             self.stats.crashes += 1;
+            let dir = self.nodes[i].dir.clone();
+            self.stats.disk_writes_lost += self.sim_disk.crash(&dir, &mut self.rng);
+            let flip = self.disk_flip_chance > 0.0
+                && !self.nodes.iter().any(|m| m.flipped)
+                && self.rng.chance(self.disk_flip_chance);
+            if flip {
+                if let Some((file, at)) = self.sim_disk.flip_bit(&dir, &mut self.rng) {
+                    self.nodes[i].flipped = true;
+                    self.stats.disk_bits_flipped += 1;
+                    if self.trace {
+                        println!(
+                            "t={} node {id}: bit flipped in {} at {at}",
+                            self.now,
+                            file.display()
+                        );
+                    }
+                }
+            }
         }
-        n.crash(machine);
         for o in self.ops.iter_mut().filter(|o| o.node == id) {
             if o.status == OpStatus::Open {
                 o.status = OpStatus::Unknown;
@@ -864,13 +921,12 @@ impl<P: SimProtocol> SimCluster<P> {
     /// A violation when the node cannot be rebuilt from its own disk.
     pub fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
         let i = Self::idx(id);
-        if self.nodes[i].core.is_some() {
+        if self.nodes[i].core.is_some() || self.nodes[i].refused {
             return Ok(());
         }
         let voters = self.ids();
-        let recovered = Recovered {
-            hard_state: self.nodes[i].disk.hard_state.clone(),
-            entries: self.nodes[i].disk.log.clone(),
+        let Some(recovered) = self.reopen(i)? else {
+            return Ok(());
         };
         let seed = self.rng.next_u64();
         let core = P::new(id, &voters, self.config.clone(), recovered, seed).map_err(|e| {
@@ -879,13 +935,100 @@ impl<P: SimProtocol> SimCluster<P> {
                 format!("node {id} could not restart from its disk: {e}"),
             )
         })?;
-        self.checker.on_restart(id, core.commit_index());
+        let recovered_log = self.nodes[i].disk.log.clone();
+        self.checker
+            .on_restart(id, core.commit_index(), &recovered_log);
         let n = &mut self.nodes[i];
         n.core = Some(core);
         n.applier = Applier::new(SimMachine::new(self.machines.as_ref()));
         // Apply what the recovered commit index covers.
         self.with_core(id, |_, _, _| ())?;
         Ok(())
+    }
+
+    /// Opens node `i`'s FileStorage again after a crash and checks what it
+    /// recovered against what the node synced: the synced log and hard
+    /// state come back whole; of the batch it died syncing, any part may.
+    /// `None` when the node refuses to start on a damaged disk (it stays
+    /// down).
+    fn reopen(&mut self, i: usize) -> Result<Option<Recovered<P::HardState>>, Violation> {
+        let id = self.nodes[i].id;
+        let dir = self.nodes[i].dir.clone();
+        let store = match FileStorage::open_on(self.sim_disk.clone(), &dir, SIM_STORAGE) {
+            Ok(store) => store,
+            Err(e) if self.nodes[i].flipped => {
+                if self.trace {
+                    println!("t={} node {id} refuses to start: {e}", self.now);
+                }
+                self.stats.disk_refusals += 1;
+                self.nodes[i].refused = true;
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(violation(
+                    "Durability",
+                    format!("node {id} could not reopen its storage: {e}"),
+                ))
+            }
+        };
+        let durability = |detail: String| violation("Durability", format!("node {id}: {detail}"));
+        let hard_state = match store.hard_state() {
+            Ok(Some(bytes)) => Some(
+                postcard::from_bytes::<P::HardState>(&bytes)
+                    .map_err(|e| durability(format!("hard state does not decode: {e}")))?,
+            ),
+            Ok(None) => None,
+            Err(e) => return Err(durability(format!("hard state unreadable: {e}"))),
+        };
+        let entries = store
+            .entries()
+            .map_err(|e| durability(format!("log unreadable: {e}")))?;
+        if store.torn_tail().is_some() {
+            self.stats.torn_tails_cut += 1;
+        }
+        let node = &mut self.nodes[i];
+        let torn = node.torn_writes.take();
+        if hard_state != node.disk.hard_state {
+            return Err(durability(format!(
+                "recovered hard state {hard_state:?}, synced {:?}",
+                node.disk.hard_state
+            )));
+        }
+        // Below the first write of the batch it died syncing, the synced
+        // log comes back exactly; from there, each entry is the synced one
+        // or the one the batch wrote.
+        let synced = &node.disk.log;
+        let cut = torn.as_ref().map_or(synced.len() + 1, |t| {
+            let first_append = t.append.first().map_or(Index::MAX, |e| e.index);
+            t.truncate_from.unwrap_or(Index::MAX).min(first_append) as usize
+        });
+        let keep = (cut - 1).min(synced.len());
+        if entries.len() < keep || entries[..keep] != synced[..keep] {
+            return Err(durability(format!(
+                "recovered {} entries, synced {}; they differ below index {}",
+                entries.len(),
+                synced.len(),
+                keep + 1
+            )));
+        }
+        for e in &entries[keep..] {
+            let from_batch = torn
+                .as_ref()
+                .is_some_and(|t| t.append.iter().any(|a| a == e));
+            let was_synced = synced.get(e.index as usize - 1) == Some(e);
+            if !from_batch && !was_synced {
+                return Err(durability(format!(
+                    "recovered entry {} that was never written",
+                    e.index
+                )));
+            }
+        }
+        node.disk.log = entries.clone();
+        node.store = Some(store);
+        Ok(Some(Recovered {
+            hard_state,
+            entries,
+        }))
     }
 
     /// Stops every running node as `Node::shutdown` does: its executor

@@ -9,6 +9,7 @@
 
 mod checker;
 mod cluster;
+mod disk;
 pub mod kv;
 pub mod linearizability;
 mod machine;
@@ -135,6 +136,9 @@ pub struct FaultPlan {
     pub pauses: bool,
     /// Each node's clock ticks at its own rate, up to 30% fast or slow.
     pub clock_skew: bool,
+    /// Crashes may also flip a bit of the node's synced data (one node per
+    /// run): it refuses to start, or starts with its data whole.
+    pub disk_damage: bool,
 }
 
 impl FaultPlan {
@@ -161,6 +165,7 @@ impl FaultPlan {
             one_way: rng.chance(0.25),
             pauses: rng.chance(0.25),
             clock_skew: rng.chance(0.5),
+            disk_damage: rng.chance(0.25),
         }
     }
 }
@@ -171,6 +176,7 @@ impl FaultPlan {
     pub fn apply_to<P: SimProtocol>(&self, sim: &mut SimCluster<P>) {
         sim.net.faults = self.net;
         sim.apply_lag = self.apply_lag;
+        sim.disk_flip_chance = if self.disk_damage { 0.3 } else { 0.0 };
         if self.clock_skew {
             for id in sim.ids() {
                 let every = 7 + sim.rng().below(7);
@@ -185,7 +191,7 @@ impl std::fmt::Display for FaultPlan {
         let n = &self.net;
         write!(
             f,
-            "nodes={} loss={} duplicate={} delay={}..{} straggle={} (up to {}) partitions={} crashes={} leader_churn={} apply_lag={} one_way={} pauses={} clock_skew={}",
+            "nodes={} loss={} duplicate={} delay={}..{} straggle={} (up to {}) partitions={} crashes={} leader_churn={} apply_lag={} one_way={} pauses={} clock_skew={} disk_damage={}",
             self.nodes,
             n.loss,
             n.duplicate,
@@ -199,7 +205,8 @@ impl std::fmt::Display for FaultPlan {
             self.apply_lag,
             self.one_way,
             self.pauses,
-            self.clock_skew
+            self.clock_skew,
+            self.disk_damage
         )
     }
 }
@@ -503,7 +510,11 @@ fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
     };
     // Every node must have rejoined: a server left out for good (nothing
     // timing out) leaves the cluster without a spare.
-    for id in sim.ids() {
+    for id in sim
+        .ids()
+        .into_iter()
+        .filter(|&id| !sim.refused_to_start(id))
+    {
         let follows = sim.core(id).map(|c| c.leader());
         if follows != Some(Some(leader)) {
             return Err(format!(

@@ -4,6 +4,7 @@
 //! disk, network and applier.
 
 use super::cluster::SimStats;
+use super::disk::SimDisk;
 use super::kv::{self, KvStore};
 use super::network::SimNetwork;
 use crate::consensus::{Protocol, ProtocolKind, RoleChange};
@@ -12,14 +13,16 @@ use crate::rng::Rng;
 use crate::runtime::apply::{Applier, ApplyMsg, Completions};
 use crate::runtime::executor::{Executor, Host};
 use crate::runtime::StateMachine;
-use crate::storage::StorageError;
+use crate::storage::{FileOptions, FileStorage, Storage, StorageError};
 use crate::types::{Entry, Epoch, Index, NodeId};
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 
-/// What survives a crash: the persisted hard state and log.
+/// What the node synced: the hard state and log its [`FileStorage`] must
+/// give back when it restarts (the model the recovery is checked against).
 #[derive(Clone, Debug)]
-pub(super) struct Disk<H> {
+pub(super) struct Synced<H> {
     pub(super) hard_state: Option<H>,
     pub(super) log: Vec<Entry>,
 }
@@ -88,7 +91,17 @@ pub(super) type SimApply = ApplyMsg<Op, Op>;
 pub(super) struct SimNode<P: Protocol> {
     pub(super) id: NodeId,
     pub(super) core: Option<P>,
-    pub(super) disk: Disk<P::HardState>,
+    pub(super) disk: Synced<P::HardState>,
+    /// The node's storage on the simulated disk (`None` while it is down).
+    pub(super) store: Option<FileStorage<SimDisk>>,
+    /// Where its data directory is on the simulated disk.
+    pub(super) dir: PathBuf,
+    /// Its synced data was damaged (a flipped bit): it may refuse to start.
+    pub(super) flipped: bool,
+    /// It refused to start on a damaged disk, and stays down.
+    pub(super) refused: bool,
+    /// The writes of the batch it died syncing (they may partly survive).
+    pub(super) torn_writes: Option<Staged<P::HardState>>,
     pub(super) exec: Executor<Op, Op, u64>,
     pub(super) applier: Applier<SimMachine, Op>,
     /// Work handed to the applier, with the time it runs (the applier lags
@@ -107,14 +120,19 @@ pub(super) struct SimNode<P: Protocol> {
 }
 
 impl<P: Protocol> SimNode<P> {
-    pub(super) fn new(id: NodeId, core: P, tick_phase: u64) -> Self {
+    pub(super) fn new(id: NodeId, core: P, tick_phase: u64, store: FileStorage<SimDisk>) -> Self {
         SimNode {
             id,
             core: Some(core),
-            disk: Disk {
+            disk: Synced {
                 hard_state: None,
                 log: Vec::new(),
             },
+            dir: store.dir().to_path_buf(),
+            store: Some(store),
+            flipped: false,
+            refused: false,
+            torn_writes: None,
             exec: Executor::new(),
             applier: Applier::new(SimMachine::default()),
             to_apply: VecDeque::new(),
@@ -135,6 +153,7 @@ impl<P: Protocol> SimNode<P> {
     /// queue are gone (what they held never gets an answer).
     pub(super) fn crash(&mut self, machine: SimMachine) {
         self.core = None;
+        self.store = None;
         self.exec = Executor::new();
         self.applier = Applier::new(machine);
         self.to_apply.clear();
@@ -154,7 +173,10 @@ pub(super) struct SimHost<'a, M, H> {
     /// The node's epoch after the event (messages travel with it).
     pub(super) epoch: Epoch,
     pub(super) n_nodes: usize,
-    pub(super) disk: &'a mut Disk<H>,
+    pub(super) disk: &'a mut Synced<H>,
+    pub(super) store: Option<&'a mut FileStorage<SimDisk>>,
+    /// Where the writes of a batch that dies at its sync are kept.
+    pub(super) torn_writes: &'a mut Option<Staged<H>>,
     pub(super) to_apply: &'a mut VecDeque<(u64, SimApply)>,
     /// When work handed to the applier now runs.
     pub(super) apply_at: u64,
@@ -172,10 +194,17 @@ pub(super) struct SimHost<'a, M, H> {
 
 /// A batch's writes between `write` and `sync`.
 pub(super) struct Staged<H> {
-    hard_state: Option<H>,
-    truncate_from: Option<Index>,
-    append: Vec<Entry>,
+    pub(super) hard_state: Option<H>,
+    pub(super) truncate_from: Option<Index>,
+    pub(super) append: Vec<Entry>,
 }
+
+/// How simulated nodes open their storage: synced, small segments (so
+/// runs roll over them).
+pub(super) const SIM_STORAGE: FileOptions = FileOptions {
+    sync: true,
+    segment_bytes: 64 << 10,
+};
 
 impl<H> Default for Staged<H> {
     fn default() -> Self {
@@ -197,7 +226,7 @@ impl<M, H> Completions<Op, Op> for SimHost<'_, M, H> {
     }
 }
 
-impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
+impl<M: serde::Serialize + Clone, H: serde::Serialize> Host<M, H, Op, Op> for SimHost<'_, M, H> {
     fn write(
         &mut self,
         hard_state: Option<H>,
@@ -209,6 +238,21 @@ impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
         // written until a hard state that must be synced comes along, and
         // that one carries the newest commit index (so a restarted node
         // recovers an older commit index, as it may).
+        if let Some(store) = self.store.as_deref_mut() {
+            if let Some(hs) = &hard_state {
+                let bytes = postcard::to_allocvec(hs)
+                    .map_err(|e| StorageError::Corrupt(format!("hard state: {e}")))?;
+                if hard_state_must_sync {
+                    store.set_hard_state(&bytes)?;
+                } else {
+                    store.set_hard_state_unsynced(&bytes)?;
+                }
+            }
+            if let Some(t) = truncate_from {
+                store.truncate_from(t)?;
+            }
+            store.append(append)?;
+        }
         if let Some(hs) = hard_state.filter(|_| hard_state_must_sync) {
             self.staged.hard_state = Some(hs);
         }
@@ -226,11 +270,18 @@ impl<M: serde::Serialize + Clone, H> Host<M, H, Op, Op> for SimHost<'_, M, H> {
             truncate_from,
             mut append,
         } = std::mem::take(&mut self.staged);
+        let synced = self.store.as_deref_mut().map_or(Ok(()), |s| s.sync());
         if self.torn {
-            // What was written dies with the process; what was sent before
-            // the sync is out.
+            // The process dies at this sync (the disk fails it): what was
+            // written may partly survive; what was sent before is out.
+            *self.torn_writes = Some(Staged {
+                hard_state,
+                truncate_from,
+                append,
+            });
             return Err(StorageError::Corrupt("the process died at its sync".into()));
         }
+        synced?;
         if self.trace && (truncate_from.is_some() || !append.is_empty()) {
             let appended: Vec<_> = append
                 .iter()

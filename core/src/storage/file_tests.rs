@@ -560,3 +560,41 @@ fn two_nodes_pointed_at_one_directory_the_second_does_not_start() {
         .unwrap()
         .shutdown();
 }
+
+#[test]
+fn a_batch_survives_whole_or_not_at_all() {
+    // A follower's truncation must not survive without the entries that
+    // replace it: a Multi-Paxos acceptor rewriting accepted values under a
+    // new ballot would forget them.
+    let dir = TempDir::new("batch");
+    let data_end = |dir: &Path| {
+        let seg = segments(dir).pop().unwrap();
+        let data = fs::read(&seg).unwrap();
+        (seg, data.iter().rposition(|&b| b != 0).unwrap() + 1)
+    };
+    {
+        let mut s = FileStorage::open(dir.path()).unwrap();
+        s.append(&run(1, 5, 10)).unwrap();
+        s.sync().unwrap();
+    }
+    let (seg, first_batch_end) = data_end(dir.path());
+    {
+        let mut s = FileStorage::open(dir.path()).unwrap();
+        s.entries().unwrap();
+        s.truncate_from(3).unwrap();
+        s.append(&(3..=4).map(|i| e(2, i, 10)).collect::<Vec<_>>())
+            .unwrap();
+        s.sync().unwrap();
+    }
+    // The disk kept the truncation record and lost the rest of the batch.
+    let truncation = record::record_size(9);
+    let mut f = OsDisk.open(&seg, false).unwrap();
+    let (_, second_batch_end) = data_end(dir.path());
+    let lost = first_batch_end + truncation;
+    f.write_at(lost as u64, &vec![0; second_batch_end - lost])
+        .unwrap();
+    let s = FileStorage::open(dir.path()).unwrap();
+    assert_eq!(s.entries().unwrap(), run(1, 5, 10));
+    let torn = s.torn_tail().expect("the batch was torn");
+    assert_eq!(torn.offset, first_batch_end as u64);
+}

@@ -8,7 +8,13 @@
 //! cut, which is damage), then records. A record's payload is one of:
 //! - `1` then a postcard-encoded run of entries that continues the log
 //!   (an entry below the end replaces what was there: the log was cut);
-//! - `2` then an index (`u64 LE`): every entry at or above it is gone.
+//! - `2` then an index (`u64 LE`): every entry at or above it is gone;
+//! - `3` then a record count (`u32 LE`): the batch of that many records
+//!   before it is complete. Each sync ends its batch with one, and
+//!   recovery applies whole batches only: a batch the disk did not finish
+//!   (its commit record missing, or records of it lost) is torn as a whole,
+//!   so that a follower's truncation never survives without the entries
+//!   that replace it.
 //!
 //! Recovery replays every segment in order. A torn record (a write the
 //! disk never finished: never synced, so never acknowledged; see
@@ -31,6 +37,7 @@ const VERSION: u32 = 1;
 const SEGMENT_HEADER: u64 = 24;
 const ENTRIES: u8 = 1;
 const TRUNCATE: u8 = 2;
+const COMMIT: u8 = 3;
 
 /// What recovery cut off the end of the log: a torn last write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +124,8 @@ pub(crate) struct Wal<D: Disk> {
     dir_dirty: bool,
     file_dirty: bool,
     next: Option<Preparing<D::File>>,
+    /// Records of the batch not yet ended by a commit record.
+    batch_records: u32,
     /// Reused encoding buffer.
     scratch: Vec<u8>,
 }
@@ -144,45 +153,64 @@ impl<D: Disk> Wal<D> {
             }
         }
         seqs.sort_unstable();
-        let mut entries = Vec::new();
-        let mut torn = None;
-        let mut last: Option<(u64, D::File, u64)> = None;
+        let mut replay = Replay::default();
+        // Each segment's sequence number and where its valid data ends.
+        let mut ends: Vec<(u64, usize)> = Vec::new();
+        let mut torn_at = None;
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment_name(seq));
-            if torn.is_some() {
-                // After a torn write, later segments hold only what was
-                // never synced either (a sync covers every file).
-                disk.remove(&path)?;
-                continue;
-            }
-            let mut file = disk.open(&path, false)?;
-            let bytes = file.read_all()?;
-            let valid = match replay_segment(&path, &bytes, i == 0, &mut entries)? {
-                ScanEnd::Clean(o) => o,
+            let bytes = disk.open(&path, false)?.read_all()?;
+            match replay_segment(&path, &bytes, i, &mut replay)? {
+                ScanEnd::Clean(o) => ends.push((seq, o)),
                 ScanEnd::Torn(o) => {
-                    let dropped = bytes.len() - o;
-                    // Zero the torn bytes so that what is appended next
-                    // is followed by zeros, as in a fresh segment.
-                    file.write_at(o as u64, &vec![0; dropped])?;
-                    file.sync()?;
-                    ::log::warn!(
-                        "{}: cut a torn write at offset {o} ({dropped} bytes zeroed)",
-                        path.display()
-                    );
-                    torn = Some(TornTail {
-                        file: path.clone(),
-                        offset: o as u64,
-                        bytes: dropped as u64,
-                    });
-                    o
+                    ends.push((seq, o));
+                    torn_at = Some((i, o));
+                    break;
                 }
                 ScanEnd::Damaged(..) => unreachable!("replay_segment reports damage"),
-            };
-            last = Some((seq, file, valid as u64));
+            }
         }
-        if torn.is_some() {
+        // A batch that began and never ended was torn from its start.
+        if let Some(start) = replay.batch_start.filter(|_| replay.pending > 0) {
+            torn_at = Some(torn_at.map_or(start, |t: (usize, usize)| t.min(start)));
+        }
+        let mut torn = None;
+        if let Some((i, o)) = torn_at {
+            ends.truncate(i + 1);
+            ends[i].1 = o;
+            for &seq in &seqs[i + 1..] {
+                // Later segments hold only what was never synced either
+                // (a sync covers every file).
+                disk.remove(&dir.join(segment_name(seq)))?;
+            }
+            let path = dir.join(segment_name(seqs[i]));
+            let mut file = disk.open(&path, false)?;
+            let len = file.read_all()?.len();
+            let dropped = len.saturating_sub(o);
+            // Zero the torn bytes so that what is appended next is
+            // followed by zeros, as in a fresh segment.
+            file.write_at(o as u64, &vec![0; dropped])?;
+            file.sync()?;
             disk.sync_dir(&dir)?;
+            ::log::warn!(
+                "{}: cut a torn write at offset {o} ({dropped} bytes zeroed)",
+                path.display()
+            );
+            torn = Some(TornTail {
+                file: path,
+                offset: o as u64,
+                bytes: dropped as u64,
+            });
         }
+        let entries = replay.entries;
+        let last = match ends.last() {
+            Some(&(seq, end)) => Some((
+                seq,
+                disk.open(&dir.join(segment_name(seq)), false)?,
+                end as u64,
+            )),
+            None => None,
+        };
         let (seq, file, end) = match last {
             Some(last) => last,
             None => {
@@ -205,6 +233,7 @@ impl<D: Disk> Wal<D> {
             dir_dirty: false,
             file_dirty: false,
             next: None,
+            batch_records: 0,
             scratch: Vec::new(),
         };
         wal.prepare_next();
@@ -262,6 +291,7 @@ impl<D: Disk> Wal<D> {
         }
         put_record(&mut self.pending, payload);
         self.end += size;
+        self.batch_records += 1;
         Ok(())
     }
 
@@ -306,6 +336,12 @@ impl<D: Disk> Wal<D> {
     /// # Errors
     /// The device's error.
     pub(crate) fn sync(&mut self, durable: bool) -> Result<bool, StorageError> {
+        if self.batch_records > 0 {
+            let mut commit = vec![COMMIT];
+            commit.extend_from_slice(&self.batch_records.to_le_bytes());
+            self.put(&commit)?;
+            self.batch_records = 0;
+        }
         self.write_pending()?;
         if !durable {
             self.older.clear();
@@ -329,15 +365,13 @@ impl<D: Disk> Wal<D> {
     }
 }
 
-/// Replays the records of one segment onto `entries`. `first`: the first
-/// segment (any other must continue the log where the one before ended;
-/// when it does not, the end of the one before was a write never synced,
-/// and this whole segment is torn too).
+/// Replays the records of segment number `index` (in order) into
+/// `replay`.
 fn replay_segment(
     path: &Path,
     bytes: &[u8],
-    first: bool,
-    entries: &mut Vec<Entry>,
+    index: usize,
+    replay: &mut Replay,
 ) -> Result<ScanEnd, StorageError> {
     let corrupt = |offset: usize, reason: String| StorageError::CorruptRecord {
         file: path.to_path_buf(),
@@ -366,54 +400,107 @@ fn replay_segment(
         ));
     }
     let start = SEGMENT_HEADER as usize;
-    let scanned = scan(bytes, start, |_, payload| replay_record(payload, entries));
+    let scanned = scan(bytes, start, |off, payload| {
+        replay.record(payload, (index, off))
+    });
     match scanned {
         Ok(ScanEnd::Damaged(off, reason)) => Err(corrupt(off, reason.into())),
         Ok(end) => Ok(end),
-        Err((off, Replay::Gap)) if off == start && !first => Ok(ScanEnd::Torn(off)),
-        Err((off, Replay::Gap)) => Err(corrupt(off, "entries leave a gap in the log".into())),
-        Err((off, Replay::Bad(reason))) => Err(corrupt(off, reason)),
+        // Records of this batch were lost (a write the disk did not
+        // finish, overtaken by this one): torn, from the batch's start,
+        // which the caller finds in `replay`.
+        Err((off, Replayed::Incomplete)) => Ok(ScanEnd::Torn(off)),
+        Err((off, Replayed::Bad(reason))) => Err(corrupt(off, reason)),
     }
 }
 
 /// Why a record did not replay.
-enum Replay {
-    /// Its entries do not continue the log.
-    Gap,
-    /// It does not decode.
+enum Replayed {
+    /// A commit record counted more records than its batch has here.
+    Incomplete,
+    /// It does not decode, or its entries do not continue the log.
     Bad(String),
 }
 
-/// Applies one record to the replayed log.
-fn replay_record(payload: &[u8], entries: &mut Vec<Entry>) -> Result<(), Replay> {
-    let last = entries.last().map_or(0, |e| e.index);
-    match payload.split_first() {
-        Some((&ENTRIES, rest)) => {
-            let batch: Vec<Entry> = postcard::from_bytes(rest)
-                .map_err(|e| Replay::Bad(format!("entries do not decode: {e}")))?;
-            let Some(first) = batch.first().map(|e| e.index) else {
+/// One record of a batch not yet committed.
+enum Op {
+    Entries(Vec<Entry>),
+    Truncate(Index),
+}
+
+/// The log being replayed, whole batches at a time.
+#[derive(Default)]
+struct Replay {
+    entries: Vec<Entry>,
+    ops: Vec<Op>,
+    /// Records of the open batch (operations and any empty ones).
+    pending: u32,
+    /// Where the open batch began: segment number and offset.
+    batch_start: Option<(usize, usize)>,
+}
+
+impl Replay {
+    /// Takes one record found at `at`.
+    fn record(&mut self, payload: &[u8], at: (usize, usize)) -> Result<(), Replayed> {
+        if self.pending == 0 {
+            self.batch_start = Some(at);
+        }
+        match payload.split_first() {
+            Some((&ENTRIES, rest)) => {
+                let batch: Vec<Entry> = postcard::from_bytes(rest)
+                    .map_err(|e| Replayed::Bad(format!("entries do not decode: {e}")))?;
+                self.ops.push(Op::Entries(batch));
+            }
+            Some((&TRUNCATE, rest)) => {
+                let index = rest
+                    .try_into()
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| Replayed::Bad("truncation record of the wrong size".into()))?;
+                self.ops.push(Op::Truncate(index));
+            }
+            Some((&COMMIT, rest)) => {
+                let count = rest
+                    .try_into()
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| Replayed::Bad("commit record of the wrong size".into()))?;
+                if count != self.pending {
+                    return Err(Replayed::Incomplete);
+                }
+                for op in std::mem::take(&mut self.ops) {
+                    self.apply(op)?;
+                }
+                self.pending = 0;
+                self.batch_start = None;
                 return Ok(());
-            };
-            if first == 0 || first > last + 1 {
-                return Err(Replay::Gap);
             }
-            if !crate::consensus::log::consecutive(&batch, first) {
-                return Err(Replay::Bad(format!(
-                    "entries from {first} are not consecutive"
-                )));
+            _ => return Err(Replayed::Bad("unknown record kind".into())),
+        }
+        self.pending += 1;
+        Ok(())
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), Replayed> {
+        match op {
+            Op::Entries(batch) => {
+                let last = self.entries.last().map_or(0, |e| e.index);
+                let Some(first) = batch.first().map(|e| e.index) else {
+                    return Ok(());
+                };
+                if first == 0 || first > last + 1 {
+                    return Err(Replayed::Bad(format!(
+                        "entries from {first} leave a gap after {last}"
+                    )));
+                }
+                if !crate::consensus::log::consecutive(&batch, first) {
+                    return Err(Replayed::Bad(format!(
+                        "entries from {first} are not consecutive"
+                    )));
+                }
+                self.entries.truncate(first as usize - 1);
+                self.entries.extend(batch);
             }
-            entries.truncate(first as usize - 1);
-            entries.extend(batch);
-            Ok(())
+            Op::Truncate(index) => self.entries.truncate(index.saturating_sub(1) as usize),
         }
-        Some((&TRUNCATE, rest)) => {
-            let index = rest
-                .try_into()
-                .map(u64::from_le_bytes)
-                .map_err(|_| Replay::Bad("truncation record of the wrong size".into()))?;
-            entries.truncate(index.saturating_sub(1) as usize);
-            Ok(())
-        }
-        _ => Err(Replay::Bad("unknown record kind".into())),
+        Ok(())
     }
 }
