@@ -228,34 +228,49 @@ where
     })
 }
 
-/// The raw rate of the disk under `root`: appends of one `size`-byte
-/// record followed by `fdatasync`, for `seconds`. Returns syncs/s and the
-/// p50 and p99 of one write + sync.
+/// The raw rate of the disk under `root`: `writers` threads, each on its
+/// own preallocated file, appending one `size`-byte record and calling
+/// `fdatasync`, for `seconds` (three local nodes are three such writers on
+/// one disk). Returns syncs/s in total and the p50 and p99 of one write +
+/// sync.
 fn raw_sync_rate(
     root: &Path,
     size: usize,
     seconds: f64,
+    writers: usize,
 ) -> std::io::Result<(f64, Duration, Duration)> {
     use std::io::Write;
     let dir = fresh_dir(root);
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("raw");
-    // Preallocated like a log segment, so a sync writes no metadata.
-    std::fs::write(&path, vec![0u8; 64 << 20])?;
-    let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
-    file.sync_all()?;
-    let record = vec![0xAB; size];
-    let latency = Histogram::new();
+    let latency = Arc::new(Histogram::new());
+    let total = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed().as_secs_f64() < seconds {
-        let t = Instant::now();
-        file.write_all(&record)?;
-        file.sync_data()?;
-        latency.record(t.elapsed());
-        n += 1;
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let path = dir.join(format!("raw{w}"));
+            let (latency, total) = (Arc::clone(&latency), Arc::clone(&total));
+            std::thread::spawn(move || -> std::io::Result<()> {
+                // Preallocated like a log segment: a sync writes no metadata.
+                std::fs::write(&path, vec![0u8; 64 << 20])?;
+                let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+                file.sync_all()?;
+                let record = vec![0xAB; size];
+                while start.elapsed().as_secs_f64() < seconds {
+                    let t = Instant::now();
+                    file.write_all(&record)?;
+                    file.sync_data()?;
+                    latency.record(t.elapsed());
+                    total.fetch_add(1, Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| std::io::Error::other("writer panicked"))??;
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let rate = total.load(Relaxed) as f64 / start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
     Ok((rate, latency.percentile(0.5), latency.percentile(0.99)))
 }
@@ -301,13 +316,16 @@ fn main() {
     if let Some(dir) = &data_dir {
         for &payload in &payloads {
             // A record's framing and an entry's header come to about 30 bytes.
-            match raw_sync_rate(dir, payload + 30, seconds) {
-                Ok((rate, p50, p99)) => println!(
-                    "raw write+fdatasync of {} B on {}: {rate:.0}/s, p50 {p50:.1?}, p99 {p99:.1?}",
-                    payload + 30,
-                    dir.display()
-                ),
-                Err(e) => println!("raw write+fdatasync on {}: error: {e}", dir.display()),
+            for writers in [1, 3] {
+                match raw_sync_rate(dir, payload + 30, seconds, writers) {
+                    Ok((rate, p50, p99)) => println!(
+                        "raw write+fdatasync of {} B, {writers} writer(s) on {}: {rate:.0}/s, \
+                         p50 {p50:.1?}, p99 {p99:.1?}",
+                        payload + 30,
+                        dir.display()
+                    ),
+                    Err(e) => println!("raw write+fdatasync on {}: error: {e}", dir.display()),
+                }
             }
         }
         println!();

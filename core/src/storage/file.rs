@@ -150,7 +150,14 @@ impl<D: Disk> FileStorage<D> {
             .try_lock(&dir.join(LOCK))?
             .ok_or_else(|| StorageError::Locked(dir.to_path_buf()))?;
         if fresh {
-            write_small(&disk, dir, META, META_MAGIC, b"consenso data directory")?;
+            write_small(
+                &disk,
+                dir,
+                META,
+                META_MAGIC,
+                b"consenso data directory",
+                true,
+            )?;
         }
         let hard_state = if names.iter().any(|n| n == HARD_STATE) {
             Some(read_small(&disk, &dir.join(HARD_STATE), HARD_STATE_MAGIC)?)
@@ -273,7 +280,7 @@ impl<D: Disk> Storage for FileStorage<D> {
             let mut synced = s.wal.sync(durable)?;
             if s.hard_state_dirty {
                 if let Some(bytes) = s.hard_state.clone() {
-                    write_small_with(
+                    write_small(
                         &s.disk,
                         &s.dir,
                         HARD_STATE,
@@ -324,20 +331,10 @@ fn read_small<D: Disk>(disk: &D, path: &Path, magic: &[u8; 8]) -> Result<Vec<u8>
     }
 }
 
-fn write_small<D: Disk>(
-    disk: &D,
-    dir: &Path,
-    name: &str,
-    magic: &[u8; 8],
-    payload: &[u8],
-) -> Result<(), StorageError> {
-    write_small_with(disk, dir, name, magic, payload, true)
-}
-
 /// Replaces `dir/name` atomically: writes a temporary file, syncs it,
 /// renames it over the old one and syncs the directory (the syncs only
 /// when `durable`).
-fn write_small_with<D: Disk>(
+fn write_small<D: Disk>(
     disk: &D,
     dir: &Path,
     name: &str,
