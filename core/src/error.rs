@@ -45,4 +45,13 @@ pub enum ProposeError {
     /// The node is shut down (or shutting down).
     #[error("the node is closed")]
     Closed,
+    /// The command is larger than any node takes
+    /// ([`crate::consensus::MAX_COMMAND_BYTES`]); nothing was proposed.
+    #[error("a command of {bytes} bytes is larger than the {max} a node takes")]
+    TooLarge {
+        /// The command's size.
+        bytes: usize,
+        /// The most a command may hold.
+        max: usize,
+    },
 }

@@ -22,7 +22,7 @@ mod shell;
 pub mod testing;
 pub mod zab;
 
-pub use shell::{HardStateCommit, Timing, MAX_VOTERS};
+pub use shell::{HardStateCommit, Timing, MAX_COMMAND_BYTES, MAX_VOTERS};
 
 use crate::error::ProposeError;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
@@ -339,8 +339,10 @@ pub trait Protocol: Send + 'static {
     /// Messages for it go out at the next [`Protocol::flush`].
     ///
     /// # Errors
-    /// [`ProposeError::NotLeader`] with the leader hint, or
-    /// [`ProposeError::Busy`] when the uncommitted-bytes limit is reached.
+    /// [`ProposeError::NotLeader`] with the leader hint,
+    /// [`ProposeError::Busy`] when the uncommitted-bytes limit is reached,
+    /// or [`ProposeError::TooLarge`] for a command over
+    /// [`MAX_COMMAND_BYTES`].
     fn propose(
         &mut self,
         data: Bytes,

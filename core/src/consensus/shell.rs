@@ -20,6 +20,10 @@ use crate::rng::Rng;
 use crate::types::{Entry, EntryKind, Epoch, Index, NodeId};
 use bytes::Bytes;
 
+/// Largest command a node takes (a log record must hold it, with room to
+/// spare); a bigger one fails with [`ProposeError::TooLarge`].
+pub const MAX_COMMAND_BYTES: usize = 256 << 20;
+
 /// Most voters a cluster may have (acknowledgements are tracked in a 64-bit
 /// set, and a Paxos ballot names its proposer's position in 8 bits).
 pub const MAX_VOTERS: usize = 64;
@@ -361,13 +365,20 @@ impl<H> Shell<H> {
     /// cluster of one). The caller has checked that this node leads.
     ///
     /// # Errors
-    /// [`ProposeError::Busy`].
+    /// [`ProposeError::Busy`], or [`ProposeError::TooLarge`] for a command
+    /// over [`MAX_COMMAND_BYTES`].
     pub(crate) fn propose<M>(
         &mut self,
         epoch: Epoch,
         data: Bytes,
         out: &mut Effects<M, H>,
     ) -> Result<(Epoch, Index), ProposeError> {
+        if data.len() > MAX_COMMAND_BYTES {
+            return Err(ProposeError::TooLarge {
+                bytes: data.len(),
+                max: MAX_COMMAND_BYTES,
+            });
+        }
         self.repl.admit(
             data.len() + Entry::OVERHEAD,
             self.limits.max_uncommitted_bytes,

@@ -706,9 +706,17 @@ impl<P: SimProtocol> SimCluster<P> {
 
     fn submit_proposal(&mut self, op: Op, id: NodeId, data: Bytes) -> Result<Submit, Violation> {
         let deadline = self.now + OP_DEADLINE;
+        // Where the entry went, even if the node dies at this call's sync.
+        let mut placed = None;
         let proposed = self.with_core(id, |core, exec, fx| {
-            exec.propose(core, data, deadline, op, fx)
+            let result = exec.propose(core, data, deadline, op, fx);
+            placed = result.as_ref().ok().copied();
+            result
         })?;
+        if let (None, Some((epoch, index))) = (&proposed, placed) {
+            self.ops[op].epoch = epoch;
+            self.ops[op].index = index;
+        }
         match proposed {
             Some(Ok((epoch, index))) => {
                 self.ops[op].epoch = epoch;

@@ -271,16 +271,19 @@ impl SimDisk {
     }
 
     /// Flips one bit of the synced data of a file in `dir` (the files'
-    /// bytes up to their last non-zero one). Returns the file and offset,
-    /// or `None` when there is nothing to damage.
+    /// bytes up to 4 KiB past their last non-zero one). Returns the file
+    /// and offset, or `None` when there is nothing to damage.
     pub(crate) fn flip_bit(&self, dir: &Path, rng: &mut Rng) -> Option<(PathBuf, u64)> {
         let mut state = self.state.lock();
         let candidates: Vec<(PathBuf, usize, usize)> = state
             .inodes_under(dir)
             .into_iter()
             .filter_map(|(p, i)| {
-                let used = state.inodes[i].synced.iter().rposition(|&b| b != 0)? + 1;
-                Some((p, i, used))
+                // The data and a little of the zeros after it (a
+                // segment's padding).
+                let synced = &state.inodes[i].synced;
+                let used = synced.iter().rposition(|&b| b != 0)? + 1;
+                Some((p, i, (used + 4096).min(synced.len())))
             })
             .collect();
         if candidates.is_empty() {

@@ -41,7 +41,7 @@ pub struct FileOptions {
     /// entries or diverge. Use it for data you can rebuild.
     pub sync: bool,
     /// Size each log segment is preallocated to; a bigger record gets a
-    /// segment of its own. At least 64 KiB.
+    /// segment of its own. From 64 KiB to 1 GiB.
     pub segment_bytes: u64,
 }
 
@@ -60,10 +60,13 @@ impl FileOptions {
     /// # Errors
     /// A [`ConfigError`] naming `segment_bytes`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.segment_bytes < 64 << 10 {
+        if !(64 << 10..=1 << 30).contains(&self.segment_bytes) {
             return Err(ConfigError::new(
                 "segment_bytes",
-                format!("must be at least 65536, got {}", self.segment_bytes),
+                format!(
+                    "must be from 65536 to 1073741824, got {}",
+                    self.segment_bytes
+                ),
             ));
         }
         Ok(())
@@ -78,7 +81,6 @@ pub struct FileStorage<D: Disk = OsDisk> {
     disk: D,
     dir: PathBuf,
     options: FileOptions,
-    _lock: D::Lock,
     wal: Wal<D>,
     hard_state: Option<Vec<u8>>,
     hard_state_dirty: bool,
@@ -89,6 +91,8 @@ pub struct FileStorage<D: Disk = OsDisk> {
     syncs: u64,
     /// Set at the first failed write or sync: nothing is written after it.
     failed: Option<String>,
+    /// Held until everything above is dropped (fields drop in order).
+    _lock: D::Lock,
 }
 
 impl<D: Disk> std::fmt::Debug for FileStorage<D> {
@@ -137,19 +141,24 @@ impl<D: Disk> FileStorage<D> {
     pub fn open_on(disk: D, dir: &Path, options: FileOptions) -> Result<Self, StorageError> {
         options.validate()?;
         disk.create_dir_all(dir)?;
-        let names = disk.list(dir)?;
-        let fresh = if names.iter().any(|n| n == META) {
-            read_small(&disk, &dir.join(META), META_MAGIC)?;
-            false
-        } else if names.iter().all(|n| n == LOCK) {
-            true
-        } else {
+        // A temporary file is what a crash left of a write (the metadata
+        // itself, when the crash came while a fresh directory was set up).
+        let ours = |n: &String| n == LOCK || n.ends_with(".tmp");
+        let ours_or_fresh =
+            |names: &[String]| names.iter().any(|n| n == META) || names.iter().all(ours);
+        if !ours_or_fresh(&disk.list(dir)?) {
+            // Nothing is written to someone else's directory, not even a lock.
             return Err(StorageError::NotADataDir(dir.to_path_buf()));
-        };
+        }
         let lock = disk
             .try_lock(&dir.join(LOCK))?
             .ok_or_else(|| StorageError::Locked(dir.to_path_buf()))?;
-        if fresh {
+        // Listed again under the lock: the previous owner may have written
+        // until it let go.
+        let names = disk.list(dir)?;
+        if names.iter().any(|n| n == META) {
+            read_small(&disk, &dir.join(META), META_MAGIC)?;
+        } else if names.iter().all(ours) {
             write_small(
                 &disk,
                 dir,
@@ -158,6 +167,8 @@ impl<D: Disk> FileStorage<D> {
                 b"consenso data directory",
                 true,
             )?;
+        } else {
+            return Err(StorageError::NotADataDir(dir.to_path_buf()));
         }
         let hard_state = if names.iter().any(|n| n == HARD_STATE) {
             Some(read_small(&disk, &dir.join(HARD_STATE), HARD_STATE_MAGIC)?)
@@ -170,7 +181,6 @@ impl<D: Disk> FileStorage<D> {
             disk,
             dir: dir.to_path_buf(),
             options,
-            _lock: lock,
             wal,
             hard_state,
             hard_state_dirty: false,
@@ -179,6 +189,7 @@ impl<D: Disk> FileStorage<D> {
             torn,
             syncs: 0,
             failed: None,
+            _lock: lock,
         })
     }
 

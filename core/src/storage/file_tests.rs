@@ -598,3 +598,79 @@ fn a_batch_survives_whole_or_not_at_all() {
     let torn = s.torn_tail().expect("the batch was torn");
     assert_eq!(torn.offset, first_batch_end as u64);
 }
+
+/// A log of `n` one-entry batches of 1000-byte entries in small segments.
+fn many_segments(dir: &Path, n: u64) -> Vec<PathBuf> {
+    let mut s = FileStorage::open_with(dir, SMALL).unwrap();
+    for i in 1..=n {
+        s.append(&run(i, i, 1000)).unwrap();
+        s.sync().unwrap();
+    }
+    drop(s);
+    segments(dir)
+}
+
+#[test]
+fn a_flipped_bit_in_the_padding_of_a_segment_is_damage_not_a_torn_write() {
+    let dir = TempDir::new("padflip");
+    let segs = many_segments(dir.path(), 150);
+    assert!(segs.len() >= 3);
+    let mut data = fs::read(&segs[0]).unwrap();
+    let used = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    data[used + 40] ^= 0x08;
+    fs::write(&segs[0], &data).unwrap();
+    let err = FileStorage::open_with(dir.path(), SMALL).unwrap_err();
+    assert!(matches!(err, StorageError::CorruptRecord { .. }), "{err}");
+    // Nothing was cut or deleted.
+    assert_eq!(segments(dir.path()), segs);
+}
+
+#[test]
+fn a_missing_segment_is_damage() {
+    let dir = TempDir::new("missing");
+    let segs = many_segments(dir.path(), 150);
+    fs::remove_file(&segs[1]).unwrap();
+    let err = FileStorage::open_with(dir.path(), SMALL).unwrap_err();
+    assert!(
+        matches!(err, StorageError::CorruptRecord { ref reason, .. } if reason.contains("missing")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_directory_left_half_set_up_by_a_crash_opens() {
+    let dir = TempDir::new("halfsetup");
+    fs::create_dir_all(dir.path()).unwrap();
+    fs::write(dir.path().join("LOCK"), b"").unwrap();
+    fs::write(dir.path().join("consenso.meta.tmp"), b"CNSOME").unwrap();
+    let mut s = FileStorage::open(dir.path()).unwrap();
+    s.append(&run(1, 1, 5)).unwrap();
+    s.sync().unwrap();
+}
+
+#[test]
+fn a_command_larger_than_a_record_takes_is_refused_and_nothing_changes() {
+    let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
+    config.tick_interval = Duration::from_millis(1);
+    let node =
+        Node::<Raft>::start(config, MemStorage::new(), |_, _| {}, Recorder::default()).unwrap();
+    let wait = Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + wait;
+    while node.status().role != crate::Role::Leader {
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let max = crate::consensus::MAX_COMMAND_BYTES;
+    let before = node.status().last_index;
+    let huge = vec![0u8; max + 1];
+    assert_eq!(
+        node.propose(huge, wait),
+        Err(ProposeError::TooLarge {
+            bytes: max + 1,
+            max
+        })
+    );
+    assert_eq!(node.status().last_index, before);
+    node.propose(b"small".to_vec(), wait).unwrap();
+    node.shutdown();
+}

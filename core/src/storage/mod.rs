@@ -77,7 +77,9 @@ pub trait Storage: Send + 'static {
     /// [`StorageError`] when it cannot be read.
     fn hard_state(&self) -> Result<Option<Vec<u8>>, StorageError>;
 
-    /// Every stored entry, in index order from index 1.
+    /// Every stored entry, in index order from index 1. A node calls it
+    /// once, when it starts; a store may hand its recovered log over only
+    /// once ([`FileStorage`] does, and errors after).
     ///
     /// # Errors
     /// [`StorageError`] when they cannot be read.

@@ -14,7 +14,10 @@
 //! bit leaves the length pair disagreeing, or the end mark and every
 //! sector in place with a checksum that fails. A bad record of the first
 //! kind is [`ScanEnd::Torn`], of the second [`ScanEnd::Damaged`]: no
-//! single flipped bit is taken for a torn write.
+//! single flipped bit is taken for a torn write. The log also checks that
+//! no complete batch was written after a torn record (only the last batch
+//! can be unfinished), so that zeros where synced data was (a flipped bit
+//! in a segment's padding, a lost sector) are damage, not a torn write.
 
 /// Bytes before a record's payload.
 pub(crate) const RECORD_HEADER: usize = 12;
@@ -107,8 +110,7 @@ pub(crate) fn scan<'a, E>(
             off += whole;
             continue;
         }
-        let unfinished =
-            rest[whole - 1] == 0 || has_zero_sector(buf, off + RECORD_HEADER, off + whole - 1);
+        let unfinished = rest[whole - 1] == 0 || has_zero_sector(buf, off, off + whole - 1);
         return Ok(if unfinished {
             ScanEnd::Torn(off)
         } else if rest[whole - 1] != END_MARK {
@@ -117,6 +119,25 @@ pub(crate) fn scan<'a, E>(
             ScanEnd::Damaged(off, "checksum mismatch")
         });
     }
+}
+
+/// The offsets of `buf`, from `from` on, where a whole record starts
+/// (its length pair agrees, its checksum and end mark hold), with its
+/// payload. Looks at every byte offset: for deciding whether anything was
+/// written after a bad record, not for reading a log.
+pub(crate) fn whole_records_in(buf: &[u8], from: usize) -> impl Iterator<Item = (usize, &[u8])> {
+    (from..buf.len().saturating_sub(RECORD_HEADER + RECORD_TRAILER)).filter_map(move |p| {
+        let (len, inv, crc) = (u32_at(buf, p), u32_at(buf, p + 4), u32_at(buf, p + 8));
+        if len == 0 || len != !inv || len as usize > MAX_RECORD {
+            return None;
+        }
+        let end = p.checked_add(record_size(len as usize))?;
+        if end > buf.len() || buf[end - 1] != END_MARK {
+            return None;
+        }
+        let payload = &buf[p + RECORD_HEADER..end - RECORD_TRAILER];
+        (crc32c::crc32c(payload) == crc).then_some((p, payload))
+    })
 }
 
 /// True when a whole sector of `buf` lies in `[from, to)` and is zeros.

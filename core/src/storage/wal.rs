@@ -24,7 +24,7 @@
 //! never skips one.
 
 use super::disk::{Disk, DiskFile};
-use super::record::{put_record, scan, ScanEnd};
+use super::record::{put_record, scan, whole_records_in, ScanEnd};
 use super::StorageError;
 use crate::types::{Entry, Index};
 use std::io;
@@ -153,6 +153,13 @@ impl<D: Disk> Wal<D> {
             }
         }
         seqs.sort_unstable();
+        if let Some(w) = seqs.windows(2).find(|w| w[1] != w[0] + 1) {
+            return Err(StorageError::CorruptRecord {
+                file: dir.join(segment_name(w[0] + 1)),
+                offset: 0,
+                reason: "this log segment is missing".into(),
+            });
+        }
         let mut replay = Replay::default();
         // Each segment's sequence number and where its valid data ends.
         let mut ends: Vec<(u64, usize)> = Vec::new();
@@ -174,6 +181,20 @@ impl<D: Disk> Wal<D> {
         if let Some(start) = replay.batch_start.filter(|_| replay.pending > 0) {
             torn_at = Some(torn_at.map_or(start, |t: (usize, usize)| t.min(start)));
         }
+        if let Some((i, o)) = torn_at {
+            // Only the last batch can be unfinished: a complete batch
+            // written after the cut means synced data was damaged there.
+            if let Some((file, at)) = batch_after(&disk, &dir, &seqs, i, o)? {
+                return Err(StorageError::CorruptRecord {
+                    file: dir.join(segment_name(seqs[i])),
+                    offset: o as u64,
+                    reason: format!(
+                        "damaged, though a complete batch follows ({} at offset {at})",
+                        file.display()
+                    ),
+                });
+            }
+        }
         let mut torn = None;
         if let Some((i, o)) = torn_at {
             ends.truncate(i + 1);
@@ -185,11 +206,15 @@ impl<D: Disk> Wal<D> {
             }
             let path = dir.join(segment_name(seqs[i]));
             let mut file = disk.open(&path, false)?;
-            let len = file.read_all()?.len();
-            let dropped = len.saturating_sub(o);
+            let bytes = file.read_all()?;
+            let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            let dropped = used.saturating_sub(o);
             // Zero the torn bytes so that what is appended next is
             // followed by zeros, as in a fresh segment.
-            file.write_at(o as u64, &vec![0; dropped])?;
+            for at in (o..used).step_by(1 << 20) {
+                let n = (1 << 20).min(used - at);
+                file.write_at(at as u64, &vec![0; n])?;
+            }
             file.sync()?;
             disk.sync_dir(&dir)?;
             ::log::warn!(
@@ -362,6 +387,50 @@ impl<D: Disk> Wal<D> {
             self.dir_dirty = false;
         }
         Ok(synced)
+    }
+}
+
+/// Where a complete batch (a whole commit record and any whole record
+/// after it) starts after offset `o` of segment `seqs[i]` or in a later
+/// segment, if one does. The batch torn at the cut may itself have left a
+/// whole commit record (its middle lost, its end written): that one is the
+/// last whole record.
+fn batch_after<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    seqs: &[u64],
+    i: usize,
+    o: usize,
+) -> Result<Option<(PathBuf, usize)>, StorageError> {
+    let mut commit_seen: Option<(PathBuf, usize)> = None;
+    for (k, &seq) in seqs.iter().enumerate().skip(i) {
+        let path = dir.join(segment_name(seq));
+        let bytes = disk.open(&path, false)?.read_all()?;
+        let from = if k == i {
+            o + 1
+        } else {
+            SEGMENT_HEADER as usize
+        };
+        for (at, payload) in whole_records_in(&bytes, from) {
+            if let Some(seen) = commit_seen.take() {
+                // A whole record after a whole commit: a later batch.
+                return Ok(Some(seen));
+            }
+            if payload.first() == Some(&COMMIT) {
+                commit_seen = Some((path.clone(), at));
+            }
+        }
+    }
+    Ok(None)
+}
+
+impl<D: Disk> Drop for Wal<D> {
+    /// Waits for a segment being prepared, so that nothing writes in the
+    /// directory once its lock is released.
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            let _ = next.wait();
+        }
     }
 }
 
