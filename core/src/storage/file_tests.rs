@@ -309,15 +309,18 @@ fn bad_options_are_refused_before_anything_is_written() {
 }
 
 /// The operating system's files, failing every write once `budget` bytes
-/// were written (a full disk); a negative budget fails syncs too.
+/// were written: a full disk (`StorageFull`) or, with `read_only`, one
+/// mounted read-only.
 #[derive(Clone)]
 struct FullDisk {
     budget: Arc<AtomicI64>,
+    read_only: bool,
 }
 
 struct FullFile {
     file: fs::File,
     budget: Arc<AtomicI64>,
+    kind: io::ErrorKind,
 }
 
 impl Disk for FullDisk {
@@ -333,6 +336,11 @@ impl Disk for FullDisk {
         Ok(FullFile {
             file: OsDisk.open(path, create)?,
             budget: Arc::clone(&self.budget),
+            kind: if self.read_only {
+                io::ErrorKind::ReadOnlyFilesystem
+            } else {
+                io::ErrorKind::StorageFull
+            },
         })
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -355,7 +363,7 @@ impl DiskFile for FullFile {
     }
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         if self.budget.fetch_sub(bytes.len() as i64, Ordering::SeqCst) < bytes.len() as i64 {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+            return Err(io::Error::new(self.kind, "disk full or read-only"));
         }
         self.file.write_at(offset, bytes)
     }
@@ -374,6 +382,7 @@ fn a_full_disk_fails_the_sync_and_every_write_after_it() {
     let budget = Arc::new(AtomicI64::new(i64::MAX));
     let disk = FullDisk {
         budget: Arc::clone(&budget),
+        read_only: false,
     };
     {
         let mut s = FileStorage::open_on(disk.clone(), dir.path(), FileOptions::default()).unwrap();
@@ -489,6 +498,7 @@ fn a_node_whose_disk_fills_stops_acknowledges_nothing_more_and_says_why() {
     let budget = Arc::new(AtomicI64::new(i64::MAX));
     let disk = FullDisk {
         budget: Arc::clone(&budget),
+        read_only: false,
     };
     let storage = FileStorage::open_on(disk.clone(), dir.path(), FileOptions::default()).unwrap();
     let mut config = NodeConfig::<RaftConfig>::new(1, vec![1]);
@@ -673,4 +683,34 @@ fn a_command_larger_than_a_record_takes_is_refused_and_nothing_changes() {
     assert_eq!(node.status().last_index, before);
     node.propose(b"small".to_vec(), wait).unwrap();
     node.shutdown();
+}
+
+#[test]
+fn a_read_only_disk_fails_the_open_or_the_first_sync() {
+    let dir = TempDir::new("readonly");
+    let disk = FullDisk {
+        budget: Arc::new(AtomicI64::new(0)),
+        read_only: true,
+    };
+    let err = FileStorage::open_on(disk.clone(), dir.path(), FileOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, StorageError::Io(ref e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem),
+        "{err}"
+    );
+    // Written before, read-only now: it opens (reading needs no writes
+    // until the log has something to append), and the first sync fails.
+    {
+        let mut s = FileStorage::open(dir.path()).unwrap();
+        s.append(&run(1, 2, 5)).unwrap();
+        s.sync().unwrap();
+    }
+    let err = FileStorage::open_on(disk, dir.path(), FileOptions::default());
+    match err {
+        Ok(mut s) => {
+            assert_eq!(s.entries().unwrap(), run(1, 2, 5));
+            s.append(&run(3, 3, 5)).unwrap();
+            assert!(s.sync().is_err());
+        }
+        Err(e) => assert!(matches!(e, StorageError::Io(_)), "{e}"),
+    }
 }
