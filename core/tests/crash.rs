@@ -133,7 +133,20 @@ fn run_node<P: Protocol>(id: NodeId, ports: Vec<u16>, dir: String)
 where
     P::Config: Default,
 {
-    let listener = TcpListener::bind(("127.0.0.1", ports[id as usize - 1])).expect("bind");
+    // The port was free when the test picked it; a restarted node may find
+    // its old connections still closing: retry for a while.
+    let port = ports[id as usize - 1];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => break l,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("node {id}: bind {port}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("node {id}: bind {port}: {e}"),
+        }
+    };
     let mut config = NodeConfig::<P::Config>::new(id, (1..=NODES).collect());
     config.data_dir = Some(dir.into());
     config.tick_interval = Duration::from_millis(5);
