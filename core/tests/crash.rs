@@ -487,10 +487,23 @@ fn crash_test(protocol: &'static str) -> Report {
     );
     let reference = &logs[&1].2;
     for (id, (_, _, values)) in &logs {
-        assert_eq!(
-            values, reference,
-            "{protocol}: node {id} applied another order"
-        );
+        if values != reference {
+            let at = values
+                .iter()
+                .zip(reference)
+                .position(|(a, b)| a != b)
+                .unwrap_or(values.len().min(reference.len()));
+            let around =
+                |l: &[u64]| l[at.saturating_sub(3).min(l.len())..(at + 5).min(l.len())].to_vec();
+            panic!(
+                "{protocol}: node {id} applied another order: {} values against node 1's {}; \
+                 first difference at position {at}: {:?} against {:?}",
+                values.len(),
+                reference.len(),
+                around(values),
+                around(reference)
+            );
+        }
     }
     let mut seen = HashSet::new();
     for v in reference {

@@ -94,6 +94,11 @@ fn persist3() {
 }
 
 #[test]
+fn restart_when_idle() {
+    scenarios::restart_when_idle::<MultiPaxos>(cfg());
+}
+
+#[test]
 fn unreliable_agree() {
     scenarios::unreliable_agree::<MultiPaxos>(cfg());
 }

@@ -94,6 +94,11 @@ fn persist3() {
 }
 
 #[test]
+fn restart_when_idle() {
+    scenarios::restart_when_idle::<Raft>(RaftConfig::default());
+}
+
+#[test]
 fn figure8_reliable() {
     for seed in seeds() {
         scenarios::figure8::<Raft>(seed, false, RaftConfig::default());

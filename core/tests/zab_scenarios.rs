@@ -99,6 +99,11 @@ fn persist3() {
 }
 
 #[test]
+fn restart_when_idle() {
+    scenarios::restart_when_idle::<Zab>(cfg());
+}
+
+#[test]
 fn unreliable_agree() {
     scenarios::unreliable_agree::<Zab>(cfg());
 }

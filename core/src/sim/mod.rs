@@ -23,7 +23,7 @@ pub use machine::{linearizable_against, run_machine, MachineReport, MachineRun, 
 pub use network::{NetCounts, NetFaults, SimNetwork};
 pub use protocols::{ExtraChecks, NoExtraChecks, PaxosChecks, SimProtocol, ZabChecks};
 
-use crate::types::NodeId;
+use crate::types::{Index, NodeId};
 
 /// Outcome of one seeded random run.
 #[derive(Clone, Debug)]
@@ -292,6 +292,19 @@ fn run_plan<P: SimProtocol>(
         }
         sim.step().map_err(violation(sim.now))?;
     }
+    // One node restarts while nothing new is proposed: it must relearn
+    // from the leader alone what was committed (its commit index is not
+    // synced, so it recovers an older one).
+    let up: Vec<NodeId> = sim
+        .ids()
+        .into_iter()
+        .filter(|&id| sim.core(id).is_some())
+        .collect();
+    if !up.is_empty() {
+        let id = up[sim.rng().below(up.len() as u64) as usize];
+        sim.crash(id);
+        sim.restart(id).map_err(violation(sim.now))?;
+    }
     settle(&mut sim, steps).map_err(|e| match e {
         Ok(reason) => fail(sim.now, reason),
         Err(v) => violation(sim.now)(v),
@@ -489,8 +502,14 @@ fn settle<P: SimProtocol>(
     extra: u64,
 ) -> Result<(), Result<String, Violation>> {
     let until = sim.now + extra;
+    let target = sim
+        .ids()
+        .into_iter()
+        .filter_map(|id| sim.core(id).map(|c| c.commit_index()))
+        .max()
+        .unwrap_or(0);
     loop {
-        match check_end(sim) {
+        match check_end(sim, target) {
             Ok(()) => return Ok(()),
             Err(reason) if sim.now >= until => return Err(Ok(reason)),
             Err(_) => sim.run_for(TICK).map_err(Err)?,
@@ -498,9 +517,11 @@ fn settle<P: SimProtocol>(
     }
 }
 
-/// What must hold at the end of the fault-free phase: a leader was elected
-/// and every node follows the current one.
-fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
+/// What must hold at the end of the fault-free phase: a leader was elected,
+/// every node follows the current one and knows committed at least
+/// `target` (what was committed when the wait began: a node that restarted
+/// with a lower commit index relearns it).
+fn check_end<P: SimProtocol>(sim: &SimCluster<P>, target: Index) -> Result<(), String> {
     let stats = sim.stats;
     if stats.leaders_elected == 0 {
         return Err("no leader was ever elected".into());
@@ -524,6 +545,13 @@ fn check_end<P: SimProtocol>(sim: &SimCluster<P>) -> Result<(), String> {
                     None => "it is down".to_string(),
                     Some(l) => format!("its leader is {l:?}"),
                 }
+            ));
+        }
+        let commit = sim.core(id).map_or(0, |c| c.commit_index());
+        if commit < target {
+            return Err(format!(
+                "node {id} knows commit {commit}, below the {target} committed when the \
+                 fault-free phase ended"
             ));
         }
     }

@@ -611,6 +611,24 @@ pub mod scenarios {
         }
     }
 
+    /// A follower that restarts while nothing new is proposed relearns
+    /// from the leader alone what was committed (its commit index is not
+    /// synced, so it recovers an older one) and applies it again.
+    pub fn restart_when_idle<P: SimProtocol>(config: P::Config) {
+        for seed in seeds() {
+            let mut h = Harness::<P>::new(3, seed, config.clone());
+            let mut index = 0;
+            for v in 0..20 {
+                index = h.one(3000 + v, 3, true);
+            }
+            let leader = h.check_one_leader();
+            let follower = h.id(pos(leader) + 1);
+            h.crash(follower);
+            h.restart(follower);
+            h.wait(index, 3, None);
+        }
+    }
+
     pub fn persist3<P: SimProtocol>(config: P::Config) {
         for seed in seeds() {
             let mut h = Harness::<P>::new(3, seed, config.clone());

@@ -433,6 +433,24 @@ impl MultiPaxos {
                     self.promise(b);
                     self.follow(from, out);
                     self.advance_commit(b, commit, None);
+                    if self.shell.log.commit() < commit {
+                        // The leader counts on slots this acceptor cannot
+                        // confirm: it restarted and relearns which were
+                        // chosen (the commit point is not synced). Its
+                        // match makes the leader resend them.
+                        let matched = self.matched_in(b);
+                        let acked = Acked {
+                            matched,
+                            through: matched,
+                        };
+                        out.send(
+                            from,
+                            Message::Accepted {
+                                ballot: b,
+                                result: Ok(acked),
+                            },
+                        );
+                    }
                     Ok(())
                 };
                 let reply = Message::HeartbeatResponse {
