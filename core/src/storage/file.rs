@@ -38,7 +38,9 @@ pub struct FileOptions {
     /// seconds) and may tear the last of them. Those writes were
     /// acknowledged: a node that loses its vote may vote twice in one term,
     /// and a cluster whose majority loses power at once may lose committed
-    /// entries or diverge. Use it for data you can rebuild.
+    /// entries or diverge. The OS may also write back a later batch and not
+    /// an earlier one: the node then finds its log damaged and does not
+    /// start. Use it for data you can rebuild.
     pub sync: bool,
     /// Size each log segment is preallocated to; a bigger record gets a
     /// segment of its own. From 64 KiB to 1 GiB.
@@ -143,7 +145,9 @@ impl<D: Disk> FileStorage<D> {
         disk.create_dir_all(dir)?;
         // A temporary file is what a crash left of a write (the metadata
         // itself, when the crash came while a fresh directory was set up).
-        let ours = |n: &String| n == LOCK || n.ends_with(".tmp");
+        let ours = |n: &String| {
+            n == LOCK || *n == format!("{META}.tmp") || *n == format!("{HARD_STATE}.tmp")
+        };
         let ours_or_fresh =
             |names: &[String]| names.iter().any(|n| n == META) || names.iter().all(ours);
         if !ours_or_fresh(&disk.list(dir)?) {

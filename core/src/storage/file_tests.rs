@@ -714,3 +714,27 @@ fn a_read_only_disk_fails_the_open_or_the_first_sync() {
         Err(e) => assert!(matches!(e, StorageError::Io(_)), "{e}"),
     }
 }
+
+#[test]
+fn damage_followed_by_a_single_synced_batch_is_still_damage() {
+    // Right after a roll the next segment holds one synced batch: a flipped
+    // bit in the padding of the segment before must not cut it.
+    let dir = TempDir::new("onebatch");
+    {
+        let mut s = FileStorage::open_with(dir.path(), SMALL).unwrap();
+        let mut i = 1;
+        while segments(dir.path()).len() < 2 {
+            s.append(&run(i, i, 1000)).unwrap();
+            s.sync().unwrap();
+            i += 1;
+        }
+    }
+    let segs = segments(dir.path());
+    let mut data = fs::read(&segs[0]).unwrap();
+    let used = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    data[used + 3] ^= 0x40;
+    fs::write(&segs[0], &data).unwrap();
+    let err = FileStorage::open_with(dir.path(), SMALL).unwrap_err();
+    assert!(matches!(err, StorageError::CorruptRecord { .. }), "{err}");
+    assert_eq!(segments(dir.path()), segs, "nothing was deleted");
+}

@@ -14,7 +14,8 @@
 //! bit leaves the length pair disagreeing, or the end mark and every
 //! sector in place with a checksum that fails. A bad record of the first
 //! kind is [`ScanEnd::Torn`], of the second [`ScanEnd::Damaged`]: no
-//! single flipped bit is taken for a torn write. The log also checks that
+//! single flipped bit is taken for a torn write, unless the record's own
+//! data holds a whole aligned sector of zeros. The log also checks that
 //! no complete batch was written after a torn record (only the last batch
 //! can be unfinished), so that zeros where synced data was (a flipped bit
 //! in a segment's padding, a lost sector) are damage, not a torn write.
@@ -123,20 +124,34 @@ pub(crate) fn scan<'a, E>(
 
 /// The offsets of `buf`, from `from` on, where a whole record starts
 /// (its length pair agrees, its checksum and end mark hold), with its
-/// payload. Looks at every byte offset: for deciding whether anything was
-/// written after a bad record, not for reading a log.
+/// payload. Looks at every byte offset outside the whole records it finds:
+/// for deciding whether anything was written after a bad record, not for
+/// reading a log.
 pub(crate) fn whole_records_in(buf: &[u8], from: usize) -> impl Iterator<Item = (usize, &[u8])> {
-    (from..buf.len().saturating_sub(RECORD_HEADER + RECORD_TRAILER)).filter_map(move |p| {
-        let (len, inv, crc) = (u32_at(buf, p), u32_at(buf, p + 4), u32_at(buf, p + 8));
-        if len == 0 || len != !inv || len as usize > MAX_RECORD {
-            return None;
+    let mut p = from;
+    std::iter::from_fn(move || {
+        while p + RECORD_HEADER + RECORD_TRAILER <= buf.len() {
+            let at = p;
+            p += 1;
+            let (len, inv, crc) = (u32_at(buf, at), u32_at(buf, at + 4), u32_at(buf, at + 8));
+            if len == 0 || len != !inv || len as usize > MAX_RECORD {
+                continue;
+            }
+            let Some(end) = at.checked_add(record_size(len as usize)) else {
+                continue;
+            };
+            if end > buf.len() || buf[end - 1] != END_MARK {
+                continue;
+            }
+            let payload = &buf[at + RECORD_HEADER..end - RECORD_TRAILER];
+            if crc32c::crc32c(payload) == crc {
+                // Whatever a whole record's payload holds is not looked
+                // at as records of its own.
+                p = end;
+                return Some((at, payload));
+            }
         }
-        let end = p.checked_add(record_size(len as usize))?;
-        if end > buf.len() || buf[end - 1] != END_MARK {
-            return None;
-        }
-        let payload = &buf[p + RECORD_HEADER..end - RECORD_TRAILER];
-        (crc32c::crc32c(payload) == crc).then_some((p, payload))
+        None
     })
 }
 

@@ -199,9 +199,10 @@ impl<D: Disk> Wal<D> {
         if let Some((i, o)) = torn_at {
             ends.truncate(i + 1);
             ends[i].1 = o;
-            for &seq in &seqs[i + 1..] {
-                // Later segments hold only what was never synced either
-                // (a sync covers every file).
+            // Later segments hold only what was never synced either (a
+            // sync covers every file). Last first, so that a crash here
+            // leaves no gap in the numbering.
+            for &seq in seqs[i + 1..].iter().rev() {
                 disk.remove(&dir.join(segment_name(seq)))?;
             }
             let path = dir.join(segment_name(seqs[i]));
@@ -390,11 +391,12 @@ impl<D: Disk> Wal<D> {
     }
 }
 
-/// Where a complete batch (a whole commit record and any whole record
-/// after it) starts after offset `o` of segment `seqs[i]` or in a later
-/// segment, if one does. The batch torn at the cut may itself have left a
-/// whole commit record (its middle lost, its end written): that one is the
-/// last whole record.
+/// Where a complete batch written after offset `o` of segment `seqs[i]`
+/// (there or in a later segment) ends, if one was: a whole commit record
+/// `COMMIT(n)` right after `n` whole records that follow each other, all
+/// after `o`. The batch torn at `o` cannot pass for one (its first record
+/// is at or before `o`, and not whole), but a synced batch after damage
+/// does: then the damage is not a torn write.
 fn batch_after<D: Disk>(
     disk: &D,
     dir: &Path,
@@ -402,22 +404,35 @@ fn batch_after<D: Disk>(
     i: usize,
     o: usize,
 ) -> Result<Option<(PathBuf, usize)>, StorageError> {
-    let mut commit_seen: Option<(PathBuf, usize)> = None;
+    // Whole records after the cut that follow each other (across a roll
+    // too): how many there are in the current run.
+    let mut run: u32 = 0;
     for (k, &seq) in seqs.iter().enumerate().skip(i) {
         let path = dir.join(segment_name(seq));
         let bytes = disk.open(&path, false)?.read_all()?;
+        let mut expected = if k == i {
+            None
+        } else {
+            Some(SEGMENT_HEADER as usize)
+        };
         let from = if k == i {
             o + 1
         } else {
             SEGMENT_HEADER as usize
         };
         for (at, payload) in whole_records_in(&bytes, from) {
-            if let Some(seen) = commit_seen.take() {
-                // A whole record after a whole commit: a later batch.
-                return Ok(Some(seen));
+            if expected != Some(at) {
+                run = 0;
             }
-            if payload.first() == Some(&COMMIT) {
-                commit_seen = Some((path.clone(), at));
+            expected = Some(at + super::record::record_size(payload.len()));
+            if let Some((&COMMIT, count)) = payload.split_first() {
+                let count = count.try_into().map(u32::from_le_bytes).unwrap_or(u32::MAX);
+                if count <= run {
+                    return Ok(Some((path.clone(), at)));
+                }
+                run = 0;
+            } else {
+                run += 1;
             }
         }
     }
