@@ -4,8 +4,9 @@
 //! randomness. Inputs are [`Protocol::tick`], [`Protocol::step`],
 //! [`Protocol::propose`] and [`Protocol::read`]; every output lands in an
 //! [`Effects`] batch that the caller (the runtime or the simulator) carries out
-//! in this order: persist hard state and log changes, then send messages,
-//! then apply committed entries and serve ready reads.
+//! in this order: persist hard state and log changes, then send messages
+//! (a leader's appends may leave before its own sync), then apply committed
+//! entries and serve ready reads.
 
 pub mod entry_codec;
 #[cfg(test)]
@@ -208,8 +209,10 @@ pub struct ReadFailed {
 /// Everything one or more calls into a core asked the caller to do.
 ///
 /// The caller must persist (`hard_state`, `truncate_from`, `append`) before it
-/// sends any of `messages`, and apply `committed` in order after that. The
-/// buffers are reused: call [`Effects::clear`] after carrying a batch out.
+/// sends any of `messages` (except those [`Protocol::may_send_before_sync`]
+/// allows, when `hard_state_must_sync` is false and nothing is truncated),
+/// and apply `committed` in order after that. The buffers are reused: call
+/// [`Effects::clear`] after carrying a batch out.
 #[derive(Debug)]
 pub struct Effects<M, H> {
     /// New hard state to persist, replacing the old one.
