@@ -35,7 +35,7 @@ test: lint
 	$(MAKE) test-release-edges
 	$(CARGO) check -p consenso-python
 	$(MAKE) c-test
-	$(CARGO) build --release --example cluster --example bank --bench throughput --bench hashing --bench balance --bench hash_compare
+	$(CARGO) build --release --example cluster --example bank --bench throughput --bench compaction --bench hashing --bench balance --bench hash_compare
 	$(MAKE) python-test
 
 # Installs the package the way users do (pip builds it with maturin), with

@@ -14,7 +14,7 @@ use consenso::consensus::paxos::MultiPaxos;
 use consenso::consensus::raft::Raft;
 use consenso::consensus::zab::Zab;
 use consenso::consensus::Protocol;
-use consenso::runtime::{Node, NodeConfig, StateMachine, Transport};
+use consenso::runtime::{Node, NodeConfig, SnapshotPolicy, StateMachine, Transport};
 use consenso::{NodeId, ProposeError};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,11 +51,12 @@ fn main() {
         let report = crash_test(protocol);
         println!(
             "crash test {protocol}: {} kills ({} of the leader), {} proposals acknowledged, \
-             {} on every node, {:.1} s",
+             {} on every node, snapshots through {}, {:.1} s",
             report.kills,
             report.leader_kills,
             report.acked,
             report.applied,
+            report.snapshot,
             t.elapsed().as_secs_f64()
         );
     }
@@ -80,6 +81,25 @@ impl StateMachine for Applied {
         let value = u64::from_le_bytes(command.try_into().expect("8-byte command"));
         self.0.lock().unwrap().push(value);
         index.to_le_bytes().to_vec()
+    }
+
+    /// Every value applied, so that a node restored from a snapshot still
+    /// reports its whole history.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let values = self.0.lock().unwrap();
+        Some(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn restore(&mut self, _index: u64, data: &[u8]) -> Result<(), String> {
+        if !data.len().is_multiple_of(8) {
+            return Err(format!("{} bytes is not a list of values", data.len()));
+        }
+        let values = data
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        *self.0.lock().unwrap() = values;
+        Ok(())
     }
 }
 
@@ -151,6 +171,13 @@ where
     config.data_dir = Some(dir.into());
     config.tick_interval = Duration::from_millis(5);
     config.proposal_timeout = Duration::from_secs(5);
+    // Snapshots every few dozen entries: kills land while snapshots are
+    // written and segments deleted, and a restarted node may need one.
+    config.snapshot = SnapshotPolicy {
+        entries: 40,
+        bytes: 0,
+    };
+    config.storage.segment_bytes = 64 << 10;
     let applied = Applied::default();
     let transport = Tcp {
         id,
@@ -189,9 +216,10 @@ where
                 let list: Vec<String> = values.iter().map(u64::to_string).collect();
                 let status = node.status();
                 println!(
-                    "@LOG {} {} {}",
+                    "@LOG {} {} {} {}",
                     status.leader.filter(|&l| l == id).is_some() as u8,
                     status.storage_torn_bytes,
+                    status.snapshot_index,
                     list.join(",")
                 );
             }
@@ -286,6 +314,8 @@ struct Report {
     leader_kills: usize,
     acked: usize,
     applied: usize,
+    /// The highest index a node's snapshot covered at the end.
+    snapshot: u64,
 }
 
 /// Proposals in flight: value → the node asked and when.
@@ -366,8 +396,11 @@ fn pump(c: &mut ClusterProcs, load: &mut Load, rx: &Receiver<Line>, period: Dura
     }
 }
 
-/// One node's dump: whether it leads, the torn bytes it cut, its values.
-fn dump(c: &mut ClusterProcs, rx: &Receiver<Line>) -> HashMap<NodeId, (bool, u64, Vec<u64>)> {
+/// One node's dump: whether it leads, the torn bytes it cut, the index its
+/// snapshot covers, its values.
+type Dump = (bool, u64, u64, Vec<u64>);
+
+fn dump(c: &mut ClusterProcs, rx: &Receiver<Line>) -> HashMap<NodeId, Dump> {
     for id in 1..=NODES {
         c.tell(id, "D");
     }
@@ -380,9 +413,10 @@ fn dump(c: &mut ClusterProcs, rx: &Receiver<Line>) -> HashMap<NodeId, (bool, u64
         let Some(rest) = line.strip_prefix("@LOG ") else {
             continue;
         };
-        let mut parts = rest.splitn(3, ' ');
+        let mut parts = rest.splitn(4, ' ');
         let leads = parts.next() == Some("1");
         let torn: u64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let snapshot: u64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
         let values = parts
             .next()
             .unwrap_or("")
@@ -390,7 +424,7 @@ fn dump(c: &mut ClusterProcs, rx: &Receiver<Line>) -> HashMap<NodeId, (bool, u64
             .filter(|v| !v.is_empty())
             .map(|v| v.parse().expect("value"))
             .collect();
-        got.insert(from, (leads, torn, values));
+        got.insert(from, (leads, torn, snapshot, values));
     }
     got
 }
@@ -436,7 +470,7 @@ fn crash_test(protocol: &'static str) -> Report {
         // it), else another node.
         let leader = dump(&mut c, &rx)
             .iter()
-            .find(|(_, (leads, _, _))| *leads)
+            .find(|(_, (leads, ..))| *leads)
             .map(|(&id, _)| id);
         let victim = match leader {
             Some(l) if leader_kills * 2 <= kills => {
@@ -466,9 +500,9 @@ fn crash_test(protocol: &'static str) -> Report {
             load.on_line(from, &line);
         }
         let logs = dump(&mut c, &rx);
-        let first = logs.get(&1).map(|(_, _, v)| v.clone());
-        let equal = logs.len() == NODES as usize
-            && logs.values().all(|(_, _, v)| Some(v) == first.as_ref());
+        let first = logs.get(&1).map(|(.., v)| v.clone());
+        let equal =
+            logs.len() == NODES as usize && logs.values().all(|(.., v)| Some(v) == first.as_ref());
         if (equal && previous == first) || Instant::now() > deadline {
             break logs;
         }
@@ -478,15 +512,16 @@ fn crash_test(protocol: &'static str) -> Report {
         kills,
         leader_kills,
         acked: load.acked.len(),
-        applied: logs.get(&1).map_or(0, |(_, _, v)| v.len()),
+        applied: logs.get(&1).map_or(0, |(.., v)| v.len()),
+        snapshot: logs.values().map(|(_, _, s, _)| *s).max().unwrap_or(0),
     };
     assert_eq!(
         logs.len(),
         NODES as usize,
         "{protocol}: a node did not answer"
     );
-    let reference = &logs[&1].2;
-    for (id, (_, _, values)) in &logs {
+    let reference = &logs[&1].3;
+    for (id, (.., values)) in &logs {
         if values != reference {
             let at = values
                 .iter()
@@ -524,5 +559,6 @@ fn crash_test(protocol: &'static str) -> Report {
         "{protocol}: only {} acknowledged",
         report.acked
     );
+    assert!(report.snapshot > 0, "{protocol}: no node took a snapshot");
     report
 }

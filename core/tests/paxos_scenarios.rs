@@ -196,3 +196,40 @@ fn the_unchosen_bytes_limit_refuses_a_flood_of_proposals() {
     assert_eq!(refused, consenso::ProposeError::Busy);
     assert!((50..=100).contains(&accepted), "accepted {accepted}");
 }
+
+// Lab 3D: snapshots and compaction.
+
+#[test]
+fn snapshot_basic() {
+    scenarios::snapshot_common::<MultiPaxos>(cfg(), false, true, false);
+}
+
+#[test]
+fn snapshot_install() {
+    scenarios::snapshot_common::<MultiPaxos>(cfg(), true, true, false);
+}
+
+#[test]
+fn snapshot_install_unreliable() {
+    scenarios::snapshot_common::<MultiPaxos>(cfg(), true, false, false);
+}
+
+#[test]
+fn snapshot_install_crash() {
+    scenarios::snapshot_common::<MultiPaxos>(cfg(), false, true, true);
+}
+
+#[test]
+fn snapshot_install_uncrash() {
+    scenarios::snapshot_common::<MultiPaxos>(cfg(), false, false, true);
+}
+
+#[test]
+fn snapshot_all_crash() {
+    scenarios::snapshot_all_crash::<MultiPaxos>(cfg());
+}
+
+#[test]
+fn snapshot_init() {
+    scenarios::snapshot_init::<MultiPaxos>(cfg());
+}

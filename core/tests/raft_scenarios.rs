@@ -250,3 +250,40 @@ fn uncommitted_bytes_limit_refuses_a_flood_of_proposals() {
     let leader = h.check_one_leader();
     assert!(h.sim.propose(leader, &[1u8; 100]).unwrap().is_ok());
 }
+
+// Lab 3D: snapshots and compaction.
+
+#[test]
+fn snapshot_basic() {
+    scenarios::snapshot_common::<Raft>(RaftConfig::default(), false, true, false);
+}
+
+#[test]
+fn snapshot_install() {
+    scenarios::snapshot_common::<Raft>(RaftConfig::default(), true, true, false);
+}
+
+#[test]
+fn snapshot_install_unreliable() {
+    scenarios::snapshot_common::<Raft>(RaftConfig::default(), true, false, false);
+}
+
+#[test]
+fn snapshot_install_crash() {
+    scenarios::snapshot_common::<Raft>(RaftConfig::default(), false, true, true);
+}
+
+#[test]
+fn snapshot_install_uncrash() {
+    scenarios::snapshot_common::<Raft>(RaftConfig::default(), false, false, true);
+}
+
+#[test]
+fn snapshot_all_crash() {
+    scenarios::snapshot_all_crash::<Raft>(RaftConfig::default());
+}
+
+#[test]
+fn snapshot_init() {
+    scenarios::snapshot_init::<Raft>(RaftConfig::default());
+}

@@ -29,6 +29,8 @@ fn limits_for(seed: u64) -> ReplicationLimits {
         max_entries_per_message: [1, 2, 8, 4096][rng.below(4) as usize],
         max_inflight_messages: [1, 2, 64][rng.below(3) as usize],
         max_inflight_bytes: [64, 1 << 20][rng.below(2) as usize],
+        // Small messages cut snapshots into many chunks.
+        max_bytes_per_message: [64, 4096, 1 << 20][rng.below(3) as usize],
         ..ReplicationLimits::default()
     }
 }
@@ -174,6 +176,18 @@ fn seed_range(name: &'static str) {
         (
             "a node refused to start on a damaged disk",
             total(|r| r.stats.disk_refusals),
+        ),
+        (
+            "a node snapshotted its machine and compacted its log",
+            total(|r| r.stats.snapshots_taken),
+        ),
+        (
+            "a follower installed its leader's snapshot",
+            total(|r| r.stats.snapshots_installed),
+        ),
+        (
+            "a log segment deleted below a snapshot",
+            total(|r| r.stats.segments_removed),
         ),
     ];
     println!("{name} hard paths: {sometimes:?}");

@@ -12,6 +12,7 @@ mod common;
 use common::{scenarios, Harness, ELECTION_TIMEOUT};
 use consenso::consensus::replication::ReplicationLimits;
 use consenso::consensus::zab::{Zab, ZabConfig};
+use consenso::runtime::SnapshotPolicy;
 use consenso::types::NodeId;
 
 fn cfg() -> ZabConfig {
@@ -208,6 +209,8 @@ fn histories_diverged_by_repeated_partial_restarts_end_identical() {
     for seed in scenarios::seeds() {
         let n = 5;
         let mut h = Harness::<Zab>::new(n, seed, cfg());
+        // Whole histories are compared at the end: nothing compacted.
+        h.sim.set_snapshot_policy(SnapshotPolicy::NEVER);
         h.check_one_leader();
         for round in 0..30u64 {
             // Whoever leads takes a few proposals; some will never commit.
@@ -251,4 +254,41 @@ fn histories_diverged_by_repeated_partial_restarts_end_identical() {
 #[test]
 fn a_leader_cut_off_from_the_quorum_goes_back_to_election() {
     scenarios::leader_cut_off_from_the_quorum_steps_down::<Zab>(cfg());
+}
+
+// Lab 3D: snapshots and compaction.
+
+#[test]
+fn snapshot_basic() {
+    scenarios::snapshot_common::<Zab>(cfg(), false, true, false);
+}
+
+#[test]
+fn snapshot_install() {
+    scenarios::snapshot_common::<Zab>(cfg(), true, true, false);
+}
+
+#[test]
+fn snapshot_install_unreliable() {
+    scenarios::snapshot_common::<Zab>(cfg(), true, false, false);
+}
+
+#[test]
+fn snapshot_install_crash() {
+    scenarios::snapshot_common::<Zab>(cfg(), false, true, true);
+}
+
+#[test]
+fn snapshot_install_uncrash() {
+    scenarios::snapshot_common::<Zab>(cfg(), false, false, true);
+}
+
+#[test]
+fn snapshot_all_crash() {
+    scenarios::snapshot_all_crash::<Zab>(cfg());
+}
+
+#[test]
+fn snapshot_init() {
+    scenarios::snapshot_init::<Zab>(cfg());
 }

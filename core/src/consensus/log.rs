@@ -1,14 +1,19 @@
-//! The in-memory log shared by the protocol cores: contiguous entries from
-//! index 1, the commit index, and epoch lookups.
+//! The in-memory log shared by the protocol cores: contiguous entries after
+//! the last snapshot (from index 1 when there is none), the commit index,
+//! and epoch lookups.
 
 use crate::types::{Entry, Epoch, Index};
 
-/// A contiguous run of entries starting at index 1, plus the commit index.
+/// A contiguous run of entries after a snapshot, plus the commit index.
 ///
-/// Invariant: `entries[i].index == i + 1`; `commit <= last_index()`.
+/// Invariant: `entries[i].index == snapshot_index() + i + 1`;
+/// `snapshot_index() <= commit <= last_index()`.
 #[derive(Debug, Default)]
 pub struct Log {
     entries: Vec<Entry>,
+    /// The last index the snapshot covers (0: none), and its epoch.
+    base: Index,
+    base_epoch: Epoch,
     commit: Index,
 }
 
@@ -31,8 +36,78 @@ impl Log {
         let last = entries.len() as Index;
         Ok(Log {
             entries,
+            base: 0,
+            base_epoch: 0,
             commit: commit.min(last),
         })
+    }
+
+    /// A log that continues a snapshot through `(base, base_epoch)` with
+    /// `entries` (from `base + 1`, contiguous); everything through `base`
+    /// counts as committed.
+    ///
+    /// # Errors
+    /// A description of the first gap.
+    pub fn after_snapshot(
+        base: Index,
+        base_epoch: Epoch,
+        entries: Vec<Entry>,
+        commit: Index,
+    ) -> Result<Self, String> {
+        if !consecutive(&entries, base + 1) {
+            return Err(format!(
+                "the log after the snapshot at {base} does not continue it (it starts at {:?})",
+                entries.first().map(|e| e.index)
+            ));
+        }
+        let last = base + entries.len() as Index;
+        Ok(Log {
+            entries,
+            base,
+            base_epoch,
+            commit: commit.clamp(base, last),
+        })
+    }
+
+    /// The last index a snapshot covers (0: none); entries through it are
+    /// no longer held.
+    pub fn snapshot_index(&self) -> Index {
+        self.base
+    }
+
+    /// The epoch of the entry at [`Log::snapshot_index`].
+    pub fn snapshot_epoch(&self) -> Epoch {
+        self.base_epoch
+    }
+
+    /// Drops the entries through `index`, which must be committed and held
+    /// (a snapshot of the state machine now covers them). Returns false,
+    /// changing nothing, otherwise.
+    pub fn compact_to(&mut self, index: Index) -> bool {
+        if index <= self.base || index > self.commit {
+            return false;
+        }
+        let Some(epoch) = self.term(index) else {
+            return false;
+        };
+        self.entries.drain(..(index - self.base) as usize);
+        self.base = index;
+        self.base_epoch = epoch;
+        true
+    }
+
+    /// Puts a snapshot through `(index, epoch)` in place of the log before
+    /// it, which counts as committed. With `keep_suffix` the entries after
+    /// `index` stay; otherwise the log ends at `index`.
+    pub fn install_snapshot(&mut self, index: Index, epoch: Epoch, keep_suffix: bool) {
+        if keep_suffix && index < self.last_index() && index >= self.base {
+            self.entries.drain(..(index - self.base) as usize);
+        } else {
+            self.entries.clear();
+        }
+        self.base = index;
+        self.base_epoch = epoch;
+        self.commit = self.commit.max(index);
     }
 
     /// Checks that epochs never decrease along `entries` (true of Raft and
@@ -50,37 +125,46 @@ impl Log {
         }
     }
 
-    /// Index of the last entry (0 when empty).
+    /// Index of the last entry (the snapshot's when none follows it; 0
+    /// when empty).
     pub fn last_index(&self) -> Index {
-        self.entries.len() as Index
+        self.base + self.entries.len() as Index
     }
 
-    /// Term of the last entry (0 when empty).
+    /// Term of the last entry (the snapshot's when none follows it; 0 when
+    /// empty).
     pub fn last_term(&self) -> Epoch {
-        self.entries.last().map_or(0, |e| e.epoch)
+        self.entries.last().map_or(self.base_epoch, |e| e.epoch)
     }
 
-    /// Term of the entry at `index`; `Some(0)` for index 0, `None` past the end.
+    /// Term of the entry at `index`: `Some(0)` for index 0, the snapshot's
+    /// epoch at its index, `None` past the end or before the snapshot.
     pub fn term(&self, index: Index) -> Option<Epoch> {
-        if index == 0 {
-            return Some(0);
+        if index == self.base {
+            return Some(self.base_epoch);
         }
-        self.entries.get(index as usize - 1).map(|e| e.epoch)
-    }
-
-    /// The entry at `index`, if present.
-    pub fn entry(&self, index: Index) -> Option<&Entry> {
-        if index == 0 {
+        if index < self.base {
             return None;
         }
-        self.entries.get(index as usize - 1)
+        self.entries
+            .get((index - self.base) as usize - 1)
+            .map(|e| e.epoch)
     }
 
-    /// Entries in `[from, to]` (clamped to the log; empty when `from` is past it).
+    /// The entry at `index`, if held (not past the end nor in the snapshot).
+    pub fn entry(&self, index: Index) -> Option<&Entry> {
+        if index <= self.base {
+            return None;
+        }
+        self.entries.get((index - self.base) as usize - 1)
+    }
+
+    /// Entries in `[from, to]` (clamped to what is held; empty when `from`
+    /// is past the end).
     pub fn slice(&self, from: Index, to: Index) -> &[Entry] {
-        let lo = (from.max(1) as usize - 1).min(self.entries.len());
-        let hi = (to.min(self.last_index()) as usize).max(lo);
-        &self.entries[lo..hi]
+        let lo = (from.max(self.base + 1) - self.base - 1).min(self.entries.len() as Index);
+        let hi = to.min(self.last_index()).saturating_sub(self.base).max(lo);
+        &self.entries[lo as usize..hi as usize]
     }
 
     /// How many entries from `from` on fit in one message under the limits,
@@ -126,7 +210,7 @@ impl Log {
         if index <= self.commit {
             return false;
         }
-        self.entries.truncate(index.saturating_sub(1) as usize);
+        self.entries.truncate((index - self.base - 1) as usize);
         true
     }
 
@@ -143,7 +227,7 @@ impl Log {
             return index;
         };
         let mut i = index;
-        while i > 1 && self.term(i - 1) == Some(term) {
+        while i > self.base + 1 && self.term(i - 1) == Some(term) {
             i -= 1;
         }
         i
@@ -152,7 +236,7 @@ impl Log {
     /// Last index whose entry has term `term`, if the log holds any.
     pub fn last_index_of_term(&self, term: Epoch, at_most: Index) -> Option<Index> {
         let mut i = at_most.min(self.last_index());
-        while i > 0 {
+        while i >= self.base && i > 0 {
             match self.term(i) {
                 Some(t) if t == term => return Some(i),
                 Some(t) if t < term => return None,

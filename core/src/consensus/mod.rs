@@ -18,12 +18,14 @@ pub mod quorum;
 pub mod raft;
 pub mod read_index;
 pub mod replication;
-mod shell;
+pub(crate) mod shell;
+pub mod snapshot;
 #[cfg(test)]
 pub mod testing;
 pub mod zab;
 
 pub use shell::{HardStateCommit, Timing, MAX_COMMAND_BYTES, MAX_VOTERS};
+pub use snapshot::{Snapshot, SnapshotAck, SnapshotChunk, SnapshotId};
 
 use crate::error::ProposeError;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
@@ -162,7 +164,14 @@ pub type ReadId = u64;
 pub struct Recovered<H> {
     /// The protocol's hard state, or `None` on first boot.
     pub hard_state: Option<H>,
-    /// The persisted log, in index order starting at index 1.
+    /// The latest snapshot, if one was taken or installed.
+    pub snapshot: Option<Snapshot>,
+    /// The persisted log, in index order: from index 1 without a
+    /// snapshot; with one, from at or before the index after it (entries
+    /// the snapshot covers are dropped; when the one at its index has
+    /// another epoch, a protocol whose logs must match drops the rest too:
+    /// the snapshot was installed and the crash came before the log cut
+    /// was durable).
     pub entries: Vec<Entry>,
 }
 
@@ -170,6 +179,7 @@ impl<H> Default for Recovered<H> {
     fn default() -> Self {
         Recovered {
             hard_state: None,
+            snapshot: None,
             entries: Vec::new(),
         }
     }
@@ -215,6 +225,10 @@ pub struct ReadFailed {
 /// [`Effects::clear`] after carrying a batch out.
 #[derive(Debug)]
 pub struct Effects<M, H> {
+    /// A snapshot received from the leader: persist it (durably, before
+    /// everything else of the batch), then restore the state machine from
+    /// it before applying `committed`. The log before it is gone.
+    pub snapshot: Option<Snapshot>,
     /// New hard state to persist, replacing the old one.
     pub hard_state: Option<H>,
     /// True when `hard_state` changed in more than its commit index: it
@@ -241,6 +255,7 @@ pub struct Effects<M, H> {
 impl<M, H> Default for Effects<M, H> {
     fn default() -> Self {
         Effects {
+            snapshot: None,
             hard_state: None,
             hard_state_must_sync: false,
             truncate_from: None,
@@ -257,7 +272,8 @@ impl<M, H> Default for Effects<M, H> {
 impl<M, H> Effects<M, H> {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none()
+        self.snapshot.is_none()
+            && self.hard_state.is_none()
             && self.truncate_from.is_none()
             && self.append.is_empty()
             && self.messages.is_empty()
@@ -274,6 +290,7 @@ impl<M, H> Effects<M, H> {
 
     /// Empties every buffer, keeping their capacity.
     pub fn clear(&mut self) {
+        self.snapshot = None;
         self.hard_state = None;
         self.hard_state_must_sync = false;
         self.truncate_from = None;
@@ -295,6 +312,23 @@ impl<M, H> Effects<M, H> {
         if first_pending.is_none_or(|f| index < f) {
             self.truncate_from = Some(self.truncate_from.map_or(index, |t| t.min(index)));
         }
+    }
+
+    /// Records an installed snapshot: it is persisted before the rest of
+    /// the batch, so pending appends it covers are dropped and a pending
+    /// cut at or below its index moves to just after it (what the cut
+    /// removed above the index must still go). With `cut_after`, every
+    /// entry after it goes too (the log did not match the snapshot).
+    pub fn install(&mut self, snapshot: Snapshot, cut_after: bool) {
+        let after = snapshot.index + 1;
+        self.append.retain(|e| e.index >= after);
+        if let Some(t) = self.truncate_from.as_mut() {
+            *t = (*t).max(after);
+        }
+        if cut_after {
+            self.truncate(after);
+        }
+        self.snapshot = Some(snapshot);
     }
 }
 
@@ -376,6 +410,16 @@ pub trait Protocol: Send + 'static {
         let _ = msg;
         false
     }
+
+    /// The host saved a snapshot of its state machine through
+    /// `snapshot.index` (durably): the log before it is dropped, and
+    /// followers the log no longer reaches are sent this snapshot. Ignored
+    /// (returns false) unless the index is committed, still in the log and
+    /// above the current snapshot's.
+    fn compact(&mut self, snapshot: Snapshot) -> bool;
+
+    /// The last index the latest snapshot covers (0: none).
+    fn snapshot_index(&self) -> Index;
 
     /// This node's id.
     fn id(&self) -> NodeId;

@@ -11,6 +11,9 @@ pub enum ReplicationState {
     Probe,
     /// Logs agree up to `matched`: AppendEntries are pipelined.
     Replicate,
+    /// The entries it needs were compacted: the snapshot goes, one chunk
+    /// at a time.
+    Snapshot,
 }
 
 /// Replication progress of one follower, tracked by the leader.
@@ -28,6 +31,11 @@ pub struct Progress {
     pub recent_active: bool,
     /// Replicate state: send an empty append to detect lost messages.
     pub check_needed: bool,
+    /// Snapshot state: the snapshot being sent (its index) and how much
+    /// of it the follower said it holds.
+    pub snapshot_index: Index,
+    /// See `snapshot_index`.
+    pub snapshot_offset: u64,
     /// Last index of each in-flight AppendEntries with its byte size.
     inflight: VecDeque<(Index, usize)>,
     inflight_bytes: usize,
@@ -43,6 +51,8 @@ impl Progress {
             paused: false,
             recent_active: false,
             check_needed: false,
+            snapshot_index: 0,
+            snapshot_offset: 0,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
         }
@@ -51,7 +61,7 @@ impl Progress {
     /// True when no more AppendEntries may go out now.
     pub fn is_full(&self, max_msgs: usize, max_bytes: usize) -> bool {
         match self.state {
-            ReplicationState::Probe => self.paused,
+            ReplicationState::Probe | ReplicationState::Snapshot => self.paused,
             ReplicationState::Replicate => {
                 self.inflight.len() >= max_msgs || self.inflight_bytes >= max_bytes
             }
@@ -61,7 +71,7 @@ impl Progress {
     /// Records an AppendEntries ending at `last` of `bytes` entry bytes.
     pub fn sent(&mut self, last: Index, bytes: usize) {
         match self.state {
-            ReplicationState::Probe => self.paused = true,
+            ReplicationState::Probe | ReplicationState::Snapshot => self.paused = true,
             ReplicationState::Replicate => {
                 self.next = last + 1;
                 self.inflight.push_back((last, bytes));
@@ -105,6 +115,21 @@ impl Progress {
     pub fn forgot(&mut self, matched: Index) {
         self.matched = self.matched.min(matched);
         self.probe_from(matched + 1);
+    }
+
+    /// Starts sending the snapshot through `index` from its beginning
+    /// (unless that one is already on its way).
+    pub fn send_snapshot(&mut self, index: Index) {
+        if self.state == ReplicationState::Snapshot && self.snapshot_index == index {
+            return;
+        }
+        self.state = ReplicationState::Snapshot;
+        self.snapshot_index = index;
+        self.snapshot_offset = 0;
+        self.paused = false;
+        self.check_needed = false;
+        self.inflight.clear();
+        self.inflight_bytes = 0;
     }
 
     /// Switches to pipelined replication after a successful probe.

@@ -14,7 +14,11 @@ use crate::consensus::log::Log;
 use crate::consensus::progress::{Progress, ReplicationState};
 use crate::consensus::read_index::ReadQueue;
 use crate::consensus::replication::{Replication, ReplicationLimits};
-use crate::consensus::{Effects, ReadFailed, ReadId, ReadReady, Recovered, RoleChange};
+use crate::consensus::snapshot::{Incoming, Received};
+use crate::consensus::{
+    Effects, ReadFailed, ReadId, ReadReady, Recovered, RoleChange, Snapshot, SnapshotAck,
+    SnapshotChunk, SnapshotId,
+};
 use crate::error::{ConfigError, ProposeError};
 use crate::rng::Rng;
 use crate::types::{Entry, EntryKind, Epoch, Index, NodeId};
@@ -139,6 +143,14 @@ macro_rules! protocol_plumbing {
             Ok(())
         }
 
+        fn compact(&mut self, snapshot: $crate::consensus::Snapshot) -> bool {
+            self.shell.compact(snapshot)
+        }
+
+        fn snapshot_index(&self) -> $crate::types::Index {
+            self.shell.log.snapshot_index()
+        }
+
         fn id(&self) -> $crate::types::NodeId {
             self.shell.id
         }
@@ -179,6 +191,15 @@ pub(crate) struct Shell<H> {
     /// Leader only: progress by voter position and the uncommitted budget.
     pub(crate) repl: Replication,
     pub(crate) reads: ReadQueue,
+    /// The latest snapshot (what a follower the log no longer reaches is
+    /// sent) and its identity.
+    snapshot: Option<(Snapshot, SnapshotId)>,
+    /// A snapshot being received from the leader.
+    incoming: Incoming,
+    /// Raft and ZAB: a log must match the leader's at the snapshot's index
+    /// to keep what follows it. Multi-Paxos keeps an acceptor's later
+    /// slots whatever they hold.
+    logs_match: bool,
     /// Entries up to here were handed out in `Effects::committed`.
     emitted_commit: Index,
     persisted: H,
@@ -188,7 +209,8 @@ pub(crate) struct Shell<H> {
 impl<H: HardStateCommit> Shell<H> {
     /// The shell of node `id` among `voters`, from what it recovered; also
     /// returns the recovered hard state (the default on first boot).
-    /// `epochs_ordered`: the log's epochs never decrease (Raft, ZAB; not
+    /// `epochs_ordered`: the log's epochs never decrease and logs that
+    /// agree on an entry agree on everything before it (Raft, ZAB; not
     /// Paxos, whose chosen slots keep the ballot they were chosen in).
     ///
     /// # Errors
@@ -205,12 +227,18 @@ impl<H: HardStateCommit> Shell<H> {
     ) -> Result<(Self, H), ConfigError> {
         let self_pos = crate::consensus::validate_membership(id, voters, MAX_VOTERS)?;
         let hs = recovered.hard_state.unwrap_or_default();
-        if epochs_ordered {
-            Log::check_epochs_ordered(&recovered.entries)
-                .map_err(|e| ConfigError::new("recovered", e))?;
-        }
-        let log = Log::from_entries(recovered.entries, hs.commit())
-            .map_err(|e| ConfigError::new("recovered", e))?;
+        let log = recovered_log(
+            recovered.snapshot.as_ref(),
+            recovered.entries,
+            hs.commit(),
+            epochs_ordered,
+        )
+        .map_err(|e| ConfigError::new("recovered", e))?;
+        let emitted_commit = log.snapshot_index();
+        let snapshot = recovered.snapshot.map(|s| {
+            let id = s.id();
+            (s, id)
+        });
         let mut shell = Shell {
             id,
             voters: voters.to_vec(),
@@ -224,7 +252,10 @@ impl<H: HardStateCommit> Shell<H> {
             timeout: timing.election_ticks_min,
             repl: Replication::new(self_pos),
             reads: ReadQueue::default(),
-            emitted_commit: 0,
+            snapshot,
+            incoming: Incoming::default(),
+            logs_match: epochs_ordered,
+            emitted_commit,
             persisted: hs.clone(),
             reported: None,
         };
@@ -265,6 +296,80 @@ impl<H: HardStateCommit> Shell<H> {
         }
         out.truncate(at);
         true
+    }
+
+    /// Drops the log through `snapshot.index`, which the host's state
+    /// machine saved; kept to send to followers the log no longer reaches.
+    /// False (nothing changed) unless the index is committed, held with
+    /// the snapshot's epoch, and above the current snapshot.
+    pub(crate) fn compact(&mut self, snapshot: Snapshot) -> bool {
+        if snapshot.index <= self.log.snapshot_index()
+            || snapshot.index > self.emitted_commit
+            || self.log.term(snapshot.index) != Some(snapshot.epoch)
+            || !self.log.compact_to(snapshot.index)
+        {
+            return false;
+        }
+        let id = snapshot.id();
+        self.snapshot = Some((snapshot, id));
+        true
+    }
+
+    /// A chunk of the leader's snapshot (the caller checked that it comes
+    /// from the leader this node follows): the answer to send back. Once
+    /// the snapshot is whole it replaces the log before it and goes to the
+    /// host in `out`. A snapshot this node's committed log already covers
+    /// is answered as done at once.
+    pub(crate) fn receive_chunk<M>(
+        &mut self,
+        chunk: SnapshotChunk,
+        out: &mut Effects<M, H>,
+    ) -> SnapshotAck {
+        let index = chunk.id.index;
+        let whole = chunk.id.len;
+        if index <= self.log.commit() {
+            self.incoming.clear();
+            return SnapshotAck {
+                index,
+                received: whole,
+                done: true,
+            };
+        }
+        match self.incoming.receive(chunk) {
+            Received::Partial(received) => SnapshotAck {
+                index,
+                received,
+                done: false,
+            },
+            Received::Complete(snapshot) => {
+                self.install(snapshot, out);
+                SnapshotAck {
+                    index,
+                    received: whole,
+                    done: true,
+                }
+            }
+        }
+    }
+
+    /// Puts `snapshot` (above the commit point) in place of the log before
+    /// it. The entries after it stay when the protocol keeps them (Paxos)
+    /// or the log holds the snapshot's last entry; otherwise they go.
+    fn install<M>(&mut self, snapshot: Snapshot, out: &mut Effects<M, H>) {
+        debug_assert!(snapshot.index > self.log.commit());
+        let (index, epoch) = (snapshot.index, snapshot.epoch);
+        let keep = !self.logs_match || self.log.term(index) == Some(epoch);
+        let cut_after = !keep && self.log.last_index() > index;
+        ::log::info!(
+            "node {}: installing a snapshot through {index} ({} bytes)",
+            self.id,
+            snapshot.data.len()
+        );
+        self.log.install_snapshot(index, epoch, keep);
+        self.emitted_commit = index;
+        out.install(snapshot.clone(), cut_after);
+        let id = snapshot.id();
+        self.snapshot = Some((snapshot, id));
     }
 
     /// Fails every pending read (leadership was lost, `leader` known now)
@@ -414,9 +519,13 @@ impl<H> Shell<H> {
     /// if it was probing. Returns true when its match moved.
     pub(crate) fn on_append_ack(&mut self, p: usize, matched: Index) -> bool {
         let last = self.log.last_index();
+        let base = self.log.snapshot_index();
         let pr = self.heard_from(p);
         let moved = pr.acknowledge(matched.min(last));
-        if pr.state == ReplicationState::Probe {
+        // A peer that holds everything the snapshot covers needs no snapshot.
+        if pr.state == ReplicationState::Probe
+            || (pr.state == ReplicationState::Snapshot && pr.matched >= base)
+        {
             pr.start_replicating();
         }
         moved
@@ -435,7 +544,7 @@ impl<H> Shell<H> {
         let last = self.log.last_index();
         let pr = self.heard_from(p);
         match pr.state {
-            ReplicationState::Probe => pr.paused = false,
+            ReplicationState::Probe | ReplicationState::Snapshot => pr.paused = false,
             ReplicationState::Replicate => pr.check_needed = pr.matched < last,
         }
         if read_round > 0 {
@@ -450,12 +559,15 @@ impl<H> Shell<H> {
     /// allows, each wrapped by `build(log, first, entries, commit)` (`None`:
     /// not sent, and nothing more to that peer now); a pipelined peer whose heartbeat answer showed it lagging
     /// and that got nothing else gets an empty batch at its next index,
-    /// whose answer shows whether pipelined messages were lost.
+    /// whose answer shows whether pipelined messages were lost. A peer
+    /// that needs entries the log no longer holds gets the next chunk of
+    /// the snapshot instead, wrapped by `chunk`.
     pub(crate) fn send_batches<M>(
         &mut self,
         out: &mut Effects<M, H>,
         include: impl Fn(usize) -> bool,
         mut build: impl FnMut(&Log, Index, Vec<Entry>, Index) -> Option<M>,
+        chunk: impl Fn(SnapshotChunk) -> M,
     ) {
         let commit = self.log.commit();
         for p in self.peers() {
@@ -463,6 +575,9 @@ impl<H> Shell<H> {
                 continue;
             }
             let to = self.voters[p];
+            if self.send_snapshot_chunk(p, out, &chunk) {
+                continue;
+            }
             let mut sent_any = false;
             while let Some(batch) = self.repl.next_batch(p, &self.log, &self.limits) {
                 sent_any = true;
@@ -479,6 +594,47 @@ impl<H> Shell<H> {
                     out.send(to, msg);
                 }
             }
+        }
+    }
+
+    /// When the peer at `p` needs entries the log no longer holds: sends
+    /// it the next chunk of the snapshot (one at a time; a heartbeat answer
+    /// or the chunk's own lets the next go) and returns true.
+    pub(crate) fn send_snapshot_chunk<M>(
+        &mut self,
+        p: usize,
+        out: &mut Effects<M, H>,
+        chunk: impl Fn(SnapshotChunk) -> M,
+    ) -> bool {
+        let Some((snapshot, id)) = &self.snapshot else {
+            return false;
+        };
+        let pr = &mut self.repl.progress[p];
+        if pr.next > self.log.snapshot_index() {
+            return false;
+        }
+        pr.send_snapshot(snapshot.index);
+        if !pr.paused {
+            pr.paused = true;
+            let piece = snapshot.chunk(*id, pr.snapshot_offset, self.limits.max_bytes_per_message);
+            out.send(self.voters[p], chunk(piece));
+        }
+        true
+    }
+
+    /// The peer at `p` answered a snapshot chunk: once it holds the whole
+    /// snapshot, replication probes from the entry after it; until then
+    /// the next chunk starts where it said.
+    pub(crate) fn on_snapshot_ack(&mut self, p: usize, ack: SnapshotAck) {
+        let pr = self.heard_from(p);
+        if ack.done {
+            pr.acknowledge(ack.index);
+            if pr.state == ReplicationState::Snapshot {
+                pr.probe_from(ack.index + 1);
+            }
+        } else if pr.state == ReplicationState::Snapshot && pr.snapshot_index == ack.index {
+            pr.snapshot_offset = ack.received;
+            pr.paused = false;
         }
     }
 
@@ -518,6 +674,52 @@ impl<H> Shell<H> {
             self.heartbeat_all(out, |commit| heartbeat(commit, round));
         }
     }
+}
+
+/// The log a node restarts with: its snapshot (if any) and the entries
+/// after it. `logs_match` (Raft, ZAB): epochs never go down, and when the
+/// entry at the snapshot's index has another epoch, the entries after it
+/// go too (the snapshot was installed and the cut that went with it never
+/// became durable).
+pub(crate) fn recovered_log(
+    snapshot: Option<&Snapshot>,
+    mut entries: Vec<Entry>,
+    commit: Index,
+    logs_match: bool,
+) -> Result<Log, String> {
+    let Some(snapshot) = snapshot else {
+        if logs_match {
+            Log::check_epochs_ordered(&entries)?;
+        }
+        return Log::from_entries(entries, commit);
+    };
+    let (index, epoch) = (snapshot.index, snapshot.epoch);
+    if let Some(first) = entries.first().map(|e| e.index) {
+        if first > index + 1 {
+            return Err(format!(
+                "the log starts at {first}, after the snapshot through {index}"
+            ));
+        }
+        let at = entries
+            .iter()
+            .position(|e| e.index > index)
+            .unwrap_or(entries.len());
+        let conflicts = at > 0 && entries[at - 1].index == index && entries[at - 1].epoch != epoch;
+        entries.drain(..at);
+        if logs_match && conflicts {
+            entries.clear();
+        }
+    }
+    if logs_match {
+        Log::check_epochs_ordered(&entries)?;
+        if entries.first().is_some_and(|e| e.epoch < epoch) {
+            return Err(format!(
+                "entry {} has a lower epoch than the snapshot before it",
+                index + 1
+            ));
+        }
+    }
+    Log::after_snapshot(index, epoch, entries, commit)
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@
 //! executor by a seeded delay as the thread can be.
 
 use super::status::SharedStatus;
-use super::{ProposeCallback, ReadCallback, StateMachine};
+use super::{ProposeCallback, ReadCallback, SnapshotPolicy, StateMachine};
+use crate::consensus::Snapshot;
 use crate::error::ProposeError;
-use crate::types::{Entry, EntryKind, Index};
+use crate::types::{Entry, EntryKind, Epoch, Index};
 use crossbeam_channel::Receiver;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,9 @@ pub(crate) enum ApplyMsg<D, R> {
     },
     /// A read a quorum confirmed at `index`.
     Read { index: Index, done: R },
+    /// A snapshot from the leader replaces the machine's state (the
+    /// entries after it follow).
+    Restore(Snapshot),
 }
 
 /// Where proposals and reads are answered: the runtime calls the host's
@@ -63,19 +67,45 @@ impl Completions<ProposeCallback, ReadCallback> for Callbacks {
 pub(crate) struct Applier<M, R> {
     machine: M,
     applied: Index,
+    /// The epoch of the entry at `applied`.
+    applied_epoch: Epoch,
     waiting_reads: Vec<(Index, R)>,
     failed: bool,
+    policy: SnapshotPolicy,
+    /// Entries and entry bytes applied since the last snapshot.
+    since: (u64, u64),
+    /// The machine said it keeps no snapshots.
+    no_snapshots: bool,
 }
 
 impl<M: StateMachine, R> Applier<M, R> {
-    /// An applier that has applied nothing.
-    pub(crate) fn new(machine: M) -> Self {
-        Applier {
+    /// An applier of `machine` as `snapshot` left it (restored here), or
+    /// as it is when there is none, snapshotting by `policy`.
+    ///
+    /// # Errors
+    /// The machine's reason when it refused the snapshot.
+    pub(crate) fn new(
+        mut machine: M,
+        snapshot: Option<&Snapshot>,
+        policy: SnapshotPolicy,
+    ) -> Result<Self, String> {
+        let (applied, applied_epoch) = match snapshot {
+            Some(s) => {
+                restore_guarded(&mut machine, s)?;
+                (s.index, s.epoch)
+            }
+            None => (0, 0),
+        };
+        Ok(Applier {
             machine,
-            applied: 0,
+            applied,
+            applied_epoch,
             waiting_reads: Vec::new(),
             failed: false,
-        }
+            policy,
+            since: (0, 0),
+            no_snapshots: false,
+        })
     }
 
     /// The last index applied.
@@ -102,6 +132,7 @@ impl<M: StateMachine, R> Applier<M, R> {
                 completions,
             } => self.apply_entries(&entries, completions, sink),
             ApplyMsg::Read { index, done } => self.waiting_reads.push((index, done)),
+            ApplyMsg::Restore(snapshot) => self.restore(&snapshot),
         }
         // Reads wait only while the executor runs ahead of this applier.
         let mut i = 0;
@@ -136,6 +167,9 @@ impl<M: StateMachine, R> Applier<M, R> {
             let response = self.apply_one(e);
             if response.is_some() {
                 self.applied = e.index;
+                self.applied_epoch = e.epoch;
+                self.since.0 += 1;
+                self.since.1 += e.size() as u64;
             }
             // Answered only now, after its entry was applied.
             if let Some((_, done)) = completions.next_if(|(p, _)| *p == pos) {
@@ -167,6 +201,68 @@ impl<M: StateMachine, R> Applier<M, R> {
         }
     }
 
+    /// Replaces the machine's state with `snapshot` (one it already passed
+    /// is ignored); a refusal fails the machine.
+    fn restore(&mut self, snapshot: &Snapshot) {
+        if self.failed || snapshot.index <= self.applied {
+            return;
+        }
+        match restore_guarded(&mut self.machine, snapshot) {
+            Ok(()) => {
+                self.applied = snapshot.index;
+                self.applied_epoch = snapshot.epoch;
+                self.since = (0, 0);
+            }
+            Err(why) => {
+                ::log::error!("{why}; stopping the node");
+                self.failed = true;
+            }
+        }
+    }
+
+    /// A snapshot of the machine when the policy says one is due (the
+    /// machine's `snapshot` runs here); `None` otherwise, or when the
+    /// machine keeps none. Call [`Applier::snapshot_taken`] once it was
+    /// handed on.
+    pub(crate) fn due_snapshot(&mut self) -> Option<Snapshot> {
+        if self.failed || self.no_snapshots || !self.policy.is_due(self.since.0, self.since.1) {
+            return None;
+        }
+        let machine = &self.machine;
+        match catch_unwind(AssertUnwindSafe(|| machine.snapshot())) {
+            Ok(Some(data)) => Some(Snapshot {
+                index: self.applied,
+                epoch: self.applied_epoch,
+                data: data.into(),
+            }),
+            Ok(None) => {
+                self.no_snapshots = true;
+                None
+            }
+            Err(_) => {
+                ::log::error!("state machine panicked taking a snapshot; stopping the node");
+                self.failed = true;
+                None
+            }
+        }
+    }
+
+    /// Snapshots by `policy` from now on.
+    pub(crate) fn set_policy(&mut self, policy: SnapshotPolicy) {
+        self.policy = policy;
+    }
+
+    /// The snapshot [`Applier::due_snapshot`] gave was handed on: count
+    /// from zero again.
+    pub(crate) fn snapshot_taken(&mut self) {
+        self.since = (0, 0);
+    }
+
+    /// True once the machine failed (a panic, or a refused snapshot).
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed
+    }
+
     /// Fails every read still waiting with `Closed` (the node stopped).
     pub(crate) fn close<D>(&mut self, sink: &mut impl Completions<D, R>) {
         for (_, done) in self.waiting_reads.drain(..) {
@@ -175,21 +271,43 @@ impl<M: StateMachine, R> Applier<M, R> {
     }
 }
 
+/// Restores `machine` from `snapshot`; a refusal or a panic is the error.
+fn restore_guarded<M: StateMachine>(machine: &mut M, snapshot: &Snapshot) -> Result<(), String> {
+    let index = snapshot.index;
+    match catch_unwind(AssertUnwindSafe(|| machine.restore(index, &snapshot.data))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(format!(
+            "the state machine refused the snapshot through {index}: {why}"
+        )),
+        Err(_) => Err(format!(
+            "the state machine panicked restoring the snapshot through {index}"
+        )),
+    }
+}
+
 /// The runtime's apply thread: runs until the driver drops its sender.
+/// Snapshots the policy calls for go to `snapshotted` (false: not taken
+/// now, ask again later).
 pub(crate) fn run<M: StateMachine>(
     rx: Receiver<ApplyMsg<ProposeCallback, ReadCallback>>,
-    machine: M,
+    mut applier: Applier<M, ReadCallback>,
     status: &SharedStatus,
     closed: &AtomicBool,
+    snapshotted: impl Fn(Snapshot) -> bool,
 ) {
-    let mut applier = Applier::new(machine);
     while let Ok(msg) = rx.recv() {
-        if applier.handle(msg, &mut Callbacks) {
+        let failed = applier.handle(msg, &mut Callbacks);
+        status.applied.store(applier.applied(), Ordering::Release);
+        if let Some(snapshot) = applier.due_snapshot() {
+            if snapshotted(snapshot) {
+                applier.snapshot_taken();
+            }
+        }
+        if failed || applier.is_failed() {
             status.state_machine_failed.store(true, Ordering::Relaxed);
             // The driver sees this and stops the node.
             closed.store(true, Ordering::SeqCst);
         }
-        status.applied.store(applier.applied(), Ordering::Release);
     }
     applier.close(&mut Callbacks);
 }

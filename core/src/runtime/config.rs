@@ -6,6 +6,44 @@ use crate::types::NodeId;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// When a node snapshots its state machine and drops the log before it:
+/// after this many entries or this many entry bytes were applied since the
+/// last snapshot, whichever comes first (0 turns that trigger off; both 0:
+/// never). Only for a state machine that implements
+/// [`super::StateMachine::snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Entries applied since the last snapshot.
+    pub entries: u64,
+    /// Entry bytes (commands plus a fixed overhead each) applied since the
+    /// last snapshot.
+    pub bytes: u64,
+}
+
+impl Default for SnapshotPolicy {
+    /// Every 100,000 entries or 64 MiB.
+    fn default() -> Self {
+        SnapshotPolicy {
+            entries: 100_000,
+            bytes: 64 << 20,
+        }
+    }
+}
+
+impl SnapshotPolicy {
+    /// Never snapshot.
+    pub const NEVER: SnapshotPolicy = SnapshotPolicy {
+        entries: 0,
+        bytes: 0,
+    };
+
+    /// True when `entries` and `bytes` applied since the last snapshot
+    /// call for a new one.
+    pub fn is_due(&self, entries: u64, bytes: u64) -> bool {
+        (self.entries > 0 && entries >= self.entries) || (self.bytes > 0 && bytes >= self.bytes)
+    }
+}
+
 /// Settings of one node: who it is, who its peers are, how fast its clock
 /// ticks and how much it queues. `P` is the protocol's own config.
 #[derive(Clone, Debug)]
@@ -36,6 +74,8 @@ pub struct NodeConfig<P> {
     pub data_dir: Option<PathBuf>,
     /// How the data directory is written (sync, segment size).
     pub storage: FileOptions,
+    /// When the state machine is snapshotted and the log compacted.
+    pub snapshot: SnapshotPolicy,
 }
 
 impl<P: Default> NodeConfig<P> {
@@ -54,6 +94,7 @@ impl<P: Default> NodeConfig<P> {
             seed: None,
             data_dir: None,
             storage: FileOptions::default(),
+            snapshot: SnapshotPolicy::default(),
         }
     }
 }

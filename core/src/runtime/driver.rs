@@ -26,6 +26,8 @@ pub(crate) enum Input<M> {
     /// A read barrier and when it was asked for (its deadline counts from
     /// then).
     Read(ReadCallback, Instant),
+    /// The apply thread snapshotted the state machine: save it and compact.
+    Compact(crate::consensus::Snapshot),
     Shutdown,
 }
 
@@ -175,6 +177,19 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                     call_guarded(|| done(Err(e)));
                 }
             }
+            Input::Compact(snapshot) => {
+                if self.core.compact(snapshot.clone()) {
+                    if let Err(e) = self.host.storage.save_snapshot(&snapshot) {
+                        self.storage_failed(&e);
+                        return Flow::Stop;
+                    }
+                    self.host
+                        .shared
+                        .status
+                        .snapshots
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Input::Shutdown => return Flow::Stop,
         }
         Flow::Continue
@@ -195,15 +210,24 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
         status
             .storage_syncs
             .store(self.host.storage.sync_count(), Ordering::Relaxed);
+        status
+            .snapshot_index
+            .store(self.core.snapshot_index(), Ordering::Relaxed);
         if let Err(Stopped::Storage(e)) = &result {
-            ::log::error!(
-                "node {}: storage failed, stopping: {e}",
-                self.host.shared.id
-            );
-            status.storage_errors.fetch_add(1, Ordering::Relaxed);
-            *status.storage_failure.lock() = Some(e.to_string());
+            self.storage_failed(e);
         }
         result
+    }
+
+    /// Records in the status why storage failed (the node stops).
+    fn storage_failed(&self, e: &StorageError) {
+        let status = &self.host.shared.status;
+        ::log::error!(
+            "node {}: storage failed, stopping: {e}",
+            self.host.shared.id
+        );
+        status.storage_errors.fetch_add(1, Ordering::Relaxed);
+        *status.storage_failure.lock() = Some(e.to_string());
     }
 
     fn close(mut self) {
@@ -237,6 +261,16 @@ impl<P: Protocol, S, T> Completions<ProposeCallback, ReadCallback> for RuntimeHo
 impl<P: Protocol, S: Storage, T: Transport>
     Host<P::Message, P::HardState, ProposeCallback, ReadCallback> for RuntimeHost<P, S, T>
 {
+    fn save_snapshot(&mut self, snapshot: &crate::consensus::Snapshot) -> Result<(), StorageError> {
+        self.storage.save_snapshot(snapshot)?;
+        self.shared
+            .status
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
+        self.unsynced = true;
+        Ok(())
+    }
+
     fn write(
         &mut self,
         hard_state: Option<P::HardState>,

@@ -6,7 +6,8 @@
 //! runs prove this code too.
 //!
 //! The order (docs/architecture.md):
-//! 1. write the hard state, the truncation and the appended entries;
+//! 1. save an installed snapshot (durably, at once), then write the hard
+//!    state, the truncation and the appended entries;
 //! 2. send the messages that depend on none of it (a leader's appends and
 //!    heartbeats, [`Protocol::may_send_before_sync`]) unless the batch
 //!    changed the hard state beyond its commit index or cut the log: the
@@ -15,9 +16,11 @@
 //!    sync);
 //! 3. sync, then send the other messages (none leaves before what it
 //!    depends on is durable), and report the role change;
-//! 4. hand the committed entries to the applier with the proposals whose
-//!    identity `(origin, index)` they carry; a proposal whose slot
-//!    committed another entry is answered `Dropped`;
+//! 4. hand an installed snapshot to the applier (proposals it covers are
+//!    answered `Timeout`: they may have committed), then the committed
+//!    entries with the proposals whose identity `(origin, index)` they
+//!    carry; a proposal whose slot committed another entry is answered
+//!    `Dropped`;
 //! 5. hand the confirmed reads to the applier (it serves each once it has
 //!    applied through the read's index); fail the reads the core gave up
 //!    on with `NotLeader` and the leader known.
@@ -26,7 +29,7 @@
 //! [`Executor::expire`] (`Timeout`), or by [`Executor::close`] (`Closed`).
 
 use super::apply::{ApplyMsg, Completions};
-use crate::consensus::{Effects, Protocol, ReadId, RoleChange};
+use crate::consensus::{Effects, Protocol, ReadId, RoleChange, Snapshot};
 use crate::error::ProposeError;
 use crate::storage::StorageError;
 use crate::types::{Entry, Epoch, Index, NodeId};
@@ -36,6 +39,13 @@ use std::collections::{BTreeMap, VecDeque};
 /// What the executor needs from the node it runs in. Completions (failed
 /// proposals and reads) go through the [`Completions`] supertrait.
 pub(crate) trait Host<M, H, D, R>: Completions<D, R> {
+    /// Saves `snapshot` durably before it returns (it replaces the log
+    /// before it; the rest of the batch follows it).
+    ///
+    /// # Errors
+    /// The storage's error: the node must stop.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+
     /// Writes the batch's changes, not yet durable: `hard_state`
     /// (replacing the old; when not `hard_state_must_sync`, only its
     /// commit index changed and it need never be made durable), then the
@@ -202,7 +212,11 @@ impl<D, R, T: Copy + Ord> Executor<D, R, T> {
             "commit {commit} beyond the last index {}",
             core.last_index()
         );
-        let hold_all = fx.hard_state_must_sync || fx.truncate_from.is_some();
+        let snapshot = fx.snapshot.take();
+        if let Some(s) = &snapshot {
+            host.save_snapshot(s).map_err(Stopped::Storage)?;
+        }
+        let hold_all = fx.hard_state_must_sync || fx.truncate_from.is_some() || snapshot.is_some();
         host.write(
             fx.hard_state.take(),
             fx.hard_state_must_sync,
@@ -233,6 +247,15 @@ impl<D, R, T: Copy + Ord> Executor<D, R, T> {
         host.sends_done();
         if let Some(change) = fx.role_change.take() {
             host.role_changed(change);
+        }
+        if let Some(s) = snapshot {
+            // Proposals the snapshot covers may or may not have committed.
+            while self.pending.front().is_some_and(|p| p.index <= s.index) {
+                if let Some(p) = self.pending.pop_front() {
+                    host.proposal_done(p.done, Err(ProposeError::Timeout));
+                }
+            }
+            self.hand_over(ApplyMsg::Restore(s), host)?;
         }
         let entries = std::mem::take(&mut fx.committed);
         if !entries.is_empty() {
@@ -307,6 +330,7 @@ impl<D, R, T: Copy + Ord> Executor<D, R, T> {
                 host.read_done(done, Err(ProposeError::Closed));
                 Err(Stopped::ApplierGone)
             }
+            Err(ApplyMsg::Restore(_)) => Err(Stopped::ApplierGone),
         }
     }
 

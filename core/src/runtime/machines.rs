@@ -19,6 +19,20 @@ impl StateMachine for CounterMachine {
         self.last_index = index;
         self.count.to_le_bytes().to_vec()
     }
+
+    /// The count, 8 little-endian bytes.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        Some(self.count.to_le_bytes().to_vec())
+    }
+
+    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), String> {
+        let count = data
+            .try_into()
+            .map_err(|_| format!("a counter snapshot is 8 bytes, got {}", data.len()))?;
+        self.count = u64::from_le_bytes(count);
+        self.last_index = index;
+        Ok(())
+    }
 }
 
 /// Ignores commands and answers with empty bytes (for benchmarks).
@@ -28,5 +42,14 @@ pub struct NullMachine;
 impl StateMachine for NullMachine {
     fn apply(&mut self, _index: Index, _command: &[u8]) -> Vec<u8> {
         Vec::new()
+    }
+
+    /// Empty: there is no state.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        Some(Vec::new())
+    }
+
+    fn restore(&mut self, _index: Index, _data: &[u8]) -> Result<(), String> {
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ mod machines;
 mod node;
 mod status;
 
-pub use config::NodeConfig;
+pub use config::{NodeConfig, SnapshotPolicy};
 pub use machines::{CounterMachine, NullMachine};
 pub use node::{Inbox, Node, NodeHandle, ReceiveError, StartError};
 pub use status::Status;
@@ -47,11 +47,44 @@ where
 pub trait StateMachine: Send + 'static {
     /// Applies the command at `index` and returns the response bytes.
     fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8>;
+
+    /// The machine's whole state after the last command applied, as bytes
+    /// [`StateMachine::restore`] takes back. Called on the apply thread
+    /// (the node keeps running meanwhile) when the node's
+    /// [`SnapshotPolicy`] says a snapshot is due; the node then drops the
+    /// log it covers. `None` (the default): this machine keeps no
+    /// snapshots, and its node keeps its whole log.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Replaces the machine's state with one [`StateMachine::snapshot`]
+    /// made after applying the command at `index` (on this node before a
+    /// restart, or on the leader, for a node too far behind). Called on
+    /// the apply thread, or before the node starts.
+    ///
+    /// # Errors
+    /// Why the bytes could not be taken: the node stops (as when `apply`
+    /// panics). The default refuses every snapshot.
+    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), String> {
+        let _ = data;
+        Err(format!(
+            "this state machine takes no snapshots (one through {index} arrived)"
+        ))
+    }
 }
 
 impl StateMachine for Box<dyn StateMachine> {
     fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
         (**self).apply(index, command)
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        (**self).snapshot()
+    }
+
+    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), String> {
+        (**self).restore(index, data)
     }
 }
 

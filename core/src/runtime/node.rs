@@ -31,6 +31,10 @@ pub enum StartError {
     /// A thread could not be spawned.
     #[error("could not spawn a node thread: {0}")]
     Spawn(std::io::Error),
+    /// The state machine refused (or panicked on) the snapshot the
+    /// storage holds.
+    #[error("{0}")]
+    Restore(String),
 }
 
 /// Why received bytes were not taken.
@@ -125,7 +129,7 @@ impl<P: Protocol> Shared<P> {
         match input {
             Input::Propose(_, done) => self.fail_proposal(done, ProposeError::Closed),
             Input::Read(done, _) => apply::call_guarded(|| done(Err(ProposeError::Closed))),
-            Input::Messages(..) | Input::Shutdown => {}
+            Input::Messages(..) | Input::Compact(_) | Input::Shutdown => {}
         }
     }
 
@@ -259,16 +263,22 @@ impl<P: Protocol> Node<P> {
         }
     }
 
-    /// Starts the apply thread of the node `shared` describes.
+    /// Starts the apply thread of the node `shared` describes. The
+    /// snapshots it takes go to the driver through the input queue (when
+    /// it is full, the next applied batch tries again).
     fn spawn_applier<M: StateMachine>(
         shared: &Arc<Shared<P>>,
         rx: crossbeam_channel::Receiver<RuntimeApply>,
-        machine: M,
+        applier: apply::Applier<M, crate::runtime::ReadCallback>,
     ) -> Result<JoinHandle<()>, StartError> {
         let apply_shared = Arc::clone(shared);
         let handle = std::thread::Builder::new()
             .name(format!("consenso-apply-{}", shared.id))
-            .spawn(move || apply::run(rx, machine, &apply_shared.status, &apply_shared.closed))
+            .spawn(move || {
+                let s = &apply_shared;
+                let snapshotted = |snap| s.input.try_send(Input::Compact(snap)).is_ok();
+                apply::run(rx, applier, &s.status, &s.closed, snapshotted)
+            })
             .map_err(StartError::Spawn)?;
         shared.threads.lock().push(handle.thread().id());
         Ok(handle)
@@ -285,6 +295,7 @@ impl<P: Protocol> Node<P> {
         };
         Ok(Recovered {
             hard_state,
+            snapshot: storage.snapshot()?,
             entries: storage.entries()?,
         })
     }
@@ -314,6 +325,8 @@ impl<P: Protocol> Node<P> {
                 ^ config.id
         });
         let recovered = Self::recover(&storage)?;
+        let applier = apply::Applier::new(machine, recovered.snapshot.as_ref(), config.snapshot)
+            .map_err(StartError::Restore)?;
         let core = P::new(
             config.id,
             &config.voters,
@@ -341,7 +354,11 @@ impl<P: Protocol> Node<P> {
             .status
             .storage_torn_bytes
             .store(storage.torn_bytes(), Ordering::Relaxed);
-        let mut handles = vec![Self::spawn_applier(&shared, apply_rx, machine)?];
+        shared
+            .status
+            .snapshot_index
+            .store(core.snapshot_index(), Ordering::Relaxed);
+        let mut handles = vec![Self::spawn_applier(&shared, apply_rx, applier)?];
         let driver = Driver::new(
             core,
             storage,

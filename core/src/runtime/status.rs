@@ -46,7 +46,14 @@ pub struct Status {
     /// Bytes of a torn last write cut off the log when the storage was
     /// opened (never acknowledged: they were not synced).
     pub storage_torn_bytes: u64,
-    /// The state machine panicked in `apply`: the node stopped (it neither
+    /// The last index the latest snapshot covers (0: none); the log before
+    /// it was dropped.
+    pub snapshot_index: Index,
+    /// Snapshots this node took of its state machine since it started.
+    pub snapshots_taken: u64,
+    /// Snapshots this node installed from its leader since it started.
+    pub snapshots_installed: u64,
+    /// The state machine panicked in `apply` (or refused a snapshot): the node stopped (it neither
     /// applies nor leads nor votes any more) so that the cluster replaces
     /// it; restart it once the state machine is fixed.
     pub state_machine_failed: bool,
@@ -106,6 +113,9 @@ pub(crate) struct SharedStatus {
     pub storage_failure: parking_lot::Mutex<Option<String>>,
     pub storage_syncs: AtomicU64,
     pub storage_torn_bytes: AtomicU64,
+    pub snapshot_index: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub snapshots_installed: AtomicU64,
     pub state_machine_failed: AtomicBool,
 }
 
@@ -164,6 +174,9 @@ impl SharedStatus {
             storage_failure: self.storage_failure.lock().clone(),
             storage_syncs: self.storage_syncs.load(Relaxed),
             storage_torn_bytes: self.storage_torn_bytes.load(Relaxed),
+            snapshot_index: self.snapshot_index.load(Relaxed),
+            snapshots_taken: self.snapshots.load(Relaxed),
+            snapshots_installed: self.snapshots_installed.load(Relaxed),
             state_machine_failed: self.state_machine_failed.load(Relaxed),
         }
     }

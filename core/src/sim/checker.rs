@@ -15,11 +15,14 @@ use crate::consensus::Effects;
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
 use std::collections::HashMap;
 
-/// An entry as the checker remembers it: epoch and a hash of kind and data.
+/// An entry as the checker remembers it: epoch, origin and a hash of kind
+/// and data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EntryId {
     /// Epoch (term).
     pub epoch: Epoch,
+    /// The epoch it was first proposed in (its identity with the index).
+    pub origin: Epoch,
     /// FNV-1a hash of kind and data.
     pub hash: u64,
 }
@@ -38,6 +41,7 @@ impl EntryId {
         }
         EntryId {
             epoch: e.epoch,
+            origin: e.origin,
             hash: h,
         }
     }
@@ -109,13 +113,68 @@ impl Invariants {
     }
 
     /// A node restarted from storage: its shadow log becomes the log it
-    /// recovered (what it synced, and whatever part of the batch it died
-    /// syncing survived), its volatile commit and applied indexes are reset.
-    pub fn on_restart(&mut self, node: NodeId, recovered_commit: Index, recovered: &[Entry]) {
-        let n = self.nodes.entry(node).or_default();
-        n.log = recovered.iter().map(EntryId::of).collect();
-        n.commit = recovered_commit.min(n.log.len() as Index);
+    /// recovered (its snapshot, which must cover committed entries only,
+    /// then what it synced after it, and whatever part of the batch it died
+    /// syncing survived), its volatile commit and applied indexes are reset
+    /// (to the snapshot's index, which its machine was restored to).
+    ///
+    /// # Errors
+    /// A snapshot past what was committed.
+    pub fn on_restart(
+        &mut self,
+        node: NodeId,
+        recovered_commit: Index,
+        snapshot: Index,
+        after: &[Entry],
+    ) -> Result<(), Violation> {
+        let mut n = self.nodes.remove(&node).unwrap_or_default();
+        n.log.clear();
+        n.commit = 0;
         n.applied = 0;
+        let result = self.put_snapshot(node, &mut n, snapshot, None);
+        n.log.extend(after.iter().map(EntryId::of));
+        n.commit = recovered_commit.min(n.log.len() as Index).max(snapshot);
+        self.nodes.insert(node, n);
+        result
+    }
+
+    /// The shadow of `node` holds a snapshot through `index` (of `epoch`
+    /// there, when known): the committed entries replace its log up to
+    /// there, and count as committed and applied.
+    fn put_snapshot(
+        &self,
+        node: NodeId,
+        shadow: &mut NodeShadow,
+        index: Index,
+        epoch: Option<Epoch>,
+    ) -> Result<(), Violation> {
+        if index == 0 {
+            return Ok(());
+        }
+        let Some(&(at, _)) = self.committed.get(index as usize - 1) else {
+            return violation(
+                "Snapshot",
+                format!(
+                    "node {node} holds a snapshot through {index}, but only {} entries are committed",
+                    self.committed.len()
+                ),
+            );
+        };
+        if self.log_matching && epoch.is_some_and(|e| e != at.epoch) {
+            return violation(
+                "Snapshot",
+                format!(
+                    "node {node} holds a snapshot through {index} of epoch {epoch:?}, but epoch {} committed there",
+                    at.epoch
+                ),
+            );
+        }
+        let prefix = self.committed[..index as usize].iter().map(|(id, _)| *id);
+        let suffix: Vec<EntryId> = shadow.log.iter().skip(index as usize).copied().collect();
+        shadow.log = prefix.chain(suffix).collect();
+        shadow.commit = shadow.commit.max(index);
+        shadow.applied = shadow.applied.max(index);
+        Ok(())
     }
 
     /// Checks the effects of one event on `node`, whose role and epoch were
@@ -195,6 +254,9 @@ impl Invariants {
         shadow: &mut NodeShadow,
         fx: &Effects<M, H>,
     ) -> Result<(), Violation> {
+        if let Some(s) = &fx.snapshot {
+            self.put_snapshot(node, shadow, s.index, Some(s.epoch))?;
+        }
         if let Some(t) = fx.truncate_from {
             if t <= shadow.commit {
                 return violation(

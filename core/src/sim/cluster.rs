@@ -16,7 +16,7 @@ use crate::error::ProposeError;
 use crate::rng::Rng;
 use crate::runtime::apply::Applier;
 use crate::runtime::executor::{Executor, Stopped};
-use crate::runtime::StateMachine;
+use crate::runtime::{SnapshotPolicy, StateMachine};
 use crate::storage::{FileStorage, Storage};
 use crate::types::{Entry, Epoch, Index, NodeId, Role};
 use bytes::Bytes;
@@ -100,6 +100,12 @@ pub struct SimStats {
     pub disk_bits_flipped: u64,
     /// Nodes that refused to start on a damaged disk (they stay down).
     pub disk_refusals: u64,
+    /// Snapshots nodes took of their machines (compacting their logs).
+    pub snapshots_taken: u64,
+    /// Snapshots nodes installed from their leaders.
+    pub snapshots_installed: u64,
+    /// Log segments snapshots let nodes delete.
+    pub segments_removed: u64,
 }
 
 /// A simulated cluster of `P` cores with ids `1..=n`.
@@ -147,6 +153,8 @@ pub struct SimCluster<P: SimProtocol> {
     /// Chance that a crash also flips a bit of the node's synced data (at
     /// most one node per run, so that a majority stays whole).
     pub disk_flip_chance: f64,
+    /// When every node snapshots its machine and compacts its log.
+    snapshot_policy: SnapshotPolicy,
 }
 
 /// What became of a client operation ([`SimCluster::op_outcome`]).
@@ -189,6 +197,18 @@ impl<P: SimProtocol> SimCluster<P> {
     pub fn new(n: usize, config: P::Config, seed: u64) -> Result<Self, crate::ConfigError> {
         let voters: Vec<NodeId> = (1..=n as NodeId).collect();
         let mut rng = Rng::new(seed);
+        // Drawn apart, so that the seed's other choices stay as they were:
+        // most runs snapshot every few entries (followers fall behind the
+        // compaction point and catch up from snapshots), some never do.
+        let mut policy_rng = Rng::new(seed ^ 0x5A17_5A17_5A17_5A17);
+        let snapshot_policy = if policy_rng.chance(0.2) {
+            SnapshotPolicy::NEVER
+        } else {
+            SnapshotPolicy {
+                entries: policy_rng.range_inclusive(2, 40),
+                bytes: 0,
+            }
+        };
         let mut nodes = Vec::with_capacity(n);
         let sim_disk = SimDisk::default();
         for &id in &voters {
@@ -200,9 +220,15 @@ impl<P: SimProtocol> SimCluster<P> {
                 rng.next_u64(),
             )?;
             let dir = std::path::PathBuf::from(format!("/node{id}"));
-            let store = FileStorage::open_on(sim_disk.clone(), &dir, SIM_STORAGE)
+            let store = FileStorage::open_with_small_segments(sim_disk.clone(), &dir, SIM_STORAGE)
                 .map_err(|e| crate::ConfigError::new("storage", e.to_string()))?;
-            nodes.push(SimNode::new(id, core, rng.below(TICK), store));
+            nodes.push(SimNode::new(
+                id,
+                core,
+                rng.below(TICK),
+                store,
+                snapshot_policy,
+            ));
         }
         Ok(SimCluster {
             now: 0,
@@ -228,7 +254,32 @@ impl<P: SimProtocol> SimCluster<P> {
             trace: std::env::var_os("CONSENSO_SIM_TRACE").is_some(),
             sim_disk,
             disk_flip_chance: 0.0,
+            snapshot_policy,
         })
+    }
+
+    /// When nodes snapshot their machines from now on (each run draws one
+    /// from its seed; scenarios set their own).
+    pub fn set_snapshot_policy(&mut self, policy: SnapshotPolicy) {
+        self.snapshot_policy = policy;
+        for n in &mut self.nodes {
+            n.policy = policy;
+            n.applier.set_policy(policy);
+        }
+    }
+
+    /// The snapshot policy nodes follow.
+    pub fn snapshot_policy(&self) -> SnapshotPolicy {
+        self.snapshot_policy
+    }
+
+    /// The last index node `id`'s latest durable snapshot covers (0: none).
+    pub fn snapshot_index(&self, id: NodeId) -> Index {
+        self.nodes[Self::idx(id)]
+            .disk
+            .snapshot
+            .as_ref()
+            .map_or(0, |s| s.index)
     }
 
     /// True when node `id` refused to start on a damaged disk (it stays
@@ -290,9 +341,12 @@ impl<P: SimProtocol> SimCluster<P> {
         &self.nodes[Self::idx(id)].applier.machine().applied
     }
 
-    /// Persisted log length of `id`.
+    /// The last index of `id`'s persisted log (its snapshot's when no
+    /// entry follows it).
     pub fn persisted_len(&self, id: NodeId) -> usize {
-        self.nodes[Self::idx(id)].disk.log.len()
+        let disk = &self.nodes[Self::idx(id)].disk;
+        let base = disk.snapshot.as_ref().map_or(0, |s| s.index);
+        disk.log.last().map_or(base, |e| e.index.max(base)) as usize
     }
 
     fn role_epoch(core: &P) -> RoleEpoch {
@@ -432,6 +486,43 @@ impl<P: SimProtocol> SimCluster<P> {
             };
             self.nodes[i].applier.handle(msg, &mut self.outcomes);
             self.settle(i)?;
+            self.compact_if_due(i)?;
+        }
+        Ok(())
+    }
+
+    /// When node `i`'s policy calls for it: snapshots its machine (as the
+    /// apply thread does), saves the snapshot and compacts the log (as the
+    /// driver does on receiving it).
+    fn compact_if_due(&mut self, i: usize) -> Result<(), Violation> {
+        let node = &mut self.nodes[i];
+        let Some(snapshot) = node.applier.due_snapshot() else {
+            return Ok(());
+        };
+        node.applier.snapshot_taken();
+        let Some(core) = node.core.as_mut() else {
+            return Ok(());
+        };
+        if !core.compact(snapshot.clone()) {
+            return Ok(());
+        }
+        if let Some(store) = node.store.as_mut() {
+            let removed = store.segments_removed();
+            store.save_snapshot(&snapshot).map_err(|e| {
+                violation(
+                    "Executor",
+                    format!("node {} could not save a snapshot: {e}", node.id),
+                )
+            })?;
+            self.stats.segments_removed += store.segments_removed() - removed;
+        }
+        node.disk.save_snapshot(&snapshot);
+        self.stats.snapshots_taken += 1;
+        if self.trace {
+            println!(
+                "t={} node {} snapshots through {}",
+                self.now, node.id, snapshot.index
+            );
         }
         Ok(())
     }
@@ -589,6 +680,9 @@ impl<P: SimProtocol> SimCluster<P> {
             .as_ref()
             .is_some_and(|c| c.epoch() > sent_in);
         self.stats.stale_deliveries += u64::from(stale);
+        if std::env::var_os("CONSENSO_SIM_MSGS").is_some() && self.now > 9900 {
+            println!("t={} {from}->{to} {:?}", self.now, msg);
+        }
         self.with_core(to, |core, _, fx| core.step(from, msg, fx))?;
         Ok(())
     }
@@ -682,7 +776,8 @@ impl<P: SimProtocol> SimCluster<P> {
         let factory: MachineFactory =
             std::rc::Rc::new(move || Box::new(new_machine()) as Box<dyn StateMachine>);
         for n in &mut self.nodes {
-            n.applier = Applier::new(SimMachine::new(Some(&factory)));
+            n.applier = Applier::new(SimMachine::new(Some(&factory)), None, n.policy)
+                .expect("a fresh machine needs no snapshot");
         }
         self.machines = Some(factory);
     }
@@ -755,15 +850,15 @@ impl<P: SimProtocol> SimCluster<P> {
         else {
             return false;
         };
-        self.nodes.iter().any(|n| {
-            n.disk.log.get(index as usize - 1).is_some_and(|e| {
-                // The hash, as the checker compares: a Paxos re-proposal
-                // carries another ballot but the same origin and bytes.
-                crate::sim::EntryId::of(e).hash == committed.hash
-                    && e.origin == epoch
-                    && e.data == data
-            })
-        })
+        // The hash, as the checker compares: a Paxos re-proposal carries
+        // another ballot but the same origin and bytes.
+        let proposed = Entry::new(
+            epoch,
+            index,
+            crate::types::EntryKind::Normal,
+            data.to_vec().into(),
+        );
+        crate::sim::EntryId::of(&proposed).hash == committed.hash && committed.origin == epoch
     }
 
     /// Submits a client put of `value` to `key` through node `id`; the
@@ -937,18 +1032,35 @@ impl<P: SimProtocol> SimCluster<P> {
             return Ok(());
         };
         let seed = self.rng.next_u64();
-        let core = P::new(id, &voters, self.config.clone(), recovered, seed).map_err(|e| {
-            violation(
-                "Recovery",
-                format!("node {id} could not restart from its disk: {e}"),
-            )
-        })?;
-        let recovered_log = self.nodes[i].disk.log.clone();
+        let core =
+            P::new(id, &voters, self.config.clone(), recovered.clone(), seed).map_err(|e| {
+                violation(
+                    "Recovery",
+                    format!("node {id} could not restart from its disk: {e}"),
+                )
+            })?;
+        let snapshot = recovered.snapshot.clone();
+        let log = crate::consensus::shell::recovered_log(
+            snapshot.as_ref(),
+            recovered.entries.clone(),
+            0,
+            P::LOG_MATCHING,
+        )
+        .map_err(|e| violation("Recovery", format!("node {id}: {e}")))?;
+        let after = log.slice(1, log.last_index()).to_vec();
         self.checker
-            .on_restart(id, core.commit_index(), &recovered_log);
+            .on_restart(id, core.commit_index(), log.snapshot_index(), &after)?;
+        self.extra
+            .on_restart(id, (log.snapshot_epoch(), log.snapshot_index()));
         let n = &mut self.nodes[i];
         n.core = Some(core);
-        n.applier = Applier::new(SimMachine::new(self.machines.as_ref()));
+        let machine = SimMachine::new(self.machines.as_ref());
+        n.applier = Applier::new(machine, snapshot.as_ref(), n.policy).map_err(|e| {
+            violation(
+                "Recovery",
+                format!("node {id} could not restore its snapshot: {e}"),
+            )
+        })?;
         // Apply what the recovered commit index covers.
         self.with_core(id, |_, _, _| ())?;
         Ok(())
@@ -962,23 +1074,24 @@ impl<P: SimProtocol> SimCluster<P> {
     fn reopen(&mut self, i: usize) -> Result<Option<Recovered<P::HardState>>, Violation> {
         let id = self.nodes[i].id;
         let dir = self.nodes[i].dir.clone();
-        let store = match FileStorage::open_on(self.sim_disk.clone(), &dir, SIM_STORAGE) {
-            Ok(store) => store,
-            Err(e) if self.nodes[i].flipped => {
-                if self.trace {
-                    println!("t={} node {id} refuses to start: {e}", self.now);
+        let store =
+            match FileStorage::open_with_small_segments(self.sim_disk.clone(), &dir, SIM_STORAGE) {
+                Ok(store) => store,
+                Err(e) if self.nodes[i].flipped => {
+                    if self.trace {
+                        println!("t={} node {id} refuses to start: {e}", self.now);
+                    }
+                    self.stats.disk_refusals += 1;
+                    self.nodes[i].refused = true;
+                    return Ok(None);
                 }
-                self.stats.disk_refusals += 1;
-                self.nodes[i].refused = true;
-                return Ok(None);
-            }
-            Err(e) => {
-                return Err(violation(
-                    "Durability",
-                    format!("node {id} could not reopen its storage: {e}"),
-                ))
-            }
-        };
+                Err(e) => {
+                    return Err(violation(
+                        "Durability",
+                        format!("node {id} could not reopen its storage: {e}"),
+                    ))
+                }
+            };
         let durability = |detail: String| violation("Durability", format!("node {id}: {detail}"));
         let hard_state = match store.hard_state() {
             Ok(Some(bytes)) => Some(
@@ -991,6 +1104,9 @@ impl<P: SimProtocol> SimCluster<P> {
         let entries = store
             .entries()
             .map_err(|e| durability(format!("log unreadable: {e}")))?;
+        let snapshot = store
+            .snapshot()
+            .map_err(|e| durability(format!("snapshot unreadable: {e}")))?;
         if store.torn_tail().is_some() {
             self.stats.torn_tails_cut += 1;
         }
@@ -1002,28 +1118,43 @@ impl<P: SimProtocol> SimCluster<P> {
                 node.disk.hard_state
             )));
         }
-        // Below the first write of the batch it died syncing, the synced
-        // log comes back exactly; from there, each entry is the synced one
-        // or the one the batch wrote.
-        let synced = &node.disk.log;
-        let cut = torn.as_ref().map_or(synced.len() + 1, |t| {
-            let first_append = t.append.first().map_or(Index::MAX, |e| e.index);
-            t.truncate_from.unwrap_or(Index::MAX).min(first_append) as usize
-        });
-        let keep = (cut - 1).min(synced.len());
-        if entries.len() < keep || entries[..keep] != synced[..keep] {
+        if snapshot != node.disk.snapshot {
             return Err(durability(format!(
-                "recovered {} entries, synced {}; they differ below index {}",
-                entries.len(),
-                synced.len(),
-                keep + 1
+                "recovered the snapshot through {:?}, saved the one through {:?}",
+                snapshot.as_ref().map(|s| s.index),
+                node.disk.snapshot.as_ref().map(|s| s.index)
             )));
         }
-        for e in &entries[keep..] {
+        // Entries the snapshot covers may or may not be left. After it:
+        // below the first write of the batch it died syncing, the synced
+        // log comes back exactly; from there, each entry is the synced one
+        // or the one the batch wrote.
+        let base = snapshot.as_ref().map_or(0, |s| s.index);
+        let after: Vec<&Entry> = entries.iter().filter(|e| e.index > base).collect();
+        let synced: Vec<&Entry> = node.disk.log.iter().filter(|e| e.index > base).collect();
+        let cut = torn.as_ref().map_or(Index::MAX, |t| {
+            let first_append = t.append.first().map_or(Index::MAX, |e| e.index);
+            t.truncate_from.unwrap_or(Index::MAX).min(first_append)
+        });
+        let keep = synced.iter().take_while(|e| e.index < cut).count();
+        if after.len() < keep || after[..keep] != synced[..keep] {
+            return Err(durability(format!(
+                "recovered {} entries after the snapshot through {base}, synced {}; they differ below index {}",
+                after.len(),
+                synced.len(),
+                base + keep as Index + 1
+            )));
+        }
+        if after.first().is_some_and(|e| e.index != base + 1) {
+            return Err(durability(format!(
+                "the recovered log does not continue the snapshot through {base}"
+            )));
+        }
+        for e in &after[keep..] {
             let from_batch = torn
                 .as_ref()
-                .is_some_and(|t| t.append.iter().any(|a| a == e));
-            let was_synced = synced.get(e.index as usize - 1) == Some(e);
+                .is_some_and(|t| t.append.iter().any(|a| a == *e));
+            let was_synced = node.disk.entry(e.index) == Some(*e);
             if !from_batch && !was_synced {
                 return Err(durability(format!(
                     "recovered entry {} that was never written",
@@ -1031,10 +1162,11 @@ impl<P: SimProtocol> SimCluster<P> {
                 )));
             }
         }
-        node.disk.log = entries.clone();
+        node.disk.log = entries.iter().filter(|e| e.index > base).cloned().collect();
         node.store = Some(store);
         Ok(Some(Recovered {
             hard_state,
+            snapshot,
             entries,
         }))
     }

@@ -31,7 +31,7 @@ pub fn decode_value(bytes: &[u8]) -> Option<u64> {
 }
 
 /// A key-value map built by applying put commands in log order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KvStore {
     map: BTreeMap<u8, u64>,
 }

@@ -7,24 +7,54 @@ use super::cluster::SimStats;
 use super::disk::SimDisk;
 use super::kv::{self, KvStore};
 use super::network::SimNetwork;
-use crate::consensus::{Protocol, ProtocolKind, RoleChange};
+use crate::consensus::{Protocol, ProtocolKind, RoleChange, Snapshot};
 use crate::error::ProposeError;
 use crate::rng::Rng;
 use crate::runtime::apply::{Applier, ApplyMsg, Completions};
 use crate::runtime::executor::{Executor, Host};
-use crate::runtime::StateMachine;
+use crate::runtime::{SnapshotPolicy, StateMachine};
 use crate::storage::{FileOptions, FileStorage, Storage, StorageError};
 use crate::types::{Entry, Epoch, Index, NodeId};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-/// What the node synced: the hard state and log its [`FileStorage`] must
-/// give back when it restarts (the model the recovery is checked against).
+/// What the node synced: the hard state, snapshot and log its
+/// [`FileStorage`] must give back when it restarts (the model the recovery
+/// is checked against).
 #[derive(Clone, Debug)]
 pub(super) struct Synced<H> {
     pub(super) hard_state: Option<H>,
+    pub(super) snapshot: Option<Snapshot>,
+    /// Contiguous; from index 1, or from after the snapshot.
     pub(super) log: Vec<Entry>,
+}
+
+impl<H> Synced<H> {
+    /// Removes every entry at or above `index`.
+    pub(super) fn cut(&mut self, index: Index) {
+        self.log.retain(|e| e.index < index);
+    }
+
+    /// Appends `entries`, replacing what they overwrite.
+    pub(super) fn append(&mut self, entries: &mut Vec<Entry>) {
+        if let Some(first) = entries.first() {
+            self.cut(first.index);
+        }
+        self.log.append(entries);
+    }
+
+    /// A snapshot was saved: the log it covers goes.
+    pub(super) fn save_snapshot(&mut self, snapshot: &Snapshot) {
+        self.log.retain(|e| e.index > snapshot.index);
+        self.snapshot = Some(snapshot.clone());
+    }
+
+    /// The synced entry at `index`, if any.
+    pub(super) fn entry(&self, index: Index) -> Option<&Entry> {
+        let first = self.log.first()?.index;
+        self.log.get(index.checked_sub(first)? as usize)
+    }
 }
 
 /// A client operation's handle: its position in the history.
@@ -75,6 +105,11 @@ impl SimMachine {
     }
 }
 
+/// What a simulated machine's snapshot holds: every command applied (so
+/// that the checks comparing replicas see a restored one whole), the
+/// key-value store, and the user's machine's own snapshot.
+type SimSnapshot = (Vec<(Index, Bytes)>, KvStore, Option<Vec<u8>>);
+
 impl StateMachine for SimMachine {
     fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
         self.applied.push((index, Bytes::copy_from_slice(command)));
@@ -82,6 +117,32 @@ impl StateMachine for SimMachine {
             Some(user) => user.apply(index, command),
             None => kv::encode_value(self.kv.apply(command)),
         }
+    }
+
+    /// `None` when the user's machine keeps no snapshots.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let user = match &self.user {
+            Some(user) => Some(user.snapshot()?),
+            None => None,
+        };
+        let whole: SimSnapshot = (self.applied.clone(), self.kv.clone(), user);
+        postcard::to_allocvec(&whole).ok()
+    }
+
+    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), String> {
+        let (applied, kv, user): SimSnapshot =
+            postcard::from_bytes(data).map_err(|e| format!("snapshot does not decode: {e}"))?;
+        if applied.last().is_some_and(|(i, _)| *i > index) {
+            return Err(format!("the snapshot at {index} holds later commands"));
+        }
+        match (&mut self.user, user) {
+            (Some(machine), Some(bytes)) => machine.restore(index, &bytes)?,
+            (None, None) => {}
+            _ => return Err("the snapshot is of another kind of machine".into()),
+        }
+        self.applied = applied;
+        self.kv = kv;
+        Ok(())
     }
 }
 
@@ -104,6 +165,8 @@ pub(super) struct SimNode<P: Protocol> {
     pub(super) torn_writes: Option<Staged<P::HardState>>,
     pub(super) exec: Executor<Op, Op, u64>,
     pub(super) applier: Applier<SimMachine, Op>,
+    /// When the applier snapshots the machine.
+    pub(super) policy: SnapshotPolicy,
     /// Work handed to the applier, with the time it runs (the applier lags
     /// behind the executor, as the runtime's apply thread can).
     pub(super) to_apply: VecDeque<(u64, SimApply)>,
@@ -120,12 +183,19 @@ pub(super) struct SimNode<P: Protocol> {
 }
 
 impl<P: Protocol> SimNode<P> {
-    pub(super) fn new(id: NodeId, core: P, tick_phase: u64, store: FileStorage<SimDisk>) -> Self {
+    pub(super) fn new(
+        id: NodeId,
+        core: P,
+        tick_phase: u64,
+        store: FileStorage<SimDisk>,
+        policy: SnapshotPolicy,
+    ) -> Self {
         SimNode {
             id,
             core: Some(core),
             disk: Synced {
                 hard_state: None,
+                snapshot: None,
                 log: Vec::new(),
             },
             dir: store.dir().to_path_buf(),
@@ -134,7 +204,9 @@ impl<P: Protocol> SimNode<P> {
             refused: false,
             torn_writes: None,
             exec: Executor::new(),
-            applier: Applier::new(SimMachine::default()),
+            applier: Applier::new(SimMachine::default(), None, policy)
+                .expect("a fresh machine needs no snapshot"),
+            policy,
             to_apply: VecDeque::new(),
             tick_phase,
             tick_every: super::TICK,
@@ -155,7 +227,8 @@ impl<P: Protocol> SimNode<P> {
         self.core = None;
         self.store = None;
         self.exec = Executor::new();
-        self.applier = Applier::new(machine);
+        self.applier =
+            Applier::new(machine, None, self.policy).expect("a fresh machine needs no snapshot");
         self.to_apply.clear();
         self.paused_until = None;
         self.held.clear();
@@ -199,11 +272,11 @@ pub(super) struct Staged<H> {
     pub(super) append: Vec<Entry>,
 }
 
-/// How simulated nodes open their storage: synced, small segments (so
-/// runs roll over them).
+/// How simulated nodes open their storage: synced, 4 KiB segments (so
+/// runs roll over them, and snapshots delete them).
 pub(super) const SIM_STORAGE: FileOptions = FileOptions {
     sync: true,
-    segment_bytes: 64 << 10,
+    segment_bytes: 4 << 10,
 };
 
 impl<H> Default for Staged<H> {
@@ -227,6 +300,22 @@ impl<M, H> Completions<Op, Op> for SimHost<'_, M, H> {
 }
 
 impl<M: serde::Serialize + Clone, H: serde::Serialize> Host<M, H, Op, Op> for SimHost<'_, M, H> {
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        if let Some(store) = self.store.as_deref_mut() {
+            store.save_snapshot(snapshot)?;
+        }
+        // Durable once saved, whatever becomes of the batch.
+        self.disk.save_snapshot(snapshot);
+        self.stats.snapshots_installed += 1;
+        if self.trace {
+            println!(
+                "t={} node {} installs a snapshot through {}",
+                self.now, self.id, snapshot.index
+            );
+        }
+        Ok(())
+    }
+
     fn write(
         &mut self,
         hard_state: Option<H>,
@@ -296,12 +385,12 @@ impl<M: serde::Serialize + Clone, H: serde::Serialize> Host<M, H, Op, Op> for Si
             self.disk.hard_state = Some(hs);
         }
         if let Some(t) = truncate_from {
-            if (t as usize) <= self.disk.log.len() {
+            if self.disk.log.last().is_some_and(|e| e.index >= t) {
                 self.stats.truncations += 1;
             }
-            self.disk.log.truncate(t.saturating_sub(1) as usize);
+            self.disk.cut(t);
         }
-        self.disk.log.append(&mut append);
+        self.disk.append(&mut append);
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use crate::consensus::paxos::{self, Ballot, MultiPaxos};
 use crate::consensus::raft::Raft;
 use crate::consensus::zab::{self, Zab};
 use crate::consensus::{Effects, Protocol};
-use crate::types::{Epoch, NodeId};
+use crate::types::{Epoch, Index, NodeId};
 use std::collections::HashMap;
 
 /// Checks a protocol adds to the common ones, run after every event.
@@ -25,6 +25,12 @@ pub trait ExtraChecks<P: Protocol>: Default {
         fx: &Effects<P::Message, P::HardState>,
         committed: &[(EntryId, Epoch)],
     ) -> Result<(), Violation>;
+
+    /// Node `node` restarted from storage with a snapshot through
+    /// `(epoch, index)` (zeros: none); it delivers from after it again.
+    fn on_restart(&mut self, node: NodeId, snapshot: (Epoch, Index)) {
+        let _ = (node, snapshot);
+    }
 }
 
 /// No checks beyond the common ones.
@@ -124,7 +130,8 @@ impl SimProtocol for Zab {
 /// ZAB's own invariants beyond the common ones (one established leader per
 /// epoch is Election Safety; a committed proposal in every later leader's
 /// history is Leader Completeness): every server delivers zxids in order,
-/// with no gaps, and never an epoch older than one it already delivered.
+/// with no gaps, and never an epoch older than one it already delivered (a
+/// snapshot counts as delivering everything through its zxid).
 #[derive(Default, Debug)]
 pub struct ZabChecks {
     delivered: HashMap<NodeId, zab::Zxid>,
@@ -138,17 +145,23 @@ impl ExtraChecks<Zab> for ZabChecks {
         fx: &Effects<zab::Message, zab::HardState>,
         _committed: &[(EntryId, Epoch)],
     ) -> Result<(), Violation> {
+        let delivered = |epoch, index| zab::Zxid { epoch, index };
+        if let Some(s) = &fx.snapshot {
+            let last = self.delivered.get(&node).copied().unwrap_or_default();
+            if s.index <= last.index || s.epoch < last.epoch {
+                return Err(Violation {
+                    property: "Zxids Delivered In Order",
+                    detail: format!(
+                        "node {node} installed a snapshot through ({}, {}) after delivering ({}, {})",
+                        s.epoch, s.index, last.epoch, last.index
+                    ),
+                });
+            }
+            self.delivered.insert(node, delivered(s.epoch, s.index));
+        }
         for e in &fx.committed {
-            let zxid = zab::Zxid {
-                epoch: e.epoch,
-                index: e.index,
-            };
-            // A restart delivers the history again from the start.
-            let last = if e.index == 1 {
-                zab::Zxid::default()
-            } else {
-                self.delivered.get(&node).copied().unwrap_or_default()
-            };
+            let zxid = delivered(e.epoch, e.index);
+            let last = self.delivered.get(&node).copied().unwrap_or_default();
             if e.index != last.index + 1 || e.epoch < last.epoch {
                 return Err(Violation {
                     property: "Zxids Delivered In Order",
@@ -161,5 +174,10 @@ impl ExtraChecks<Zab> for ZabChecks {
             self.delivered.insert(node, zxid);
         }
         Ok(())
+    }
+
+    fn on_restart(&mut self, node: NodeId, (epoch, index): (Epoch, Index)) {
+        // A restart delivers the history again from after its snapshot.
+        self.delivered.insert(node, zab::Zxid { epoch, index });
     }
 }

@@ -4,13 +4,16 @@
 //! <data_dir>/consenso.meta   what this directory is, and its format version
 //! <data_dir>/LOCK            held (flock) while a process has it open
 //! <data_dir>/hardstate       the protocol's hard state, replaced atomically
+//! <data_dir>/snapshot        the latest snapshot, replaced atomically
 //! <data_dir>/wal/*.wal       write-ahead log segments (see the wal module)
 //! ```
 
 use super::disk::{Disk, DiskFile, OsDisk};
 use super::record::{decode_small, encode_small, SmallFileError};
+use super::snapshot_file::{self, SNAPSHOT_FILE, SNAPSHOT_TMP};
 use super::wal::{TornTail, Wal};
 use super::{Storage, StorageError};
+use crate::consensus::Snapshot;
 use crate::error::ConfigError;
 use crate::types::{Entry, Index};
 use parking_lot::Mutex;
@@ -86,11 +89,13 @@ pub struct FileStorage<D: Disk = OsDisk> {
     wal: Wal<D>,
     hard_state: Option<Vec<u8>>,
     hard_state_dirty: bool,
+    snapshot: Option<Snapshot>,
     last_index: Index,
     /// What recovery read, until [`Storage::entries`] takes it.
     recovered: Mutex<Option<Vec<Entry>>>,
     torn: Option<TornTail>,
     syncs: u64,
+    segments_removed: u64,
     /// Set at the first failed write or sync: nothing is written after it.
     failed: Option<String>,
     /// Held until everything above is dropped (fields drop in order).
@@ -142,11 +147,32 @@ impl<D: Disk> FileStorage<D> {
     /// - [`StorageError::Io`]: the device failed.
     pub fn open_on(disk: D, dir: &Path, options: FileOptions) -> Result<Self, StorageError> {
         options.validate()?;
+        Self::open_checked(disk, dir, options)
+    }
+
+    /// [`FileStorage::open_on`] with segments of any size from 4 KiB: the
+    /// simulator's nodes roll over (and delete) many small segments.
+    pub(crate) fn open_with_small_segments(
+        disk: D,
+        dir: &Path,
+        options: FileOptions,
+    ) -> Result<Self, StorageError> {
+        assert!(
+            options.segment_bytes >= 4 << 10,
+            "segments of at least 4 KiB"
+        );
+        Self::open_checked(disk, dir, options)
+    }
+
+    fn open_checked(disk: D, dir: &Path, options: FileOptions) -> Result<Self, StorageError> {
         disk.create_dir_all(dir)?;
         // A temporary file is what a crash left of a write (the metadata
         // itself, when the crash came while a fresh directory was set up).
         let ours = |n: &String| {
-            n == LOCK || *n == format!("{META}.tmp") || *n == format!("{HARD_STATE}.tmp")
+            n == LOCK
+                || *n == format!("{META}.tmp")
+                || *n == format!("{HARD_STATE}.tmp")
+                || n == SNAPSHOT_TMP
         };
         let ours_or_fresh =
             |names: &[String]| names.iter().any(|n| n == META) || names.iter().all(ours);
@@ -179,8 +205,46 @@ impl<D: Disk> FileStorage<D> {
         } else {
             None
         };
-        let (wal, entries, torn) =
-            Wal::open(disk.clone(), dir.join(WAL_DIR), options.segment_bytes)?;
+        let snapshot = if names.iter().any(|n| n == SNAPSHOT_FILE) {
+            Some(snapshot_file::read(&disk, &dir.join(SNAPSHOT_FILE))?)
+        } else {
+            None
+        };
+        let wal_dir = dir.join(WAL_DIR);
+        let saved = snapshot.as_ref().map_or(0, |s| s.index);
+        let (mut wal, log, torn) =
+            Wal::open(disk.clone(), wal_dir.clone(), options.segment_bytes, saved)?;
+        let meets = |first: Index| first <= saved + 1;
+        if log.snapshot > saved {
+            return Err(StorageError::CorruptRecord {
+                file: dir.join(SNAPSHOT_FILE),
+                offset: 0,
+                reason: format!(
+                    "the log says a snapshot through {} was saved, but {}",
+                    log.snapshot,
+                    if saved == 0 {
+                        "there is none".to_string()
+                    } else {
+                        format!("this one ends at {saved}")
+                    }
+                ),
+            });
+        }
+        if let Some(first) = log.entries.first().map(|e| e.index).filter(|&f| !meets(f)) {
+            return Err(StorageError::CorruptRecord {
+                file: wal_dir,
+                offset: 0,
+                reason: format!(
+                    "the log starts at entry {first}, but the snapshot covers only up to {saved}: segments before it are missing"
+                ),
+            });
+        }
+        let wal_last = log.base + log.entries.len() as Index;
+        if wal_last < saved {
+            // The log continues after the snapshot: say so before the
+            // first append (a crash came before the record was durable).
+            wal.snapshot_saved(saved)?;
+        }
         Ok(FileStorage {
             disk,
             dir: dir.to_path_buf(),
@@ -188,10 +252,12 @@ impl<D: Disk> FileStorage<D> {
             wal,
             hard_state,
             hard_state_dirty: false,
-            last_index: entries.last().map_or(0, |e| e.index),
-            recovered: Mutex::new(Some(entries)),
+            snapshot,
+            last_index: wal_last.max(saved),
+            recovered: Mutex::new(Some(log.entries)),
             torn,
             syncs: 0,
+            segments_removed: 0,
             failed: None,
             _lock: lock,
         })
@@ -205,6 +271,16 @@ impl<D: Disk> FileStorage<D> {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How many write-ahead log segment files the directory holds.
+    pub fn segments(&self) -> usize {
+        self.wal.segments()
+    }
+
+    /// How many segments snapshots let this storage delete since it opened.
+    pub fn segments_removed(&self) -> u64 {
+        self.segments_removed
     }
 
     fn check_usable(&self) -> Result<(), StorageError> {
@@ -234,6 +310,10 @@ impl<D: Disk> FileStorage<D> {
 impl<D: Disk> Storage for FileStorage<D> {
     fn hard_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.hard_state.clone())
+    }
+
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.snapshot.clone())
     }
 
     fn entries(&self) -> Result<Vec<Entry>, StorageError> {
@@ -275,7 +355,7 @@ impl<D: Disk> Storage for FileStorage<D> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        if first.index != self.last_index + 1 {
+        if first.index == 0 || first.index > self.last_index + 1 {
             return Err(StorageError::Corrupt(format!(
                 "append at index {} but the log continues at {}",
                 first.index,
@@ -310,6 +390,19 @@ impl<D: Disk> Storage for FileStorage<D> {
             if synced {
                 s.syncs += 1;
             }
+            Ok(())
+        })
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.guarded(|s| {
+            snapshot_file::write(&s.disk, &s.dir, snapshot, s.options.sync)?;
+            let index = snapshot.index;
+            s.wal.snapshot_saved(index)?;
+            s.last_index = s.last_index.max(index);
+            s.snapshot = Some(snapshot.clone());
+            // Only once the snapshot is durable: the segments it covers.
+            s.segments_removed += s.wal.remove_through(index)? as u64;
             Ok(())
         })
     }

@@ -1,6 +1,7 @@
 //! In-memory storage, for tests, examples and benchmarks.
 
 use super::{Storage, StorageError};
+use crate::consensus::Snapshot;
 use crate::types::{Entry, Index};
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -12,10 +13,35 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 struct Inner {
     hard_state: Option<Vec<u8>>,
+    snapshot: Option<Snapshot>,
     wal: Vec<u8>,
-    /// `offsets[i]` is where entry `i + 1` starts in `wal`.
+    /// `offsets[i]` is where entry `base + i + 1` starts in `wal`.
     offsets: Vec<usize>,
+    /// The index before the first entry held.
+    base: Index,
     syncs: u64,
+}
+
+impl Inner {
+    fn last(&self) -> Index {
+        self.base + self.offsets.len() as Index
+    }
+
+    /// Removes every entry at or above `index`.
+    fn cut(&mut self, index: Index) {
+        if index <= self.base {
+            self.wal.clear();
+            self.offsets.clear();
+            self.base = index.saturating_sub(1);
+        } else {
+            let keep = (index - self.base - 1) as usize;
+            if keep < self.offsets.len() {
+                let at = self.offsets[keep];
+                self.wal.truncate(at);
+                self.offsets.truncate(keep);
+            }
+        }
+    }
 }
 
 /// Storage held in memory. Clones share the same contents, so a test can keep
@@ -31,7 +57,7 @@ impl MemStorage {
         Self::default()
     }
 
-    /// Number of stored entries.
+    /// Number of stored entries (after the snapshot).
     pub fn len(&self) -> usize {
         self.inner.lock().offsets.len()
     }
@@ -45,6 +71,10 @@ impl MemStorage {
 impl Storage for MemStorage {
     fn hard_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.inner.lock().hard_state.clone())
+    }
+
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.inner.lock().snapshot.clone())
     }
 
     fn entries(&self) -> Result<Vec<Entry>, StorageError> {
@@ -67,11 +97,8 @@ impl Storage for MemStorage {
 
     fn truncate_from(&mut self, index: Index) -> Result<(), StorageError> {
         let mut inner = self.inner.lock();
-        let keep = index.saturating_sub(1) as usize;
-        if keep < inner.offsets.len() {
-            let cut = inner.offsets[keep];
-            inner.wal.truncate(cut);
-            inner.offsets.truncate(keep);
+        if index <= inner.last() {
+            inner.cut(index.max(1));
         }
         Ok(())
     }
@@ -79,13 +106,14 @@ impl Storage for MemStorage {
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let mut inner = self.inner.lock();
         if let Some(first) = entries.first() {
-            let expected = inner.offsets.len() as Index + 1;
-            if first.index != expected {
+            let expected = inner.last() + 1;
+            if first.index == 0 || first.index > expected {
                 return Err(StorageError::Corrupt(format!(
                     "append at index {} but the log continues at {expected}",
                     first.index
                 )));
             }
+            inner.cut(first.index);
         }
         let inner = &mut *inner;
         for e in entries {
@@ -99,6 +127,24 @@ impl Storage for MemStorage {
 
     fn sync(&mut self) -> Result<(), StorageError> {
         self.inner.lock().syncs += 1;
+        Ok(())
+    }
+
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let mut inner = self.inner.lock();
+        let index = snapshot.index;
+        if index >= inner.last() {
+            inner.wal.clear();
+            inner.offsets.clear();
+        } else if index > inner.base {
+            let n = (index - inner.base) as usize;
+            let at = inner.offsets[n];
+            inner.wal.drain(..at);
+            inner.offsets.drain(..n);
+            inner.offsets.iter_mut().for_each(|o| *o -= at);
+        }
+        inner.base = inner.base.max(index);
+        inner.snapshot = Some(snapshot.clone());
         Ok(())
     }
 

@@ -12,6 +12,9 @@ mod file;
 mod file_tests;
 mod mem;
 mod record;
+mod snapshot_file;
+#[cfg(test)]
+mod snapshot_tests;
 mod wal;
 
 pub use disk::{Disk, DiskFile, OsDisk, OsLock};
@@ -19,6 +22,7 @@ pub use file::{FileOptions, FileStorage, FORMAT_VERSION};
 pub use mem::MemStorage;
 pub use wal::TornTail;
 
+use crate::consensus::Snapshot;
 use crate::error::ConfigError;
 use crate::types::{Entry, Index};
 use std::path::PathBuf;
@@ -77,9 +81,17 @@ pub trait Storage: Send + 'static {
     /// [`StorageError`] when it cannot be read.
     fn hard_state(&self) -> Result<Option<Vec<u8>>, StorageError>;
 
-    /// Every stored entry, in index order from index 1. A node calls it
-    /// once, when it starts; a store may hand its recovered log over only
-    /// once ([`FileStorage`] does, and errors after).
+    /// The latest snapshot saved, if any (read when the node starts).
+    ///
+    /// # Errors
+    /// [`StorageError`] when it cannot be read or is damaged.
+    fn snapshot(&self) -> Result<Option<Snapshot>, StorageError>;
+
+    /// Every stored entry, in index order: from index 1, or with a
+    /// snapshot from at or before the index after it (entries it covers
+    /// may still be there). A node calls it once, when it starts; a store
+    /// may hand its recovered log over only once ([`FileStorage`] does,
+    /// and errors after).
     ///
     /// # Errors
     /// [`StorageError`] when they cannot be read.
@@ -108,11 +120,23 @@ pub trait Storage: Send + 'static {
     /// [`StorageError`] on failure.
     fn truncate_from(&mut self, index: Index) -> Result<(), StorageError>;
 
-    /// Appends entries that continue the stored log (not durable until sync).
+    /// Appends entries that continue the stored log; an entry at or below
+    /// the last one replaces it and everything after it (not durable until
+    /// sync).
     ///
     /// # Errors
-    /// [`StorageError`] on failure or when `entries` do not continue the log.
+    /// [`StorageError`] on failure or when `entries` leave a gap.
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
+
+    /// Saves `snapshot` durably before it returns (whatever `sync` says
+    /// about the log), then lets go of the log it covers: the stored log
+    /// may continue right after its index, and entries through it may be
+    /// deleted.
+    ///
+    /// # Errors
+    /// [`StorageError`] on failure; the previous snapshot is then still
+    /// the one a restart finds.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
 
     /// Makes everything written so far durable.
     ///

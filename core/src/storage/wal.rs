@@ -9,12 +9,19 @@
 //! - `1` then a postcard-encoded run of entries that continues the log
 //!   (an entry below the end replaces what was there: the log was cut);
 //! - `2` then an index (`u64 LE`): every entry at or above it is gone;
+//! - `4` then an index (`u64 LE`): a snapshot through that index is
+//!   durable; the log may continue right after it (entries it covers are
+//!   dropped);
 //! - `3` then a record count (`u32 LE`): the batch of that many records
 //!   before it is complete. Each sync ends its batch with one, and
 //!   recovery applies whole batches only: a batch the disk did not finish
 //!   (its commit record missing, or records of it lost) is torn as a whole,
 //!   so that a follower's truncation never survives without the entries
 //!   that replace it.
+//!
+//! Segments whose entries a snapshot covers are deleted, oldest first, so
+//! the first segment left may start anywhere in the log; the caller checks
+//! that the log and the snapshot meet.
 //!
 //! Recovery replays every segment in order. A torn record (a write the
 //! disk never finished: never synced, so never acknowledged; see
@@ -38,6 +45,19 @@ const SEGMENT_HEADER: u64 = 24;
 const ENTRIES: u8 = 1;
 const TRUNCATE: u8 = 2;
 const COMMIT: u8 = 3;
+const SNAPSHOT: u8 = 4;
+
+/// The log a replay found.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    /// Contiguous entries, the first right after `base`.
+    pub(crate) entries: Vec<Entry>,
+    /// The index before the first entry (the last index when there is
+    /// none).
+    pub(crate) base: Index,
+    /// The highest snapshot the log says was saved (0: none).
+    pub(crate) snapshot: Index,
+}
 
 /// What recovery cut off the end of the log: a torn last write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +146,11 @@ pub(crate) struct Wal<D: Disk> {
     next: Option<Preparing<D::File>>,
     /// Records of the batch not yet ended by a commit record.
     batch_records: u32,
+    /// Closed segments, oldest first: sequence number and the highest
+    /// entry index any record in it holds.
+    closed: std::collections::VecDeque<(u64, Index)>,
+    /// The same highest index for the open segment.
+    open_max: Index,
     /// Reused encoding buffer.
     scratch: Vec<u8>,
 }
@@ -141,7 +166,8 @@ impl<D: Disk> Wal<D> {
         disk: D,
         dir: PathBuf,
         segment_bytes: u64,
-    ) -> Result<(Self, Vec<Entry>, Option<TornTail>), StorageError> {
+        snapshot: Index,
+    ) -> Result<(Self, Replayed, Option<TornTail>), StorageError> {
         disk.create_dir_all(&dir)?;
         let mut seqs = Vec::new();
         for name in disk.list(&dir)? {
@@ -160,7 +186,13 @@ impl<D: Disk> Wal<D> {
                 reason: "this log segment is missing".into(),
             });
         }
-        let mut replay = Replay::default();
+        // Segments before the first were deleted below a snapshot: the
+        // first may begin inside a batch that started in them.
+        let mut replay = Replay {
+            joined_late: seqs.first().is_some_and(|&s| s > 1),
+            snapshot,
+            ..Replay::default()
+        };
         // Each segment's sequence number and where its valid data ends.
         let mut ends: Vec<(u64, usize)> = Vec::new();
         let mut torn_at = None;
@@ -228,7 +260,17 @@ impl<D: Disk> Wal<D> {
                 bytes: dropped as u64,
             });
         }
-        let entries = replay.entries;
+        let mut maxima: Vec<(u64, Index)> = ends
+            .iter()
+            .enumerate()
+            .map(|(i, &(seq, _))| (seq, replay.seg_max.get(i).copied().unwrap_or(0)))
+            .collect();
+        let open_max = maxima.pop().map_or(0, |(_, m)| m);
+        let found = Replayed {
+            entries: replay.entries,
+            base: replay.base,
+            snapshot: replay.marker,
+        };
         let last = match ends.last() {
             Some(&(seq, end)) => Some((
                 seq,
@@ -260,10 +302,12 @@ impl<D: Disk> Wal<D> {
             file_dirty: false,
             next: None,
             batch_records: 0,
+            closed: maxima.into(),
+            open_max,
             scratch: Vec::new(),
         };
         wal.prepare_next();
-        Ok((wal, entries, torn))
+        Ok((wal, found, torn))
     }
 
     fn prepare_next(&mut self) {
@@ -295,9 +339,46 @@ impl<D: Disk> Wal<D> {
                 .map_err(|e| StorageError::Corrupt(format!("encoding entries: {e}")))?;
             self.put(&payload)?;
             self.scratch = payload;
+            self.open_max = self.open_max.max(entries[to - 1].index);
             from = to;
         }
         Ok(())
+    }
+
+    /// Queues a record saying that a snapshot through `index` is durable.
+    ///
+    /// # Errors
+    /// The device's error when a new segment could not be started.
+    pub(crate) fn snapshot_saved(&mut self, index: Index) -> Result<(), StorageError> {
+        let mut payload = vec![SNAPSHOT];
+        payload.extend_from_slice(&index.to_le_bytes());
+        self.put(&payload)
+    }
+
+    /// Deletes the closed segments, oldest first, whose every entry is at
+    /// or below `index` (a durable snapshot covers them). Returns how many.
+    ///
+    /// # Errors
+    /// The device's error.
+    pub(crate) fn remove_through(&mut self, index: Index) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        while let Some(&(seq, max)) = self.closed.front() {
+            if max > index {
+                break;
+            }
+            match self.disk.remove(&self.dir.join(segment_name(seq))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            self.closed.pop_front();
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// How many segment files the log has.
+    pub(crate) fn segments(&self) -> usize {
+        self.closed.len() + 1
     }
 
     /// Queues a record that removes every entry at or above `index`.
@@ -336,6 +417,8 @@ impl<D: Disk> Wal<D> {
         if self.file_dirty {
             self.older.push(old);
         }
+        self.closed
+            .push_back((self.seq, std::mem::take(&mut self.open_max)));
         self.seq = seq;
         self.end = SEGMENT_HEADER;
         self.dir_dirty = true;
@@ -493,13 +576,13 @@ fn replay_segment(
         // Records of this batch were lost (a write the disk did not
         // finish, overtaken by this one): torn, from the batch's start,
         // which the caller finds in `replay`.
-        Err((off, Replayed::Incomplete)) => Ok(ScanEnd::Torn(off)),
-        Err((off, Replayed::Bad(reason))) => Err(corrupt(off, reason)),
+        Err((off, Refused::Incomplete)) => Ok(ScanEnd::Torn(off)),
+        Err((off, Refused::Bad(reason))) => Err(corrupt(off, reason)),
     }
 }
 
 /// Why a record did not replay.
-enum Replayed {
+enum Refused {
     /// A commit record counted more records than its batch has here.
     Incomplete,
     /// It does not decode, or its entries do not continue the log.
@@ -510,12 +593,32 @@ enum Replayed {
 enum Op {
     Entries(Vec<Entry>),
     Truncate(Index),
+    Snapshot(Index),
 }
 
-/// The log being replayed, whole batches at a time.
+/// The log being replayed, whole batches at a time. It starts wherever the
+/// first segment left does.
 #[derive(Default)]
 struct Replay {
+    /// Contiguous, the first right after `base`.
     entries: Vec<Entry>,
+    base: Index,
+    /// Whether any record placed the log yet.
+    placed: bool,
+    /// The segments before the first were deleted: the first batch may
+    /// have begun in them (its commit record then counts more records
+    /// than the log holds before it).
+    joined_late: bool,
+    /// A commit record was read.
+    committed_any: bool,
+    /// The saved snapshot's index: segments with entries below it may
+    /// have been deleted, so the log may jump to any index up to the one
+    /// after it.
+    snapshot: Index,
+    /// The highest snapshot record.
+    marker: Index,
+    /// By segment number: the highest entry index a record holds.
+    seg_max: Vec<Index>,
     ops: Vec<Op>,
     /// Records of the open batch (operations and any empty ones).
     pending: u32,
@@ -525,31 +628,38 @@ struct Replay {
 
 impl Replay {
     /// Takes one record found at `at`.
-    fn record(&mut self, payload: &[u8], at: (usize, usize)) -> Result<(), Replayed> {
+    fn record(&mut self, payload: &[u8], at: (usize, usize)) -> Result<(), Refused> {
         if self.pending == 0 {
             self.batch_start = Some(at);
         }
+        let index_in = |rest: &[u8], what: &str| {
+            rest.try_into()
+                .map(u64::from_le_bytes)
+                .map_err(|_| Refused::Bad(format!("{what} record of the wrong size")))
+        };
         match payload.split_first() {
             Some((&ENTRIES, rest)) => {
                 let batch: Vec<Entry> = postcard::from_bytes(rest)
-                    .map_err(|e| Replayed::Bad(format!("entries do not decode: {e}")))?;
+                    .map_err(|e| Refused::Bad(format!("entries do not decode: {e}")))?;
+                if self.seg_max.len() <= at.0 {
+                    self.seg_max.resize(at.0 + 1, 0);
+                }
+                let top = batch.last().map_or(0, |e| e.index);
+                self.seg_max[at.0] = self.seg_max[at.0].max(top);
                 self.ops.push(Op::Entries(batch));
             }
-            Some((&TRUNCATE, rest)) => {
-                let index = rest
-                    .try_into()
-                    .map(u64::from_le_bytes)
-                    .map_err(|_| Replayed::Bad("truncation record of the wrong size".into()))?;
-                self.ops.push(Op::Truncate(index));
-            }
+            Some((&TRUNCATE, rest)) => self.ops.push(Op::Truncate(index_in(rest, "truncation")?)),
+            Some((&SNAPSHOT, rest)) => self.ops.push(Op::Snapshot(index_in(rest, "snapshot")?)),
             Some((&COMMIT, rest)) => {
                 let count = rest
                     .try_into()
                     .map(u32::from_le_bytes)
-                    .map_err(|_| Replayed::Bad("commit record of the wrong size".into()))?;
-                if count != self.pending {
-                    return Err(Replayed::Incomplete);
+                    .map_err(|_| Refused::Bad("commit record of the wrong size".into()))?;
+                let began_before = self.joined_late && !self.committed_any && count > self.pending;
+                if count != self.pending && !began_before {
+                    return Err(Refused::Incomplete);
                 }
+                self.committed_any = true;
                 for op in std::mem::take(&mut self.ops) {
                     self.apply(op)?;
                 }
@@ -557,34 +667,74 @@ impl Replay {
                 self.batch_start = None;
                 return Ok(());
             }
-            _ => return Err(Replayed::Bad("unknown record kind".into())),
+            _ => return Err(Refused::Bad("unknown record kind".into())),
         }
         self.pending += 1;
         Ok(())
     }
 
-    fn apply(&mut self, op: Op) -> Result<(), Replayed> {
+    fn last(&self) -> Index {
+        self.base + self.entries.len() as Index
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), Refused> {
         match op {
             Op::Entries(batch) => {
-                let last = self.entries.last().map_or(0, |e| e.index);
                 let Some(first) = batch.first().map(|e| e.index) else {
                     return Ok(());
                 };
+                if !self.placed {
+                    // The first segment left after older ones were deleted.
+                    self.placed = true;
+                    self.base = first.saturating_sub(1);
+                }
+                let mut last = self.last();
+                if first > last + 1 && first <= self.snapshot + 1 {
+                    // What came between was deleted below the snapshot.
+                    self.entries.clear();
+                    self.base = first - 1;
+                    last = self.base;
+                }
                 if first == 0 || first > last + 1 {
-                    return Err(Replayed::Bad(format!(
+                    return Err(Refused::Bad(format!(
                         "entries from {first} leave a gap after {last}"
                     )));
                 }
                 if !crate::consensus::log::consecutive(&batch, first) {
-                    return Err(Replayed::Bad(format!(
+                    return Err(Refused::Bad(format!(
                         "entries from {first} are not consecutive"
                     )));
                 }
-                self.entries.truncate(first as usize - 1);
+                self.cut(first);
                 self.entries.extend(batch);
             }
-            Op::Truncate(index) => self.entries.truncate(index.saturating_sub(1) as usize),
+            Op::Truncate(index) => {
+                if self.placed {
+                    self.cut(index.max(1));
+                }
+            }
+            Op::Snapshot(index) => {
+                self.marker = self.marker.max(index);
+                self.placed = true;
+                if index >= self.last() {
+                    self.entries.clear();
+                    self.base = index;
+                } else if index > self.base {
+                    self.entries.drain(..(index - self.base) as usize);
+                    self.base = index;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Removes every entry at or above `index`.
+    fn cut(&mut self, index: Index) {
+        if index <= self.base {
+            self.entries.clear();
+            self.base = index - 1;
+        } else {
+            self.entries.truncate((index - self.base - 1) as usize);
+        }
     }
 }

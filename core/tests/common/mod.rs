@@ -12,11 +12,19 @@
 //! indexes 1, 2, 3, so tests compare indexes relative to the ones `one()`
 //! returns.
 
+use consenso::runtime::SnapshotPolicy;
 use consenso::sim::{NetFaults, SimCluster, SimProtocol};
 use consenso::types::{Index, NodeId, Role};
 
 /// 6.5840's `RaftElectionTimeout`: 1 s, well above the 150–300 unit timeout.
 pub const ELECTION_TIMEOUT: u64 = 1000;
+
+/// 6.5840's `SnapShotInterval`: nodes snapshot every this many entries.
+pub const SNAPSHOT_INTERVAL: u64 = 10;
+
+/// The most entries a node may hold after its snapshot (6.5840's
+/// `MAXLOGSIZE` of 2,000 bytes holds about this many of its entries).
+pub const MAX_LOG_ENTRIES: usize = 50;
 
 pub struct Harness<P: SimProtocol> {
     pub sim: SimCluster<P>,
@@ -39,6 +47,31 @@ impl<P: SimProtocol> Harness<P> {
             sim: SimCluster::new(n, config, seed).expect("valid config"),
             connected: vec![true; n],
             next_value: 1_000_000,
+        }
+    }
+
+    /// Nodes snapshot every [`SNAPSHOT_INTERVAL`] entries (6.5840's
+    /// `applierSnap`).
+    pub fn with_snapshots(mut self) -> Self {
+        self.sim.set_snapshot_policy(SnapshotPolicy {
+            entries: SNAPSHOT_INTERVAL,
+            bytes: 0,
+        });
+        self
+    }
+
+    /// 6.5840's `LogSize` check: no running node holds more than
+    /// [`MAX_LOG_ENTRIES`] entries after its snapshot.
+    pub fn check_log_size(&self) {
+        for id in 1..=self.n() as NodeId {
+            if self.sim.is_up(id) {
+                let held = self.sim.persisted_len(id) - self.sim.snapshot_index(id) as usize;
+                assert!(
+                    held <= MAX_LOG_ENTRIES,
+                    "seed {}: node {id} holds {held} entries after its snapshot",
+                    self.sim.seed()
+                );
+            }
         }
     }
 
@@ -862,6 +895,147 @@ pub mod scenarios {
     pub fn figure8_small_batches<P: SimProtocol>(config: P::Config) {
         for seed in 0..10 {
             figure8::<P>(seed, false, config.clone());
+        }
+    }
+
+    /// 6.5840's snapcommon (lab 3D): thirty rounds in which a follower (or,
+    /// every third round, the leader) is cut off or crashed while the
+    /// others take enough commands to snapshot and compact; it comes back
+    /// and must catch up (from a snapshot when it fell behind the others'
+    /// compaction point). Logs stay small throughout.
+    pub fn snapshot_common<P: SimProtocol>(
+        config: P::Config,
+        disconnect: bool,
+        reliable: bool,
+        crash: bool,
+    ) {
+        let servers = 3;
+        let mut installed = 0;
+        for seed in seeds() {
+            let mut h = Harness::<P>::new(servers, seed, config.clone()).with_snapshots();
+            if !reliable {
+                h.sim.net.faults = NetFaults::unreliable();
+            }
+            let v = h.unique();
+            h.one(v, servers, true);
+            let mut leader1 = h.check_one_leader();
+            for i in 0..30 {
+                let next = h.id(pos(leader1) + 1);
+                let (victim, sender) = if i % 3 == 1 {
+                    (leader1, next)
+                } else {
+                    (next, leader1)
+                };
+                if disconnect {
+                    h.disconnect(victim);
+                    let v = h.unique();
+                    h.one(v, servers - 1, true);
+                }
+                if crash {
+                    h.crash(victim);
+                    let v = h.unique();
+                    h.one(v, servers - 1, true);
+                }
+                // Perhaps enough to get a snapshot.
+                let nn = SNAPSHOT_INTERVAL / 2 + h.sim.rng().below(SNAPSHOT_INTERVAL);
+                for _ in 0..nn {
+                    let v = h.unique();
+                    h.start(sender, v);
+                }
+                let v = h.unique();
+                if disconnect || crash {
+                    h.one(v, servers - 1, true);
+                } else {
+                    // Every follower caught up: no snapshot needs sending.
+                    h.one(v, servers, true);
+                }
+                h.check_log_size();
+                if disconnect {
+                    // A follower that may be behind and need a snapshot.
+                    h.connect(victim);
+                    let v = h.unique();
+                    h.one(v, servers, true);
+                    leader1 = h.check_one_leader();
+                }
+                if crash {
+                    h.restart(victim);
+                    let v = h.unique();
+                    h.one(v, servers, true);
+                    leader1 = h.check_one_leader();
+                }
+            }
+            installed += h.sim.stats.snapshots_installed;
+            assert!(
+                h.sim.stats.snapshots_taken > 0,
+                "seed {seed}: no snapshot taken"
+            );
+        }
+        if disconnect {
+            assert!(installed > 0, "no follower ever needed a snapshot");
+        }
+    }
+
+    /// 6.5840's TestSnapshotAllCrash3D: every server crashes after enough
+    /// commands to snapshot; restarted from its snapshot and the log after
+    /// it, the cluster goes on at a higher index.
+    pub fn snapshot_all_crash<P: SimProtocol>(config: P::Config) {
+        let servers = 3;
+        for seed in seeds() {
+            let mut h = Harness::<P>::new(servers, seed, config.clone()).with_snapshots();
+            let v = h.unique();
+            h.one(v, servers, true);
+            for _ in 0..5 {
+                let nn = SNAPSHOT_INTERVAL / 2 + h.sim.rng().below(SNAPSHOT_INTERVAL);
+                for _ in 0..nn {
+                    let v = h.unique();
+                    h.one(v, servers, true);
+                }
+                let v = h.unique();
+                let index1 = h.one(v, servers, true);
+                for id in 1..=servers as NodeId {
+                    h.crash(id);
+                }
+                for id in 1..=servers as NodeId {
+                    h.restart(id);
+                }
+                let v = h.unique();
+                let index2 = h.one(v, servers, true);
+                assert!(
+                    index2 > index1,
+                    "seed {seed}: index went from {index1} to {index2}"
+                );
+            }
+            assert!(
+                (1..=servers as NodeId).any(|id| h.sim.snapshot_index(id) > 0),
+                "seed {seed}: nobody restarted from a snapshot"
+            );
+        }
+    }
+
+    /// 6.5840's TestSnapshotInit3D: a node restarted from a snapshot must
+    /// keep it (and the log after it) through what it writes next: crash
+    /// everyone, one command, crash everyone again, one more.
+    pub fn snapshot_init<P: SimProtocol>(config: P::Config) {
+        let servers = 3;
+        for seed in seeds() {
+            let mut h = Harness::<P>::new(servers, seed, config.clone()).with_snapshots();
+            let v = h.unique();
+            h.one(v, servers, true);
+            for _ in 0..=SNAPSHOT_INTERVAL {
+                let v = h.unique();
+                h.one(v, servers, true);
+            }
+            for _ in 0..2 {
+                for id in 1..=servers as NodeId {
+                    h.crash(id);
+                }
+                for id in 1..=servers as NodeId {
+                    h.restart(id);
+                }
+                // Something to write after the restart.
+                let v = h.unique();
+                h.one(v, servers, true);
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Multi-Paxos messages, ballots and hard state.
 
+use crate::consensus::{SnapshotAck, SnapshotChunk};
 use crate::types::{Entry, Epoch, Index};
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,21 @@ pub enum Message {
         /// higher one.
         result: Result<(), Ballot>,
     },
+    /// Catch-up past the leader's compaction point: a chunk of its
+    /// snapshot of the chosen prefix.
+    Snapshot {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The chunk.
+        chunk: SnapshotChunk,
+    },
+    /// Answer to a snapshot chunk.
+    SnapshotAck {
+        /// The chunk's ballot.
+        ballot: Ballot,
+        /// How much the acceptor holds.
+        ack: SnapshotAck,
+    },
 }
 
 impl Message {
@@ -128,7 +144,9 @@ impl Message {
             | Message::Accept { ballot, .. }
             | Message::Accepted { ballot, .. }
             | Message::Heartbeat { ballot, .. }
-            | Message::HeartbeatResponse { ballot, .. } => *ballot,
+            | Message::HeartbeatResponse { ballot, .. }
+            | Message::Snapshot { ballot, .. }
+            | Message::SnapshotAck { ballot, .. } => *ballot,
         }
     }
 }

@@ -474,12 +474,40 @@ impl MultiPaxos {
                     _ => {}
                 }
             }
+            Message::Snapshot { ballot: b, chunk } => {
+                if b < self.promised {
+                    let result = Err(Refusal::Promised(self.promised));
+                    out.send(from, Message::Accepted { ballot: b, result });
+                    return;
+                }
+                self.promise(b);
+                self.follow(from, out);
+                let ack = self.shell.receive_chunk(chunk, out);
+                out.send(from, Message::SnapshotAck { ballot: b, ack });
+            }
+            Message::SnapshotAck { ballot: b, ack } => {
+                if self.role != Role::Leader || b != self.my_ballot {
+                    return;
+                }
+                if let Some(p) = self.shell.pos(from) {
+                    self.shell.on_snapshot_ack(p, ack);
+                    self.shell.commit_quorum();
+                }
+            }
         }
     }
 
     /// Phase 1a at an acceptor: promise `b` unless a higher ballot was
-    /// promised (or a leader's lease holds, when it stays silent).
+    /// promised (or a leader's lease holds, when it stays silent). An
+    /// acceptor whose snapshot covers slots the proposer does not know
+    /// chosen (`start` at or below it) cannot report their values: it
+    /// stays silent, so that only a proposer that knows every value it
+    /// compacted can lead with its promise (the one with the highest
+    /// chosen prefix always can).
     fn handle_prepare(&mut self, from: NodeId, b: Ballot, start: Index, out: &mut PaxosEffects) {
+        if start <= self.shell.log.snapshot_index() {
+            return;
+        }
         if b > self.promised && !self.in_lease(from) {
             self.become_follower(None, out);
             self.promise(b);
@@ -528,6 +556,7 @@ impl MultiPaxos {
                     commit,
                 })
             },
+            |chunk| Message::Snapshot { ballot, chunk },
         );
         let ready = self.committed_in_my_ballot();
         self.shell.start_reads(ready, out, heartbeat(ballot));
@@ -575,7 +604,10 @@ impl Protocol for MultiPaxos {
     protocol_plumbing!(ProtocolKind::MultiPaxos, PaxosConfig);
 
     fn may_send_before_sync(msg: &Message) -> bool {
-        matches!(msg, Message::Accept { .. } | Message::Heartbeat { .. })
+        matches!(
+            msg,
+            Message::Accept { .. } | Message::Heartbeat { .. } | Message::Snapshot { .. }
+        )
     }
 
     fn tick(&mut self, out: &mut PaxosEffects) {

@@ -27,6 +27,7 @@ fn with_state(config: PaxosConfig, nodes: &[(NodeId, Ballot, Index, Vec<Entry>)]
         .iter()
         .map(|(id, promised, commit, entries)| {
             let rec = Recovered {
+                snapshot: None,
                 hard_state: Some(HardState {
                     promised: *promised,
                     commit: *commit,
@@ -398,6 +399,7 @@ fn a_leader_cut_off_from_the_quorum_steps_down() {
 fn restart_recovers_the_promise_and_accepted_values() {
     let b = ballot(4, 1);
     let rec = Recovered {
+        snapshot: None,
         hard_state: Some(HardState {
             promised: b,
             commit: 1,
@@ -412,6 +414,7 @@ fn restart_recovers_the_promise_and_accepted_values() {
     // Epochs may go down along an acceptor's log (slots are independent),
     // which Raft's recovery would refuse.
     let rec = Recovered {
+        snapshot: None,
         hard_state: None,
         entries: vec![entry(1, ballot(5, 0), b"a"), entry(2, ballot(2, 0), b"b")],
     };

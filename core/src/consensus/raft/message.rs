@@ -1,5 +1,6 @@
 //! Raft's messages and hard state.
 
+use crate::consensus::{SnapshotAck, SnapshotChunk};
 use crate::types::{Entry, Epoch, Index, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +101,21 @@ pub enum Message {
         /// Echo of the heartbeat's read round.
         read_round: u64,
     },
+    /// InstallSnapshot: a chunk of the leader's snapshot, for a follower
+    /// that needs entries the leader's log no longer holds.
+    InstallSnapshot {
+        /// The leader's term.
+        term: Epoch,
+        /// The chunk.
+        chunk: SnapshotChunk,
+    },
+    /// Answer to InstallSnapshot.
+    SnapshotResponse {
+        /// The follower's term.
+        term: Epoch,
+        /// How much it holds.
+        ack: SnapshotAck,
+    },
 }
 
 impl Message {
@@ -113,7 +129,9 @@ impl Message {
             | Message::Append { term, .. }
             | Message::AppendResponse { term, .. }
             | Message::Heartbeat { term, .. }
-            | Message::HeartbeatResponse { term, .. } => *term,
+            | Message::HeartbeatResponse { term, .. }
+            | Message::InstallSnapshot { term, .. }
+            | Message::SnapshotResponse { term, .. } => *term,
         }
     }
 }

@@ -262,6 +262,18 @@ impl Raft {
                     self.shell.on_heartbeat_ack(p, read_round, out);
                 }
             }
+            Message::InstallSnapshot { chunk, .. } => {
+                self.heard_leader(from, out);
+                let ack = self.shell.receive_chunk(chunk, out);
+                let term = self.term;
+                out.send(from, Message::SnapshotResponse { term, ack });
+            }
+            Message::SnapshotResponse { ack, .. } if self.role == Role::Leader => {
+                if let Some(p) = self.shell.pos(from) {
+                    self.shell.on_snapshot_ack(p, ack);
+                    self.maybe_commit();
+                }
+            }
             _ => {}
         }
     }
@@ -277,9 +289,9 @@ impl Raft {
                 // We hear from a leader: a disruptive candidate is ignored.
                 Message::PreVote { .. } | Message::Vote { .. } if self.in_lease() => return false,
                 Message::PreVote { .. } | Message::PreVoteResponse { granted: true, .. } => {}
-                Message::Append { .. } | Message::Heartbeat { .. } => {
-                    self.become_follower(m_term, Some(from), out)
-                }
+                Message::Append { .. }
+                | Message::Heartbeat { .. }
+                | Message::InstallSnapshot { .. } => self.become_follower(m_term, Some(from), out),
                 _ => {
                     // Raft's Figure 2: only hearing the leader or granting a
                     // vote restarts the election timer. A server that turns
@@ -303,7 +315,9 @@ impl Raft {
             let term = self.term;
             match msg {
                 // Tell a stale leader about the newer term so it steps down.
-                Message::Append { .. } | Message::Heartbeat { .. } => out.send(
+                Message::Append { .. }
+                | Message::Heartbeat { .. }
+                | Message::InstallSnapshot { .. } => out.send(
                     from,
                     Message::HeartbeatResponse {
                         term,
@@ -371,6 +385,26 @@ impl Raft {
         leader_commit: Index,
         out: &mut RaftEffects,
     ) {
+        let (mut prev_index, mut prev_term, mut entries) = (prev_index, prev_term, entries);
+        let base = self.shell.log.snapshot_index();
+        if prev_index < base {
+            // The snapshot covers the start of the batch: committed here,
+            // so the leader's log holds the same entries; skip them.
+            let skip = (base - prev_index) as usize;
+            if entries.len() < skip {
+                let ack = match self.pending_ack {
+                    Some((to, m)) if to == from => m.max(base),
+                    _ => base,
+                };
+                self.pending_ack = Some((from, ack));
+                return;
+            }
+            prev_term = entries
+                .drain(..skip)
+                .next_back()
+                .map_or(prev_term, |e| e.epoch);
+            prev_index = base;
+        }
         let found = self.shell.log.term(prev_index);
         if found != Some(prev_term) {
             let reply = Message::AppendResponse {
@@ -423,6 +457,8 @@ impl Raft {
         let stale = match pr.state {
             ReplicationState::Replicate => rej.rejected <= pr.matched,
             ReplicationState::Probe => rej.rejected + 1 != pr.next,
+            // A late answer to an append sent before the snapshot.
+            ReplicationState::Snapshot => true,
         };
         if stale {
             return;
@@ -461,6 +497,7 @@ impl Raft {
                     commit,
                 })
             },
+            |chunk| Message::InstallSnapshot { term, chunk },
         );
         let ready = self.committed_in_current_term();
         self.shell.start_reads(ready, out, heartbeat(term));
@@ -471,7 +508,10 @@ impl Protocol for Raft {
     protocol_plumbing!(ProtocolKind::Raft, RaftConfig);
 
     fn may_send_before_sync(msg: &Message) -> bool {
-        matches!(msg, Message::Append { .. } | Message::Heartbeat { .. })
+        matches!(
+            msg,
+            Message::Append { .. } | Message::Heartbeat { .. } | Message::InstallSnapshot { .. }
+        )
     }
 
     fn tick(&mut self, out: &mut RaftEffects) {

@@ -29,6 +29,7 @@ fn with_logs(config: RaftConfig, logs: &[(NodeId, Epoch, Vec<Epoch>)]) -> Net {
                 })
                 .collect();
             let rec = Recovered {
+                snapshot: None,
                 hard_state: Some(HardState {
                     term: *term,
                     vote: None,
@@ -486,6 +487,7 @@ fn restart_recovers_term_vote_log_and_commit() {
         .map(|i| Entry::new(2, i, EntryKind::Normal, Bytes::from(vec![i as u8])))
         .collect();
     let rec = Recovered {
+        snapshot: None,
         hard_state: Some(HardState {
             term: 5,
             vote: Some(2),
@@ -507,6 +509,7 @@ fn restart_recovers_term_vote_log_and_commit() {
     );
     // A gap in the recovered log is a clear error.
     let bad = Recovered {
+        snapshot: None,
         hard_state: None,
         entries: vec![entries[0].clone(), entries[2].clone()],
     };

@@ -3,7 +3,8 @@
 //! and the timers that send a server back to election when its leader or
 //! its quorum goes quiet.
 
-use super::{FollowStage, LeadStage, Message, PeerPhase, Phase, Zab, ZabEffects, Zxid};
+use super::{FollowStage, History, LeadStage, Message, PeerPhase, Phase, Zab, ZabEffects, Zxid};
+use crate::consensus::SnapshotAck;
 use crate::types::{Entry, Epoch, Index, NodeId};
 
 /// A ping of `epoch` as the shell sends it: `(commit, read_round)`.
@@ -35,7 +36,12 @@ impl Zab {
         ) {
             let syncing: Vec<bool> = peers
                 .iter()
-                .map(|p| matches!(p, PeerPhase::Syncing(_) | PeerPhase::Synced))
+                .map(|p| {
+                    matches!(
+                        p,
+                        PeerPhase::Snapshotting | PeerPhase::Syncing(_) | PeerPhase::Synced
+                    )
+                })
                 .collect();
             self.shell.send_batches(
                 out,
@@ -53,6 +59,7 @@ impl Zab {
                         commit,
                     })
                 },
+                |chunk| Message::Snapshot { epoch, chunk },
             );
         }
         let ready = self.is_established();
@@ -125,6 +132,25 @@ impl Zab {
                 }
             }
             Err(follower_last) => self.shell.heard_from(p).probe_from(follower_last + 1),
+        }
+    }
+
+    /// A follower's answer to a snapshot chunk. One that was waiting for
+    /// the snapshot before its sync is synced from the snapshot on.
+    pub(super) fn handle_snapshot_ack(&mut self, p: usize, ack: SnapshotAck, out: &mut ZabEffects) {
+        self.shell.on_snapshot_ack(p, ack);
+        let waiting = self
+            .lead_peers()
+            .is_some_and(|(_, peers)| peers[p] == PeerPhase::Snapshotting);
+        if ack.done && waiting && ack.index == self.shell.log.snapshot_index() {
+            // It holds the snapshot: the same history through its index.
+            let history = History {
+                snapshot: ack.index,
+                epochs: Vec::new(),
+            };
+            self.sync_for(p, &history, ack.index, out);
+        } else {
+            self.maybe_commit();
         }
     }
 

@@ -10,17 +10,40 @@ use super::{
     FollowStage, History, LeadStage, Message, PeerPhase, Phase, SyncKind, Zab, ZabEffects,
 };
 use crate::consensus::log::{self, Log};
-use crate::consensus::progress::Progress;
+use crate::consensus::progress::{Progress, ReplicationState};
 use crate::consensus::quorum;
 use crate::types::{Entry, Epoch, Index, NodeId};
 
 /// Common prefix of the leader's log and a follower history given as the
 /// last index of each of its epochs (ascending). Entries of one epoch come
 /// from one leader in one order, so histories agree wherever (index, epoch)
-/// agree.
-pub(super) fn common_prefix(log: &Log, history: &[(Epoch, Index)]) -> Index {
-    let mut common = 0;
-    for &(epoch, last) in history {
+/// agree. Below the leader's snapshot only its last entry is known: a
+/// follower whose history has the snapshot's epoch there agrees with the
+/// leader up to it; one that does not shares nothing the leader can check
+/// (0: it gets the snapshot).
+pub(super) fn common_prefix(log: &Log, history: &History) -> Index {
+    let base = log.snapshot_index();
+    // Through the follower's own snapshot everything is committed: the
+    // same as here.
+    let mut common = history.snapshot.min(log.last_index());
+    let mut covered = history.snapshot;
+    for &(epoch, last) in &history.epochs {
+        if last <= covered {
+            continue;
+        }
+        if last < base {
+            covered = last;
+            continue;
+        }
+        if covered < base {
+            // This epoch's run holds the follower's entry at the
+            // snapshot's index.
+            if epoch != log.snapshot_epoch() {
+                break;
+            }
+            common = base;
+        }
+        covered = last;
         if log.term(last) == Some(epoch) {
             common = last;
             continue;
@@ -60,7 +83,7 @@ impl Zab {
         }
         let new_epoch = infos.iter().map(|(_, e)| *e).max().unwrap_or(0) + 1;
         *stage = LeadStage::AwaitEpochAcks;
-        peers[me] = PeerPhase::EpochAcked(Vec::new(), 0);
+        peers[me] = PeerPhase::EpochAcked(History::default(), 0);
         self.new_epoch = new_epoch;
         self.accepted_epoch = new_epoch;
         for (i, _) in infos.into_iter().filter(|(i, _)| *i != me) {
@@ -106,15 +129,32 @@ impl Zab {
     }
 
     /// The sync (and NEWLEADER) for a follower whose history is `history`.
-    fn sync_for(
+    pub(super) fn sync_for(
         &mut self,
         p: usize,
-        history: &[(Epoch, Index)],
+        history: &History,
         follower_last: Index,
         out: &mut ZabEffects,
     ) {
         let common = common_prefix(&self.shell.log, history);
-        let kind = if common == follower_last {
+        let base = self.shell.log.snapshot_index();
+        if common < base {
+            // The entries after its history were compacted: SNAP first
+            // (chunks go at flush; a repeated ACKEPOCH resends the one
+            // that may have been lost), the sync once it holds it.
+            let pr = &mut self.shell.repl.progress[p];
+            if pr.state != ReplicationState::Snapshot {
+                *pr = Progress::new(common + 1);
+            }
+            pr.paused = false;
+            if let Some((_, peers)) = self.lead_peers() {
+                peers[p] = PeerPhase::Snapshotting;
+            }
+            return;
+        }
+        let kind = if base > 0 && common == base && follower_last <= base {
+            SyncKind::Snap
+        } else if common == follower_last {
             SyncKind::Diff
         } else if common == 0 {
             SyncKind::Snap
@@ -292,11 +332,13 @@ impl Zab {
 
 impl Zab {
     pub(super) fn ack_epoch(&self, epoch: Epoch) -> Message {
+        let history = self.history();
         Message::AckEpoch {
             epoch,
             current_epoch: self.current_epoch,
             last: self.last_zxid(),
-            history: self.history(),
+            history: history.epochs,
+            snapshot: history.snapshot,
             fresh: self.fresh_epoch_ack,
         }
     }

@@ -1,5 +1,6 @@
 //! ZAB messages, votes, zxids and hard state.
 
+use crate::consensus::{SnapshotAck, SnapshotChunk};
 use crate::types::{Entry, Epoch, Index, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -108,9 +109,12 @@ pub enum Message {
         current_epoch: Epoch,
         /// The follower's last zxid.
         last: Zxid,
-        /// Last index of each epoch in its history, in order (lets the
-        /// leader find the common prefix exactly).
+        /// Last index of each epoch in its history after its snapshot, in
+        /// order (lets the leader find the common prefix exactly).
         history: Vec<(Epoch, Index)>,
+        /// The last index its snapshot covers (0: none): committed, so its
+        /// history agrees with the leader's through there.
+        snapshot: Index,
         /// False when the follower had already accepted this epoch before
         /// this leader asked (from another leader, or before a restart):
         /// ZooKeeper's ACKEPOCH of -1. A server promises an epoch to one
@@ -182,6 +186,22 @@ pub enum Message {
         /// Echo of the read round.
         read_round: u64,
     },
+    /// SNAP: a chunk of the leader's snapshot, for a follower whose
+    /// history ends before the leader's log begins (in synchronization,
+    /// then the sync follows it) or that fell that far behind.
+    Snapshot {
+        /// The epoch.
+        epoch: Epoch,
+        /// The chunk.
+        chunk: SnapshotChunk,
+    },
+    /// Answer to a snapshot chunk.
+    SnapshotAck {
+        /// The epoch.
+        epoch: Epoch,
+        /// How much the follower holds.
+        ack: SnapshotAck,
+    },
 }
 
 impl Message {
@@ -192,6 +212,7 @@ impl Message {
             self,
             Message::LeaderInfo { .. }
                 | Message::Sync { .. }
+                | Message::Snapshot { .. }
                 | Message::UpToDate { .. }
                 | Message::Proposal { .. }
                 | Message::Ping { .. }

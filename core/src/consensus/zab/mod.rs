@@ -43,8 +43,14 @@ use election::Election;
 
 pub use crate::consensus::MAX_VOTERS;
 
-/// A history summary: the last index of each epoch, in order.
-type History = Vec<(Epoch, Index)>;
+/// A follower's history as its leader compares it: the index its snapshot
+/// covers (committed there, so it agrees with any leader's history) and
+/// the last index of each epoch after it, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct History {
+    snapshot: Index,
+    epochs: Vec<(Epoch, Index)>,
+}
 
 /// Effects of a ZAB core.
 pub type ZabEffects = Effects<Message, HardState>;
@@ -85,6 +91,9 @@ enum PeerPhase {
     Info(Epoch),
     /// Acknowledged the new epoch; its history summary and last index.
     EpochAcked(History, Index),
+    /// Its history ends before this leader's log begins: the snapshot
+    /// goes first, then the sync.
+    Snapshotting,
     Syncing(Index),
     Synced,
 }
@@ -190,14 +199,18 @@ impl Zab {
     }
 
     fn history(&self) -> History {
-        let mut h: History = Vec::new();
-        for e in self.shell.log.slice(1, self.shell.log.last_index()) {
+        let log = &self.shell.log;
+        let mut h = Vec::new();
+        for e in log.slice(1, log.last_index()) {
             match h.last_mut() {
                 Some((ep, last)) if *ep == e.epoch => *last = e.index,
                 _ => h.push((e.epoch, e.index)),
             }
         }
-        h
+        History {
+            snapshot: log.snapshot_index(),
+            epochs: h,
+        }
     }
 
     /// Leaves the current phase: an established leader's reads fail and a
@@ -257,15 +270,23 @@ impl Zab {
                 current_epoch,
                 last,
                 history,
+                snapshot,
                 fresh,
             } if epoch == new_epoch => {
                 let ahead = (current_epoch, last) > (self.current_epoch, self.last_zxid());
+                let history = History {
+                    snapshot,
+                    epochs: history,
+                };
                 self.handle_ack_epoch(p, ahead, fresh, history, last.index, out)
             }
             Message::AckNewLeader { epoch, newleader } if epoch == new_epoch => {
                 self.handle_ack_new_leader(from, p, newleader, out)
             }
             Message::Ack { epoch, result } if epoch == new_epoch => self.handle_ack(p, result),
+            Message::SnapshotAck { epoch, ack } if epoch == new_epoch => {
+                self.handle_snapshot_ack(p, ack, out)
+            }
             Message::Pong { epoch, read_round } if epoch == new_epoch => {
                 self.shell.on_heartbeat_ack(p, read_round, out)
             }
@@ -306,6 +327,10 @@ impl Zab {
             } if stage.serves(epoch) => {
                 self.handle_proposal(leader, stage, epoch, prev, entries, commit, out)
             }
+            Message::Snapshot { epoch, chunk } if stage.session() == Some(epoch) => {
+                let ack = self.shell.receive_chunk(chunk, out);
+                out.send(from, Message::SnapshotAck { epoch, ack });
+            }
             Message::Ping {
                 epoch,
                 commit,
@@ -334,6 +359,7 @@ impl Zab {
     ) -> bool {
         let theirs = match msg {
             Message::Sync { epoch, .. }
+            | Message::Snapshot { epoch, .. }
             | Message::UpToDate { epoch, .. }
             | Message::Proposal { epoch, .. }
             | Message::Ping { epoch, .. } => Some(*epoch),
@@ -360,7 +386,10 @@ impl Protocol for Zab {
     protocol_plumbing!(ProtocolKind::Zab, ZabConfig);
 
     fn may_send_before_sync(msg: &Message) -> bool {
-        matches!(msg, Message::Proposal { .. } | Message::Ping { .. })
+        matches!(
+            msg,
+            Message::Proposal { .. } | Message::Ping { .. } | Message::Snapshot { .. }
+        )
     }
 
     fn tick(&mut self, out: &mut ZabEffects) {

@@ -28,6 +28,7 @@ fn with_state(nodes: &[(NodeId, Epoch, Epoch, Index, Vec<Entry>)]) -> Net {
         .iter()
         .map(|(id, acc, cur, commit, entries)| {
             let rec = Recovered {
+                snapshot: None,
                 hard_state: Some(HardState {
                     accepted_epoch: *acc,
                     current_epoch: *cur,
@@ -168,21 +169,48 @@ fn sync_truncates_proposals_the_leader_never_had() {
     assert!(h.iter().all(|(_, _, d)| !d.starts_with(b"zombie")));
 }
 
+fn h(snapshot: Index, epochs: &[(Epoch, Index)]) -> History {
+    History {
+        snapshot,
+        epochs: epochs.to_vec(),
+    }
+}
+
 #[test]
 fn the_sync_kind_follows_the_common_prefix() {
     let mut log = Log::default();
     for (i, e) in [1, 1, 2, 2, 3].into_iter().enumerate() {
         log.push(entry(i as Index + 1, e, b"x"));
     }
+    let common = |history| discovery::common_prefix(&log, &history);
     // Follower's history is a prefix: DIFF from its end.
-    assert_eq!(discovery::common_prefix(&log, &[(1, 2), (2, 3)]), 3);
+    assert_eq!(common(h(0, &[(1, 2), (2, 3)])), 3);
     // Follower has epoch-2 entries past the leader's: TRUNC to the leader's last of epoch 2.
-    assert_eq!(discovery::common_prefix(&log, &[(1, 2), (2, 6)]), 4);
+    assert_eq!(common(h(0, &[(1, 2), (2, 6)])), 4);
     // Follower diverged in an epoch the leader never saw: keep the common part.
-    assert_eq!(discovery::common_prefix(&log, &[(1, 2), (5, 4)]), 2);
+    assert_eq!(common(h(0, &[(1, 2), (5, 4)])), 2);
     // Nothing in common: SNAP.
-    assert_eq!(discovery::common_prefix(&log, &[(9, 3)]), 0);
-    assert_eq!(discovery::common_prefix(&log, &[]), 0);
+    assert_eq!(common(h(0, &[(9, 3)])), 0);
+    assert_eq!(common(h(0, &[])), 0);
+    // A follower's own snapshot is committed history: common through it.
+    assert_eq!(common(h(2, &[(2, 4)])), 4);
+    assert_eq!(common(h(2, &[(7, 4)])), 2);
+}
+
+#[test]
+fn below_the_leaders_snapshot_only_its_last_entry_is_compared() {
+    // The leader compacted through index 3 (epoch 2); it holds 4 and 5.
+    let log = Log::after_snapshot(3, 2, vec![entry(4, 2, b"x"), entry(5, 3, b"x")], 3).unwrap();
+    let common = |history| discovery::common_prefix(&log, &history);
+    // The follower's run of epoch 2 holds index 3: same history through it.
+    assert_eq!(common(h(0, &[(1, 2), (2, 4)])), 4);
+    assert_eq!(common(h(0, &[(1, 2), (2, 3)])), 3);
+    // Its entry at 3 is of another epoch, or it ends before 3: the snapshot.
+    assert_eq!(common(h(0, &[(1, 2), (5, 4)])), 0);
+    assert_eq!(common(h(0, &[(1, 2)])), 0);
+    // Its own snapshot reaches past the leader's: compared from there.
+    assert_eq!(common(h(4, &[(3, 5)])), 5);
+    assert_eq!(common(h(2, &[])), 2);
 }
 
 #[test]
@@ -334,6 +362,7 @@ fn a_leader_gives_up_when_a_follower_is_ahead() {
                 current_epoch: 1,
                 last: Zxid { epoch: 1, index: 9 },
                 history: vec![(1, 9)],
+                snapshot: 0,
                 fresh: true,
             },
             fx,
@@ -359,6 +388,7 @@ fn a_follower_refuses_a_leader_behind_its_accepted_epoch() {
 #[test]
 fn restart_recovers_both_epochs_separately() {
     let rec = Recovered {
+        snapshot: None,
         hard_state: Some(HardState {
             accepted_epoch: 6,
             current_epoch: 5,
@@ -373,6 +403,7 @@ fn restart_recovers_both_epochs_separately() {
     );
     assert_eq!(z.last_zxid(), Zxid { epoch: 5, index: 2 });
     let bad = Recovered {
+        snapshot: None,
         hard_state: None,
         entries: vec![entry(1, 5, b"a"), entry(2, 4, b"b")],
     };
