@@ -29,14 +29,40 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROPOSERS: usize = 256;
+
+/// Prints the nodes' warnings, and with `CONSENSO_LOG=info` their role
+/// changes too, with the time since the start.
+struct Logger(Instant, log::LevelFilter);
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.1
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!(
+                "{:>8.3}s {} {}",
+                self.0.elapsed().as_secs_f64(),
+                r.level(),
+                r.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
 const PAYLOAD: usize = 100;
 
 struct Load {
     stop: AtomicBool,
     committed: AtomicU64,
     in_flight: AtomicU64,
+    failed: AtomicU64,
 }
 
+/// One closed-loop proposer on `node`; it ends at the first failure (the
+/// node no longer leads: the main loop starts proposers on the new one).
 fn propose_loop<P: Protocol>(node: NodeHandle<P>, load: Arc<Load>, target: u64) {
     load.in_flight.fetch_add(1, Relaxed);
     let n = node.clone();
@@ -45,11 +71,18 @@ fn propose_loop<P: Protocol>(node: NodeHandle<P>, load: Arc<Load>, target: u64) 
         Bytes::from(vec![0xAB; PAYLOAD]),
         Box::new(move |result| {
             l.in_flight.fetch_sub(1, Relaxed);
-            if result.is_ok() && l.committed.fetch_add(1, Relaxed) + 1 >= target {
-                l.stop.store(true, Relaxed);
-            }
-            if !l.stop.load(Relaxed) {
-                propose_loop(n, l, target);
+            match result {
+                Ok(_) => {
+                    if l.committed.fetch_add(1, Relaxed) + 1 >= target {
+                        l.stop.store(true, Relaxed);
+                    }
+                    if !l.stop.load(Relaxed) {
+                        propose_loop(n, l, target);
+                    }
+                }
+                Err(_) => {
+                    l.failed.fetch_add(1, Relaxed);
+                }
             }
         }),
     );
@@ -118,11 +151,14 @@ where
         stop: AtomicBool::new(false),
         committed: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
     });
     let started = Instant::now();
     for _ in 0..PROPOSERS {
         propose_loop(node.clone(), Arc::clone(&load), commits);
     }
+    let mut node = node;
+    let mut leader_changes = 0;
     println!(
         "{} commits/s  committed   rss MiB  peak MiB  disk MiB  segments  last index  snapshot",
         P::KIND.name()
@@ -131,6 +167,20 @@ where
     let mut last_print = Instant::now();
     while !load.stop.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        // Proposers that failed (a leader change): start them again on
+        // whichever node leads now.
+        let missing = PROPOSERS.saturating_sub(load.in_flight.load(Relaxed) as usize);
+        if missing > PROPOSERS / 2 {
+            if let Some(l) = cluster.leader().and_then(|id| cluster.node(id)) {
+                if l.id() != node.id() {
+                    leader_changes += 1;
+                }
+                node = l.handle();
+                for _ in 0..missing {
+                    propose_loop(node.clone(), Arc::clone(&load), commits);
+                }
+            }
+        }
         if last_print.elapsed() < Duration::from_secs(1) && !load.stop.load(Relaxed) {
             let (bytes, _) = on_disk(dir);
             most_on_disk = most_on_disk.max(bytes);
@@ -169,12 +219,13 @@ where
     let entry = Entry::OVERHEAD as u64 + PAYLOAD as u64;
     let written = 3 * status.last_index * entry;
     println!(
-        "{}: {} commits in {:.0?}, snapshots every {every} entries; about {:.0} MiB of log \
-         written across 3 nodes, at most {:.0} MiB on disk at once; peak resident memory {:.0} MiB; \
-         leader's snapshot through {} of {}",
+        "{}: {} commits in {:.0?} ({leader_changes} leader changes, {} proposals failed), \
+         snapshots every {every} entries; about {:.0} MiB of log written across 3 nodes, at most \
+         {:.0} MiB on disk at once; peak resident memory {:.0} MiB; leader's snapshot through {} of {}",
         P::KIND.name(),
         load.committed.load(Relaxed),
         elapsed,
+        load.failed.load(Relaxed),
         mib(written),
         mib(most_on_disk),
         mib(hwm),
@@ -185,6 +236,14 @@ where
 }
 
 fn main() {
+    let level = match std::env::var("CONSENSO_LOG").as_deref() {
+        Ok("info") => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    };
+    let logger = Box::leak(Box::new(Logger(Instant::now(), level)));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
     let mut protocol = ProtocolKind::Raft;
     let mut commits = 10_000_000u64;
     let mut every = SnapshotPolicy::default().entries;

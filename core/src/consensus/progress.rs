@@ -36,6 +36,11 @@ pub struct Progress {
     pub snapshot_index: Index,
     /// See `snapshot_index`.
     pub snapshot_offset: u64,
+    /// Snapshot state: where the last chunk sent ends. An answer that
+    /// covers it lets the next chunk go; one that does not (a duplicate, a
+    /// late one) waits for the heartbeat that resends, so chunks never
+    /// multiply in flight.
+    pub snapshot_sent: u64,
     /// Last index of each in-flight AppendEntries with its byte size.
     inflight: VecDeque<(Index, usize)>,
     inflight_bytes: usize,
@@ -53,6 +58,7 @@ impl Progress {
             check_needed: false,
             snapshot_index: 0,
             snapshot_offset: 0,
+            snapshot_sent: 0,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
         }
@@ -126,6 +132,7 @@ impl Progress {
         self.state = ReplicationState::Snapshot;
         self.snapshot_index = index;
         self.snapshot_offset = 0;
+        self.snapshot_sent = 0;
         self.paused = false;
         self.check_needed = false;
         self.inflight.clear();

@@ -200,6 +200,11 @@ pub(crate) struct Shell<H> {
     /// to keep what follows it. Multi-Paxos keeps an acceptor's later
     /// slots whatever they hold.
     logs_match: bool,
+    /// A log cut recovery made in memory only (the stored log had another
+    /// entry at the snapshot's index): the first batch makes it durable,
+    /// so that what this node writes and acknowledges next is never
+    /// dropped by the same rule at a later restart.
+    pending_cut: Option<Index>,
     /// Entries up to here were handed out in `Effects::committed`.
     emitted_commit: Index,
     persisted: H,
@@ -227,7 +232,7 @@ impl<H: HardStateCommit> Shell<H> {
     ) -> Result<(Self, H), ConfigError> {
         let self_pos = crate::consensus::validate_membership(id, voters, MAX_VOTERS)?;
         let hs = recovered.hard_state.unwrap_or_default();
-        let log = recovered_log(
+        let (log, pending_cut) = recovered_log(
             recovered.snapshot.as_ref(),
             recovered.entries,
             hs.commit(),
@@ -255,6 +260,7 @@ impl<H: HardStateCommit> Shell<H> {
             snapshot,
             incoming: Incoming::default(),
             logs_match: epochs_ordered,
+            pending_cut,
             emitted_commit,
             persisted: hs.clone(),
             reported: None,
@@ -266,6 +272,13 @@ impl<H: HardStateCommit> Shell<H> {
     /// Ends an input batch: hands out what committed since the last batch,
     /// asks to persist `hs` if it changed, and reports `now` if it changed.
     pub(crate) fn finish_flush<M>(&mut self, hs: H, now: RoleChange, out: &mut Effects<M, H>) {
+        if let Some(at) = self.pending_cut.take() {
+            // Nothing of this batch is at or after it (the log holds
+            // nothing there yet) unless it appends there, which cuts too.
+            if out.append.first().is_none_or(|e| e.index > at) {
+                out.truncate_from = Some(out.truncate_from.map_or(at, |t| t.min(at)));
+            }
+        }
         self.log
             .take_committed(&mut self.emitted_commit, &mut out.committed);
         if hs != self.persisted {
@@ -617,6 +630,7 @@ impl<H> Shell<H> {
         if !pr.paused {
             pr.paused = true;
             let piece = snapshot.chunk(*id, pr.snapshot_offset, self.limits.max_bytes_per_message);
+            pr.snapshot_sent = piece.offset + piece.data.len() as u64;
             out.send(self.voters[p], chunk(piece));
         }
         true
@@ -634,7 +648,10 @@ impl<H> Shell<H> {
             }
         } else if pr.state == ReplicationState::Snapshot && pr.snapshot_index == ack.index {
             pr.snapshot_offset = ack.received;
-            pr.paused = false;
+            // Only an answer to the chunk in flight lets the next go.
+            if ack.received >= pr.snapshot_sent {
+                pr.paused = false;
+            }
         }
     }
 
@@ -677,23 +694,26 @@ impl<H> Shell<H> {
 }
 
 /// The log a node restarts with: its snapshot (if any) and the entries
-/// after it. `logs_match` (Raft, ZAB): epochs never go down, and when the
-/// entry at the snapshot's index has another epoch, the entries after it
-/// go too (the snapshot was installed and the cut that went with it never
-/// became durable).
+/// after it, and where the stored log must be cut to match. `logs_match`
+/// (Raft, ZAB): epochs never go down, and when the entry at the
+/// snapshot's index has another epoch, everything after it goes (the
+/// snapshot was installed and the crash came before the log cut that went
+/// with it was durable); the cut, right after the snapshot, is returned so
+/// that it is made durable before anything else.
 pub(crate) fn recovered_log(
     snapshot: Option<&Snapshot>,
     mut entries: Vec<Entry>,
     commit: Index,
     logs_match: bool,
-) -> Result<Log, String> {
+) -> Result<(Log, Option<Index>), String> {
     let Some(snapshot) = snapshot else {
         if logs_match {
             Log::check_epochs_ordered(&entries)?;
         }
-        return Log::from_entries(entries, commit);
+        return Ok((Log::from_entries(entries, commit)?, None));
     };
     let (index, epoch) = (snapshot.index, snapshot.epoch);
+    let mut cut = None;
     if let Some(first) = entries.first().map(|e| e.index) {
         if first > index + 1 {
             return Err(format!(
@@ -708,6 +728,7 @@ pub(crate) fn recovered_log(
         entries.drain(..at);
         if logs_match && conflicts {
             entries.clear();
+            cut = Some(index + 1);
         }
     }
     if logs_match {
@@ -719,12 +740,88 @@ pub(crate) fn recovered_log(
             ));
         }
     }
-    Log::after_snapshot(index, epoch, entries, commit)
+    Ok((Log::after_snapshot(index, epoch, entries, commit)?, cut))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(epoch: Epoch, index: Index) -> Entry {
+        Entry::new(epoch, index, EntryKind::Normal, Bytes::from_static(b"x"))
+    }
+
+    fn snap(index: Index, epoch: Epoch) -> Snapshot {
+        Snapshot {
+            index,
+            epoch,
+            data: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn recovery_keeps_a_log_that_matches_its_snapshot_and_cuts_one_that_does_not() {
+        let log = |epochs: &[Epoch]| -> Vec<Entry> {
+            epochs
+                .iter()
+                .enumerate()
+                .map(|(i, &e)| entry(e, i as Index + 1))
+                .collect()
+        };
+        // The entry at the snapshot's index matches: the rest stays.
+        let (l, cut) = recovered_log(Some(&snap(3, 2)), log(&[1, 2, 2, 2, 3]), 0, true).unwrap();
+        assert_eq!((l.snapshot_index(), l.last_index(), cut), (3, 5, None));
+        // Another epoch there: the rest goes, and the cut is returned to be
+        // made durable (Raft, ZAB); a Paxos acceptor keeps its slots.
+        let (l, cut) = recovered_log(Some(&snap(3, 3)), log(&[1, 2, 2, 2]), 0, true).unwrap();
+        assert_eq!((l.last_index(), cut), (3, Some(4)));
+        let (l, cut) = recovered_log(Some(&snap(3, 3)), log(&[1, 2, 2, 2]), 0, false).unwrap();
+        assert_eq!((l.last_index(), cut), (4, None));
+        // A log that ends before the snapshot, or starts right after it.
+        let (l, cut) = recovered_log(Some(&snap(9, 3)), log(&[1, 2]), 0, true).unwrap();
+        assert_eq!((l.last_index(), l.commit(), cut), (9, 9, None));
+        let after = vec![entry(3, 10), entry(3, 11)];
+        let (l, _) = recovered_log(Some(&snap(9, 3)), after, 0, true).unwrap();
+        assert_eq!(l.last_index(), 11);
+        // A gap between the snapshot and the log is damage.
+        assert!(recovered_log(Some(&snap(2, 1)), vec![entry(1, 5)], 0, true).is_err());
+    }
+
+    #[test]
+    fn a_cut_recovery_made_goes_out_with_the_first_batch() {
+        let recovered = Recovered {
+            hard_state: None,
+            snapshot: Some(snap(3, 3)),
+            entries: vec![entry(1, 1), entry(2, 2), entry(2, 3), entry(2, 4)],
+        };
+        let limits = ReplicationLimits::default();
+        let (mut shell, hs) =
+            Shell::<TestHs>::new(1, &[1, 2, 3], Timing::default(), limits, recovered, true, 7)
+                .unwrap();
+        let mut out: Effects<(), TestHs> = Effects::default();
+        let now = RoleChange {
+            role: crate::types::Role::Follower,
+            epoch: 0,
+            leader: None,
+        };
+        shell.finish_flush(hs.clone(), now, &mut out);
+        assert_eq!(out.truncate_from, Some(4));
+        out.clear();
+        shell.finish_flush(hs, now, &mut out);
+        assert_eq!(out.truncate_from, None, "once");
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq)]
+    struct TestHs(Index);
+
+    impl HardStateCommit for TestHs {
+        fn commit(&self) -> Index {
+            self.0
+        }
+        fn with_commit(&self, commit: Index) -> Self {
+            TestHs(commit)
+        }
+    }
 
     #[test]
     fn timing_default_is_valid_and_bad_values_name_their_field() {

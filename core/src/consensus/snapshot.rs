@@ -190,4 +190,34 @@ mod tests {
             Received::Complete(empty)
         );
     }
+
+    #[test]
+    fn an_install_goes_before_the_rest_of_its_batch() {
+        use crate::consensus::Effects;
+        use crate::types::{Entry, EntryKind};
+        let e = |i| Entry::new(1, i, EntryKind::Normal, Bytes::from_static(b"x"));
+        let mut fx: Effects<(), ()> = Effects::default();
+        // Earlier in the batch: a cut at 4 and appends 4..=6.
+        fx.truncate(4);
+        fx.append.extend([e(4), e(5), e(6)]);
+        fx.install(snap(0).with_index(5), false);
+        // Appends the snapshot covers go; the cut moves to just after it.
+        assert_eq!(
+            fx.append.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![6]
+        );
+        assert_eq!(fx.truncate_from, Some(6));
+        // A log that does not match the snapshot is cut right after it.
+        let mut fx: Effects<(), ()> = Effects::default();
+        fx.install(snap(0).with_index(5), true);
+        assert_eq!(fx.truncate_from, Some(6));
+        assert!(fx.snapshot.is_some());
+    }
+
+    impl Snapshot {
+        fn with_index(mut self, index: Index) -> Self {
+            self.index = index;
+            self
+        }
+    }
 }

@@ -74,8 +74,6 @@ pub(crate) struct Applier<M, R> {
     policy: SnapshotPolicy,
     /// Entries and entry bytes applied since the last snapshot.
     since: (u64, u64),
-    /// The machine said it keeps no snapshots.
-    no_snapshots: bool,
 }
 
 impl<M: StateMachine, R> Applier<M, R> {
@@ -104,7 +102,6 @@ impl<M: StateMachine, R> Applier<M, R> {
             failed: false,
             policy,
             since: (0, 0),
-            no_snapshots: false,
         })
     }
 
@@ -222,12 +219,14 @@ impl<M: StateMachine, R> Applier<M, R> {
 
     /// A snapshot of the machine when the policy says one is due (the
     /// machine's `snapshot` runs here); `None` otherwise, or when the
-    /// machine keeps none. Call [`Applier::snapshot_taken`] once it was
-    /// handed on.
+    /// machine gave none (it is asked again a policy's worth later). The
+    /// count starts again either way: a snapshot the caller could not hand
+    /// on is not retried at every batch.
     pub(crate) fn due_snapshot(&mut self) -> Option<Snapshot> {
-        if self.failed || self.no_snapshots || !self.policy.is_due(self.since.0, self.since.1) {
+        if self.failed || !self.policy.is_due(self.since.0, self.since.1) {
             return None;
         }
+        self.since = (0, 0);
         let machine = &self.machine;
         match catch_unwind(AssertUnwindSafe(|| machine.snapshot())) {
             Ok(Some(data)) => Some(Snapshot {
@@ -235,10 +234,7 @@ impl<M: StateMachine, R> Applier<M, R> {
                 epoch: self.applied_epoch,
                 data: data.into(),
             }),
-            Ok(None) => {
-                self.no_snapshots = true;
-                None
-            }
+            Ok(None) => None,
             Err(_) => {
                 ::log::error!("state machine panicked taking a snapshot; stopping the node");
                 self.failed = true;
@@ -250,12 +246,6 @@ impl<M: StateMachine, R> Applier<M, R> {
     /// Snapshots by `policy` from now on.
     pub(crate) fn set_policy(&mut self, policy: SnapshotPolicy) {
         self.policy = policy;
-    }
-
-    /// The snapshot [`Applier::due_snapshot`] gave was handed on: count
-    /// from zero again.
-    pub(crate) fn snapshot_taken(&mut self) {
-        self.since = (0, 0);
     }
 
     /// True once the machine failed (a panic, or a refused snapshot).
@@ -286,8 +276,8 @@ fn restore_guarded<M: StateMachine>(machine: &mut M, snapshot: &Snapshot) -> Res
 }
 
 /// The runtime's apply thread: runs until the driver drops its sender.
-/// Snapshots the policy calls for go to `snapshotted` (false: not taken
-/// now, ask again later).
+/// Snapshots the policy calls for go to `snapshotted` (false: it could not
+/// take it; the next comes a policy's worth later).
 pub(crate) fn run<M: StateMachine>(
     rx: Receiver<ApplyMsg<ProposeCallback, ReadCallback>>,
     mut applier: Applier<M, ReadCallback>,
@@ -299,8 +289,8 @@ pub(crate) fn run<M: StateMachine>(
         let failed = applier.handle(msg, &mut Callbacks);
         status.applied.store(applier.applied(), Ordering::Release);
         if let Some(snapshot) = applier.due_snapshot() {
-            if snapshotted(snapshot) {
-                applier.snapshot_taken();
+            if !snapshotted(snapshot) {
+                ::log::warn!("a snapshot was dropped (the node's input queue is full)");
             }
         }
         if failed || applier.is_failed() {

@@ -179,7 +179,7 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
             }
             Input::Compact(snapshot) => {
                 if self.core.compact(snapshot.clone()) {
-                    if let Err(e) = self.host.storage.save_snapshot(&snapshot) {
+                    if let Err(e) = self.host.storage.save_snapshot_in_background(&snapshot) {
                         self.storage_failed(&e);
                         return Flow::Stop;
                     }

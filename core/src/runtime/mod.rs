@@ -52,8 +52,9 @@ pub trait StateMachine: Send + 'static {
     /// [`StateMachine::restore`] takes back. Called on the apply thread
     /// (the node keeps running meanwhile) when the node's
     /// [`SnapshotPolicy`] says a snapshot is due; the node then drops the
-    /// log it covers. `None` (the default): this machine keeps no
-    /// snapshots, and its node keeps its whole log.
+    /// log it covers. `None` (the default): no snapshot now (asked again a
+    /// policy's worth later); a machine that always answers `None` keeps
+    /// its node's whole log.
     fn snapshot(&self) -> Option<Vec<u8>> {
         None
     }

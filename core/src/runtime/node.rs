@@ -358,6 +358,11 @@ impl<P: Protocol> Node<P> {
             .status
             .snapshot_index
             .store(core.snapshot_index(), Ordering::Relaxed);
+        // Restored from its snapshot, the machine has applied through it.
+        shared
+            .status
+            .applied
+            .store(applier.applied(), Ordering::Release);
         let mut handles = vec![Self::spawn_applier(&shared, apply_rx, applier)?];
         let driver = Driver::new(
             core,

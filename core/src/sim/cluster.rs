@@ -148,6 +148,9 @@ pub struct SimCluster<P: SimProtocol> {
     /// Print every write, apply, read, completion and role change
     /// (`CONSENSO_SIM_TRACE` set when the cluster was built).
     pub trace: bool,
+    /// Print every message delivered from this time on
+    /// (`CONSENSO_SIM_MESSAGES=t` set when the cluster was built).
+    pub trace_messages_after: Option<u64>,
     /// The disk under every node's FileStorage.
     sim_disk: SimDisk,
     /// Chance that a crash also flips a bit of the node's synced data (at
@@ -252,6 +255,9 @@ impl<P: SimProtocol> SimCluster<P> {
             measure_bytes: false,
             bytes_sent: 0,
             trace: std::env::var_os("CONSENSO_SIM_TRACE").is_some(),
+            trace_messages_after: std::env::var("CONSENSO_SIM_MESSAGES")
+                .ok()
+                .and_then(|t| t.parse().ok()),
             sim_disk,
             disk_flip_chance: 0.0,
             snapshot_policy,
@@ -433,6 +439,12 @@ impl<P: SimProtocol> SimCluster<P> {
         if torn {
             self.sim_disk.set_dying(&node.dir, false);
         }
+        if let Some(store) = &node.store {
+            // Segments go at the sync after a snapshot's.
+            let removed = store.segments_removed();
+            self.stats.segments_removed += removed - node.segments_removed;
+            node.segments_removed = removed;
+        }
         match result {
             Ok(()) => {}
             // The process died at its sync: nothing of the batch was
@@ -499,7 +511,6 @@ impl<P: SimProtocol> SimCluster<P> {
         let Some(snapshot) = node.applier.due_snapshot() else {
             return Ok(());
         };
-        node.applier.snapshot_taken();
         let Some(core) = node.core.as_mut() else {
             return Ok(());
         };
@@ -507,14 +518,12 @@ impl<P: SimProtocol> SimCluster<P> {
             return Ok(());
         }
         if let Some(store) = node.store.as_mut() {
-            let removed = store.segments_removed();
-            store.save_snapshot(&snapshot).map_err(|e| {
+            store.save_snapshot_in_background(&snapshot).map_err(|e| {
                 violation(
                     "Executor",
                     format!("node {} could not save a snapshot: {e}", node.id),
                 )
             })?;
-            self.stats.segments_removed += store.segments_removed() - removed;
         }
         node.disk.save_snapshot(&snapshot);
         self.stats.snapshots_taken += 1;
@@ -680,8 +689,8 @@ impl<P: SimProtocol> SimCluster<P> {
             .as_ref()
             .is_some_and(|c| c.epoch() > sent_in);
         self.stats.stale_deliveries += u64::from(stale);
-        if std::env::var_os("CONSENSO_SIM_MSGS").is_some() && self.now > 9900 {
-            println!("t={} {from}->{to} {:?}", self.now, msg);
+        if self.trace_messages_after.is_some_and(|t| self.now >= t) {
+            println!("t={} {from}->{to} {msg:?}", self.now);
         }
         self.with_core(to, |core, _, fx| core.step(from, msg, fx))?;
         Ok(())
@@ -1040,7 +1049,7 @@ impl<P: SimProtocol> SimCluster<P> {
                 )
             })?;
         let snapshot = recovered.snapshot.clone();
-        let log = crate::consensus::shell::recovered_log(
+        let (log, _) = crate::consensus::shell::recovered_log(
             snapshot.as_ref(),
             recovered.entries.clone(),
             0,
@@ -1164,6 +1173,7 @@ impl<P: SimProtocol> SimCluster<P> {
         }
         node.disk.log = entries.iter().filter(|e| e.index > base).cloned().collect();
         node.store = Some(store);
+        node.segments_removed = 0;
         Ok(Some(Recovered {
             hard_state,
             snapshot,

@@ -101,7 +101,7 @@ impl std::fmt::Display for SimFailure {
             Replay::Command(command) => write!(f, "  replay: {command}"),
             Replay::SimulationTest(test) => write!(
                 f,
-                "  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change)",
+                "  replay: CONSENSO_SIM_PROTOCOL={} CONSENSO_SIM_SEED={} CONSENSO_SIM_STEPS={} cargo test -p consenso --test simulation {} -- --nocapture\n  (add CONSENSO_SIM_TRACE=1 to print every write, apply, read and role change, and CONSENSO_SIM_MESSAGES=t every message delivered from time t on)",
                 self.protocol, self.seed, self.steps, test
             ),
         }

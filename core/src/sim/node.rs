@@ -167,6 +167,8 @@ pub(super) struct SimNode<P: Protocol> {
     pub(super) applier: Applier<SimMachine, Op>,
     /// When the applier snapshots the machine.
     pub(super) policy: SnapshotPolicy,
+    /// Segments its storage reported deleted so far (since it opened).
+    pub(super) segments_removed: u64,
     /// Work handed to the applier, with the time it runs (the applier lags
     /// behind the executor, as the runtime's apply thread can).
     pub(super) to_apply: VecDeque<(u64, SimApply)>,
@@ -207,6 +209,7 @@ impl<P: Protocol> SimNode<P> {
             applier: Applier::new(SimMachine::default(), None, policy)
                 .expect("a fresh machine needs no snapshot"),
             policy,
+            segments_removed: 0,
             to_apply: VecDeque::new(),
             tick_phase,
             tick_every: super::TICK,

@@ -96,6 +96,11 @@ pub struct FileStorage<D: Disk = OsDisk> {
     torn: Option<TornTail>,
     syncs: u64,
     segments_removed: u64,
+    /// Segments up to this snapshot's index go once the next sync made
+    /// its record (and the batch it came with) durable.
+    remove_after_sync: Option<Index>,
+    /// A snapshot of this node's own being written on a helper thread.
+    writing: Option<(Snapshot, std::thread::JoinHandle<Result<(), StorageError>>)>,
     /// Set at the first failed write or sync: nothing is written after it.
     failed: Option<String>,
     /// Held until everything above is dropped (fields drop in order).
@@ -240,9 +245,10 @@ impl<D: Disk> FileStorage<D> {
             });
         }
         let wal_last = log.base + log.entries.len() as Index;
-        if wal_last < saved {
-            // The log continues after the snapshot: say so before the
-            // first append (a crash came before the record was durable).
+        if log.snapshot < saved {
+            // A crash came before the log recorded the snapshot: record it
+            // first thing in the next batch (before the log goes on after
+            // it, and before a cut the node makes to match it).
             wal.snapshot_saved(saved)?;
         }
         Ok(FileStorage {
@@ -258,6 +264,8 @@ impl<D: Disk> FileStorage<D> {
             torn,
             syncs: 0,
             segments_removed: 0,
+            remove_after_sync: None,
+            writing: None,
             failed: None,
             _lock: lock,
         })
@@ -283,6 +291,52 @@ impl<D: Disk> FileStorage<D> {
         self.segments_removed
     }
 
+    /// A snapshot file is durable: the log records it with the next batch
+    /// and lets go of the segments it covers after that batch's sync.
+    fn snapshot_written(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let index = snapshot.index;
+        self.wal.snapshot_saved(index)?;
+        self.last_index = self.last_index.max(index);
+        self.snapshot = Some(snapshot);
+        self.remove_after_sync = Some(index);
+        Ok(())
+    }
+
+    /// Waits for a snapshot being written; true when the one held then is
+    /// at least as new as `snapshot` (which changes nothing).
+    ///
+    /// # Errors
+    /// The failure of that write, or of an earlier one.
+    fn holds_newer(&mut self, snapshot: &Snapshot) -> Result<bool, StorageError> {
+        self.finish_writing(true)?;
+        self.check_usable()?;
+        Ok(self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.index >= snapshot.index))
+    }
+
+    /// Takes the result of a snapshot written on the helper thread, once
+    /// it finished (`wait`: waits for it).
+    fn finish_writing(&mut self, wait: bool) -> Result<(), StorageError> {
+        let done = self
+            .writing
+            .as_ref()
+            .is_some_and(|(_, handle)| wait || handle.is_finished());
+        if !done {
+            return Ok(());
+        }
+        let Some((snapshot, handle)) = self.writing.take() else {
+            return Ok(());
+        };
+        self.guarded(|s| {
+            handle
+                .join()
+                .map_err(|_| StorageError::Io(io::Error::other("writing a snapshot panicked")))??;
+            s.snapshot_written(snapshot)
+        })
+    }
+
     fn check_usable(&self) -> Result<(), StorageError> {
         match &self.failed {
             Some(why) => Err(StorageError::Io(io::Error::other(format!(
@@ -304,6 +358,16 @@ impl<D: Disk> FileStorage<D> {
             self.failed = Some(e.to_string());
         }
         result
+    }
+}
+
+impl<D: Disk> Drop for FileStorage<D> {
+    /// Waits for a snapshot being written, so that nothing writes in the
+    /// directory once its lock is released.
+    fn drop(&mut self) {
+        if let Some((_, handle)) = self.writing.take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -370,6 +434,7 @@ impl<D: Disk> Storage for FileStorage<D> {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
+        self.finish_writing(false)?;
         self.guarded(|s| {
             let durable = s.options.sync;
             let mut synced = s.wal.sync(durable)?;
@@ -390,21 +455,44 @@ impl<D: Disk> Storage for FileStorage<D> {
             if synced {
                 s.syncs += 1;
             }
+            if let Some(index) = s.remove_after_sync.take() {
+                s.segments_removed += s.wal.remove_through(index)? as u64;
+            }
             Ok(())
         })
     }
 
+    /// The snapshot file is synced whatever `FileOptions::sync` says (the
+    /// log it replaces is deleted after it). Its record in the log goes
+    /// with the next batch, and the segments it covers are deleted once
+    /// that batch is durable (before then, a crash may still need them to
+    /// tell what the snapshot replaced). A snapshot no newer than the one
+    /// held changes nothing.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        if self.holds_newer(snapshot)? {
+            return Ok(());
+        }
         self.guarded(|s| {
-            snapshot_file::write(&s.disk, &s.dir, snapshot, s.options.sync)?;
-            let index = snapshot.index;
-            s.wal.snapshot_saved(index)?;
-            s.last_index = s.last_index.max(index);
-            s.snapshot = Some(snapshot.clone());
-            // Only once the snapshot is durable: the segments it covers.
-            s.segments_removed += s.wal.remove_through(index)? as u64;
-            Ok(())
+            snapshot_file::write(&s.disk, &s.dir, snapshot, true)?;
+            s.snapshot_written(snapshot.clone())
         })
+    }
+
+    /// Writes the snapshot file on a helper thread (inline on a disk that
+    /// wants every operation from its caller); the log records it, and
+    /// the segments it covers go, only once it is durable. A snapshot
+    /// still being written is waited for first.
+    fn save_snapshot_in_background(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        if self.holds_newer(snapshot)? {
+            return Ok(());
+        }
+        if !self.disk.prepares_in_background() {
+            return self.save_snapshot(snapshot);
+        }
+        let (disk, dir, copy) = (self.disk.clone(), self.dir.clone(), snapshot.clone());
+        let handle = std::thread::spawn(move || snapshot_file::write(&disk, &dir, &copy, true));
+        self.writing = Some((snapshot.clone(), handle));
+        Ok(())
     }
 
     fn sync_count(&self) -> u64 {

@@ -133,6 +133,9 @@ impl Storage for MemStorage {
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let mut inner = self.inner.lock();
         let index = snapshot.index;
+        if inner.snapshot.as_ref().is_some_and(|s| s.index >= index) {
+            return Ok(());
+        }
         if index >= inner.last() {
             inner.wal.clear();
             inner.offsets.clear();

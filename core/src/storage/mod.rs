@@ -131,12 +131,25 @@ pub trait Storage: Send + 'static {
     /// Saves `snapshot` durably before it returns (whatever `sync` says
     /// about the log), then lets go of the log it covers: the stored log
     /// may continue right after its index, and entries through it may be
-    /// deleted.
+    /// deleted (once the next sync made that durable). A snapshot no newer
+    /// than the one held changes nothing.
     ///
     /// # Errors
     /// [`StorageError`] on failure; the previous snapshot is then still
     /// the one a restart finds.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+
+    /// Like [`Storage::save_snapshot`] for a snapshot this node took of its
+    /// own state machine: nothing waits for it to be durable (the log it
+    /// covers stays until it is), so a store may write it on a helper
+    /// thread and return at once. The default saves it before returning.
+    ///
+    /// # Errors
+    /// [`StorageError`] on failure (here, or at a later call once the
+    /// helper finished).
+    fn save_snapshot_in_background(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.save_snapshot(snapshot)
+    }
 
     /// Makes everything written so far durable.
     ///

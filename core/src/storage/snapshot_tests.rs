@@ -216,3 +216,90 @@ fn mem_storage_keeps_the_snapshot_and_the_log_after_it() {
     s.append(&run(21, 21)).unwrap();
     assert!(s.append(&run(23, 23)).is_err(), "a gap is refused");
 }
+
+fn epoch_run(epoch: u64, from: Index, to: Index) -> Vec<Entry> {
+    (from..=to)
+        .map(|i| {
+            Entry::new(
+                epoch,
+                i,
+                EntryKind::Normal,
+                Bytes::from(vec![i as u8; 1000]),
+            )
+        })
+        .collect()
+}
+
+/// What a restarted Raft or ZAB node makes of `dir`: its log after the
+/// snapshot, and the cut it must make durable first.
+fn recover(dir: &Path) -> (FileStorage, crate::consensus::log::Log, Option<Index>) {
+    let s = FileStorage::open_with(dir, SMALL).unwrap();
+    let snapshot = s.snapshot().unwrap();
+    let entries = s.entries().unwrap();
+    let (log, cut) =
+        crate::consensus::shell::recovered_log(snapshot.as_ref(), entries, 0, true).unwrap();
+    (s, log, cut)
+}
+
+#[test]
+fn what_a_node_acknowledges_after_an_interrupted_install_survives_the_next_restart() {
+    // A follower's log of a deposed leader (epoch 2) meets the leader's
+    // snapshot through 3 (epoch 3); it dies before the cut is durable.
+    let dir = TempDir::new("snap-interrupted");
+    {
+        let mut s = FileStorage::open_with(dir.path(), SMALL).unwrap();
+        s.append(&epoch_run(2, 1, 5)).unwrap();
+        s.sync().unwrap();
+        s.save_snapshot(&Snapshot {
+            index: 3,
+            epoch: 3,
+            data: Bytes::new(),
+        })
+        .unwrap();
+    }
+    // Restart 1: recovery cuts after the snapshot; the node makes the cut
+    // durable, then takes (and acknowledges) the leader's 4 and 5.
+    {
+        let (mut s, log, cut) = recover(dir.path());
+        assert_eq!((log.last_index(), cut), (3, Some(4)));
+        s.truncate_from(4).unwrap();
+        s.append(&epoch_run(3, 4, 5)).unwrap();
+        s.sync().unwrap();
+    }
+    // Restart 2: they are still there.
+    let (_, log, cut) = recover(dir.path());
+    assert_eq!((log.last_index(), cut), (5, None));
+    assert_eq!(log.term(5), Some(3));
+}
+
+#[test]
+fn segments_an_install_covers_stay_until_its_batch_is_durable() {
+    // The conflicting entry ends a closed segment: deleting that segment
+    // before the install's cut is durable would hide the conflict (the log
+    // would start after it, with an older epoch than the snapshot's).
+    let dir = TempDir::new("snap-keep-segments");
+    let mut ends = Vec::new();
+    {
+        let mut s = FileStorage::open_with(dir.path(), SMALL).unwrap();
+        for i in 1..=200 {
+            let before = s.segments();
+            s.append(&epoch_run(2, i, i)).unwrap();
+            s.sync().unwrap();
+            if s.segments() > before {
+                ends.push(i - 1);
+            }
+        }
+        let boundary = ends[1];
+        let before = s.segments();
+        s.save_snapshot(&Snapshot {
+            index: boundary,
+            epoch: 3,
+            data: Bytes::new(),
+        })
+        .unwrap();
+        assert_eq!(s.segments(), before, "nothing deleted before the sync");
+    }
+    let boundary = ends[1];
+    let (_, log, cut) = recover(dir.path());
+    assert_eq!((log.last_index(), cut), (boundary, Some(boundary + 1)));
+}

@@ -25,6 +25,7 @@ pub use config::PaxosConfig;
 pub use message::{ballot, round_of, Acked, Ballot, HardState, Message, Promised, Refusal};
 
 use crate::consensus::log::{self, Log};
+use crate::consensus::progress::ReplicationState;
 use crate::consensus::quorum;
 use crate::consensus::shell::{protocol_plumbing, Shell};
 use crate::consensus::{Effects, Protocol, ProtocolKind, RoleChange};
@@ -362,7 +363,13 @@ impl MultiPaxos {
                     self.shell.commit_quorum();
                 }
             }
-            Err(Refusal::Gap { commit }) => self.shell.heard_from(p).probe_from(commit + 1),
+            Err(Refusal::Gap { commit }) => {
+                let pr = self.shell.heard_from(p);
+                // A late answer while the snapshot is on its way.
+                if pr.state != ReplicationState::Snapshot {
+                    pr.probe_from(commit + 1);
+                }
+            }
             Err(Refusal::Promised(h)) => self.preempted(h, out),
         }
     }
@@ -373,6 +380,20 @@ impl MultiPaxos {
             // Back off; a randomized timeout decides who tries next.
             self.become_follower(None, out);
         }
+    }
+
+    /// Phase 2 from `from` in ballot `b` (an Accept or a snapshot chunk):
+    /// refused with the higher promise, or promised and followed. True
+    /// when it may be taken.
+    fn accept_leader(&mut self, from: NodeId, b: Ballot, out: &mut PaxosEffects) -> bool {
+        if b < self.promised {
+            let result = Err(Refusal::Promised(self.promised));
+            out.send(from, Message::Accepted { ballot: b, result });
+            return false;
+        }
+        self.promise(b);
+        self.follow(from, out);
+        true
     }
 
     fn in_lease(&self, from: NodeId) -> bool {
@@ -406,14 +427,9 @@ impl MultiPaxos {
                 entries,
                 commit,
             } => {
-                if b < self.promised {
-                    let result = Err(Refusal::Promised(self.promised));
-                    out.send(from, Message::Accepted { ballot: b, result });
-                    return;
+                if self.accept_leader(from, b, out) {
+                    self.handle_accept(from, b, first, entries, commit, out);
                 }
-                self.promise(b);
-                self.follow(from, out);
-                self.handle_accept(from, b, first, entries, commit, out);
             }
             Message::Accepted { ballot: b, result } => {
                 if self.role == Role::Leader && b == self.my_ballot {
@@ -475,15 +491,10 @@ impl MultiPaxos {
                 }
             }
             Message::Snapshot { ballot: b, chunk } => {
-                if b < self.promised {
-                    let result = Err(Refusal::Promised(self.promised));
-                    out.send(from, Message::Accepted { ballot: b, result });
-                    return;
+                if self.accept_leader(from, b, out) {
+                    let ack = self.shell.receive_chunk(chunk, out);
+                    out.send(from, Message::SnapshotAck { ballot: b, ack });
                 }
-                self.promise(b);
-                self.follow(from, out);
-                let ack = self.shell.receive_chunk(chunk, out);
-                out.send(from, Message::SnapshotAck { ballot: b, ack });
             }
             Message::SnapshotAck { ballot: b, ack } => {
                 if self.role != Role::Leader || b != self.my_ballot {

@@ -4,6 +4,7 @@
 //! its quorum goes quiet.
 
 use super::{FollowStage, History, LeadStage, Message, PeerPhase, Phase, Zab, ZabEffects, Zxid};
+use crate::consensus::progress::ReplicationState;
 use crate::consensus::SnapshotAck;
 use crate::types::{Entry, Epoch, Index, NodeId};
 
@@ -124,14 +125,40 @@ impl Zab {
 
     /// A follower's ACK: `Ok(index)` holds the history through it; `Err(last)`
     /// found a gap after its last index.
-    pub(super) fn handle_ack(&mut self, p: usize, result: Result<Index, Index>) {
+    pub(super) fn handle_ack(
+        &mut self,
+        p: usize,
+        result: Result<Index, Index>,
+        out: &mut ZabEffects,
+    ) {
         match result {
             Ok(i) => {
                 if self.shell.on_append_ack(p, i) {
                     self.maybe_commit();
                 }
+                // A follower the leader meant to send its snapshot (an
+                // ACKEPOCH it resent before its sync arrived described an
+                // older history) shows it holds this epoch's history up
+                // to here: it needs no snapshot, only the sync.
+                let matched = self.shell.repl.progress[p].matched;
+                let snapshotting = self
+                    .lead_peers()
+                    .is_some_and(|(_, peers)| peers[p] == PeerPhase::Snapshotting);
+                if snapshotting && matched >= self.shell.log.snapshot_index() {
+                    let history = History {
+                        snapshot: matched,
+                        epochs: Vec::new(),
+                    };
+                    self.sync_for(p, &history, matched, out);
+                }
             }
-            Err(follower_last) => self.shell.heard_from(p).probe_from(follower_last + 1),
+            Err(follower_last) => {
+                let pr = self.shell.heard_from(p);
+                // A late answer while the snapshot is on its way.
+                if pr.state != ReplicationState::Snapshot {
+                    pr.probe_from(follower_last + 1);
+                }
+            }
         }
     }
 

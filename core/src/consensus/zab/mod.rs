@@ -283,7 +283,7 @@ impl Zab {
             Message::AckNewLeader { epoch, newleader } if epoch == new_epoch => {
                 self.handle_ack_new_leader(from, p, newleader, out)
             }
-            Message::Ack { epoch, result } if epoch == new_epoch => self.handle_ack(p, result),
+            Message::Ack { epoch, result } if epoch == new_epoch => self.handle_ack(p, result, out),
             Message::SnapshotAck { epoch, ack } if epoch == new_epoch => {
                 self.handle_snapshot_ack(p, ack, out)
             }
