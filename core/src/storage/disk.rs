@@ -69,6 +69,42 @@ pub trait Disk: Clone + Send + Sync + 'static {
     }
 }
 
+/// Replaces `dir/name` atomically with `parts`, one after another: writes
+/// them to `name.tmp` (removed first if a crash left one), syncs it, renames
+/// it over `name` and syncs the directory (the syncs only when `durable`).
+/// A crash leaves the old file or the new one, never a mix.
+///
+/// # Errors
+/// The device's error.
+pub(crate) fn replace_file<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+    durable: bool,
+) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    match disk.remove(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = disk.open(&tmp, true)?;
+    let mut at = 0;
+    for part in parts {
+        file.write_at(at, part)?;
+        at += part.len() as u64;
+    }
+    if durable {
+        file.sync()?;
+    }
+    drop(file);
+    disk.rename(&tmp, &dir.join(name))?;
+    if durable {
+        disk.sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// An open file of a [`Disk`].
 pub trait DiskFile: Send + 'static {
     /// The whole file.

@@ -8,7 +8,7 @@
 //! <data_dir>/wal/*.wal       write-ahead log segments (see the wal module)
 //! ```
 
-use super::disk::{Disk, DiskFile, OsDisk};
+use super::disk::{replace_file, Disk, DiskFile, OsDisk};
 use super::record::{decode_small, encode_small, SmallFileError};
 use super::snapshot_file::{self, SNAPSHOT_FILE, SNAPSHOT_TMP};
 use super::wal::{TornTail, Wal};
@@ -538,20 +538,6 @@ fn write_small<D: Disk>(
     payload: &[u8],
     durable: bool,
 ) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    match disk.remove(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
-    let mut file = disk.open(&tmp, true)?;
-    file.write_at(0, &encode_small(magic, FORMAT_VERSION, payload))?;
-    if durable {
-        file.sync()?;
-    }
-    drop(file);
-    disk.rename(&tmp, &dir.join(name))?;
-    if durable {
-        disk.sync_dir(dir)?;
-    }
-    Ok(())
+    let bytes = encode_small(magic, FORMAT_VERSION, payload);
+    Ok(replace_file(disk, dir, name, &[&bytes], durable)?)
 }

@@ -9,10 +9,9 @@
 //! checksums fail, is [`StorageError::CorruptRecord`]: a node never starts
 //! from a snapshot it cannot trust.
 
-use super::disk::{Disk, DiskFile};
+use super::disk::{replace_file, Disk, DiskFile};
 use super::StorageError;
 use crate::consensus::Snapshot;
-use std::io;
 use std::path::Path;
 
 /// The file's name in the data directory.
@@ -57,23 +56,14 @@ pub(crate) fn write<D: Disk>(
     snapshot: &Snapshot,
     durable: bool,
 ) -> Result<(), StorageError> {
-    let tmp = dir.join(SNAPSHOT_TMP);
-    match disk.remove(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
-    let mut file = disk.open(&tmp, true)?;
-    file.write_at(0, &encode_header(snapshot))?;
-    file.write_at(HEADER as u64, &snapshot.data)?;
-    if durable {
-        file.sync()?;
-    }
-    drop(file);
-    disk.rename(&tmp, &dir.join(SNAPSHOT_FILE))?;
-    if durable {
-        disk.sync_dir(dir)?;
-    }
-    Ok(())
+    let header = encode_header(snapshot);
+    Ok(replace_file(
+        disk,
+        dir,
+        SNAPSHOT_FILE,
+        &[&header, &snapshot.data],
+        durable,
+    )?)
 }
 
 /// Reads the snapshot at `path`.
