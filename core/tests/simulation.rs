@@ -166,6 +166,10 @@ fn seed_range(name: &'static str) {
             total(|r| r.stats.disk_writes_lost),
         ),
         (
+            "a file name change lost by a crash before its directory's sync",
+            total(|r| r.stats.disk_names_lost),
+        ),
+        (
             "a torn write cut from the log at restart",
             total(|r| r.stats.torn_tails_cut),
         ),

@@ -94,6 +94,9 @@ pub struct SimStats {
     pub events: u64,
     /// Unsynced writes lost or torn when their process died.
     pub disk_writes_lost: u64,
+    /// File names created, renamed or removed in a directory not synced
+    /// since, lost when their process died.
+    pub disk_names_lost: u64,
     /// Restarts that found a torn write and cut it off the log.
     pub torn_tails_cut: u64,
     /// Bits flipped in synced data.
@@ -986,7 +989,9 @@ impl<P: SimProtocol> SimCluster<P> {
         if was_up {
             self.stats.crashes += 1;
             let dir = self.nodes[i].dir.clone();
-            self.stats.disk_writes_lost += self.sim_disk.crash(&dir, &mut self.rng);
+            let lost = self.sim_disk.crash(&dir, &mut self.rng);
+            self.stats.disk_writes_lost += lost.writes;
+            self.stats.disk_names_lost += lost.names;
             let flip = self.disk_flip_chance > 0.0
                 && !self.nodes.iter().any(|m| m.flipped)
                 && self.rng.chance(self.disk_flip_chance);

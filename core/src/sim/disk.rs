@@ -3,9 +3,13 @@
 //! dies, [`SimDisk::crash`] decides the fate of its unsynced writes, each
 //! on its own (so a later write may survive an earlier one: reordering),
 //! the last one possibly torn at any byte; [`SimDisk::flip_bit`] damages
-//! synced data. Directory operations (create, rename, remove) are durable
-//! at once. Deterministic: the faults draw from the simulator's seeded
-//! generator, and the log prepares its segments inline on this disk.
+//! synced data. A file's name (created, renamed, removed) is durable once
+//! its directory is synced; at a crash, the changes not yet synced survive
+//! as a prefix in the order they were made (an ordered metadata journal,
+//! as on ext4 and XFS), each rename whole or not at all. Directories
+//! themselves are durable at once. Deterministic: the faults draw from the
+//! simulator's seeded generator, and the log prepares its segments inline
+//! on this disk.
 //!
 //! [`FileStorage`]: crate::storage::FileStorage
 
@@ -46,11 +50,22 @@ impl FileData {
     }
 }
 
+/// One change of a directory's names, made durable by syncing `dir`: each
+/// path gets the file (`Some`) or loses its name (`None`), all together.
+struct NameChange {
+    dir: PathBuf,
+    names: Vec<(PathBuf, Option<usize>)>,
+}
+
 #[derive(Default)]
 struct State {
     /// Names, by path, of the files in `inodes` (an open file follows its
     /// file through a rename, as on a real file system).
     names: BTreeMap<PathBuf, usize>,
+    /// The names a crash keeps: `names` without the changes in `unsynced_names`.
+    durable_names: BTreeMap<PathBuf, usize>,
+    /// Name changes whose directory was not synced since, oldest first.
+    unsynced_names: Vec<NameChange>,
     inodes: Vec<FileData>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
@@ -131,21 +146,35 @@ impl Disk for SimDisk {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.lock();
-        let inode = state.names.remove(from).ok_or_else(|| not_found(from))?;
-        state.names.insert(to.to_path_buf(), inode);
+        let inode = *state.names.get(from).ok_or_else(|| not_found(from))?;
+        state.change_names(vec![
+            (from.to_path_buf(), None),
+            (to.to_path_buf(), Some(inode)),
+        ]);
         Ok(())
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        self.state
-            .lock()
-            .names
-            .remove(path)
-            .map(|_| ())
-            .ok_or_else(|| not_found(path))
+        let mut state = self.state.lock();
+        if !state.names.contains_key(path) {
+            return Err(not_found(path));
+        }
+        state.change_names(vec![(path.to_path_buf(), None)]);
+        Ok(())
     }
 
-    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        if state.is_dying(dir) {
+            return Err(io::Error::other("the process died at its sync"));
+        }
+        let (synced, rest) = std::mem::take(&mut state.unsynced_names)
+            .into_iter()
+            .partition(|c| c.dir == dir);
+        state.unsynced_names = rest;
+        for change in synced {
+            state.make_durable(change);
+        }
         Ok(())
     }
 
@@ -172,8 +201,35 @@ impl State {
     fn create(&mut self, path: &Path) -> usize {
         self.inodes.push(FileData::default());
         let inode = self.inodes.len() - 1;
-        self.names.insert(path.to_path_buf(), inode);
+        self.change_names(vec![(path.to_path_buf(), Some(inode))]);
         inode
+    }
+
+    /// Applies `names` now; they become durable when their directory is
+    /// synced.
+    fn change_names(&mut self, names: Vec<(PathBuf, Option<usize>)>) {
+        for (path, inode) in &names {
+            match inode {
+                Some(inode) => self.names.insert(path.clone(), *inode),
+                None => self.names.remove(path),
+            };
+        }
+        let dir = names[0].0.parent().unwrap_or(Path::new("")).to_path_buf();
+        self.unsynced_names.push(NameChange { dir, names });
+    }
+
+    fn make_durable(&mut self, change: NameChange) {
+        for (path, inode) in change.names {
+            match inode {
+                Some(inode) => self.durable_names.insert(path, inode),
+                None => self.durable_names.remove(&path),
+            };
+        }
+    }
+
+    /// True when `path` is in a directory whose process is dying.
+    fn is_dying(&self, path: &Path) -> bool {
+        self.dying.iter().any(|d| path.starts_with(d))
     }
 
     /// The files named under `dir`.
@@ -212,14 +268,7 @@ impl DiskFile for SimFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        if self
-            .disk
-            .state
-            .lock()
-            .dying
-            .iter()
-            .any(|d| self.path.starts_with(d))
-        {
+        if self.disk.state.lock().is_dying(&self.path) {
             return Err(io::Error::other("the process died at its sync"));
         }
         self.with(|f| {
@@ -228,6 +277,15 @@ impl DiskFile for SimFile {
             }
         })
     }
+}
+
+/// What a crash undid.
+pub(crate) struct CrashLosses {
+    /// Unsynced writes lost or torn.
+    pub(crate) writes: u64,
+    /// Name changes (creates, renames, removes) whose directory was not
+    /// synced, lost.
+    pub(crate) names: u64,
 }
 
 impl SimDisk {
@@ -242,12 +300,29 @@ impl SimDisk {
         }
     }
 
-    /// The process that used `dir` died: each unsynced write of its files
-    /// survives or is lost on its own draw, and the last one may be torn
-    /// (a prefix of it survives). Returns how many writes were lost or
-    /// torn.
-    pub(crate) fn crash(&self, dir: &Path, rng: &mut Rng) -> u64 {
+    /// The process that used `dir` died: the name changes under `dir` not
+    /// yet synced survive as a drawn prefix of them; each unsynced write of
+    /// its files survives or is lost on its own draw, and the last one may
+    /// be torn (a prefix of it survives).
+    pub(crate) fn crash(&self, dir: &Path, rng: &mut Rng) -> CrashLosses {
         let mut state = self.state.lock();
+        let (pending, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut state.unsynced_names)
+            .into_iter()
+            .partition(|c| c.dir.starts_with(dir));
+        state.unsynced_names = rest;
+        let kept = rng.below(pending.len() as u64 + 1) as usize;
+        let names_lost = (pending.len() - kept) as u64;
+        for change in pending.into_iter().take(kept) {
+            state.make_durable(change);
+        }
+        state.names.retain(|p, _| !p.starts_with(dir));
+        let durable: Vec<_> = state
+            .durable_names
+            .iter()
+            .filter(|(p, _)| p.starts_with(dir))
+            .map(|(p, &i)| (p.clone(), i))
+            .collect();
+        state.names.extend(durable);
         let mut damaged = 0;
         for (_, inode) in state.inodes_under(dir) {
             let file = &mut state.inodes[inode];
@@ -267,7 +342,10 @@ impl SimDisk {
                 write_into(&mut file.synced, offset, &data[..kept]);
             }
         }
-        damaged
+        CrashLosses {
+            writes: damaged,
+            names: names_lost,
+        }
     }
 
     /// Flips one bit of the synced data of a file in `dir` (the files'
@@ -329,6 +407,97 @@ mod tests {
         assert!(outcomes.contains(b"synced\0\0\0\0-two".as_slice()));
         assert!(outcomes.len() >= 4, "{outcomes:?}");
         assert_eq!(f.read_all().unwrap(), b"synced");
+    }
+
+    #[test]
+    fn a_crash_keeps_synced_names_and_a_prefix_of_the_rest() {
+        let dir = Path::new("/n1");
+        let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        let mut outcomes = BTreeSet::new();
+        for seed in 0..64 {
+            let disk = SimDisk::default();
+            disk.create_dir_all(dir).unwrap();
+            let mut f = disk.open(&a, true).unwrap();
+            f.write_at(0, b"x").unwrap();
+            f.sync().unwrap();
+            disk.sync_dir(dir).unwrap();
+            // Unsynced: a renamed to b, then c created, then b removed.
+            disk.rename(&a, &b).unwrap();
+            disk.open(&c, true).unwrap();
+            disk.remove(&b).unwrap();
+            assert_eq!(disk.list(dir).unwrap(), ["c"]);
+            let lost = disk.crash(dir, &mut Rng::new(seed));
+            let names = disk.list(dir).unwrap();
+            assert_eq!(lost.names, 3 - kept_of(&names));
+            outcomes.insert(names.clone());
+            if names.contains(&"a".to_string()) || names.contains(&"b".to_string()) {
+                let name = if names.contains(&"a".to_string()) {
+                    &a
+                } else {
+                    &b
+                };
+                assert_eq!(disk.open(name, false).unwrap().read_all().unwrap(), b"x");
+            }
+        }
+        // Each prefix of the three changes, and nothing out of order (c
+        // never without the rename before it).
+        let expect: BTreeSet<Vec<String>> = [vec!["a"], vec!["b"], vec!["b", "c"], vec!["c"]]
+            .into_iter()
+            .map(|v| v.into_iter().map(String::from).collect())
+            .collect();
+        assert_eq!(outcomes, expect);
+    }
+
+    /// How many of the test's three changes the names `names` show kept.
+    fn kept_of(names: &[String]) -> u64 {
+        match names
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["a"] => 0,
+            ["b"] => 1,
+            ["b", "c"] => 2,
+            ["c"] => 3,
+            other => panic!("not a prefix: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_synced_directory_keeps_its_names_through_a_crash() {
+        let disk = SimDisk::default();
+        let (d1, d2) = (Path::new("/n1"), Path::new("/n1/wal"));
+        disk.create_dir_all(d2).unwrap();
+        disk.open(&d1.join("a"), true).unwrap();
+        disk.open(&d2.join("b"), true).unwrap();
+        disk.sync_dir(d1).unwrap();
+        for seed in 0..16 {
+            disk.crash(d1, &mut Rng::new(seed));
+            assert!(disk.list(d1).unwrap().contains(&"a".to_string()));
+        }
+        // Syncing /n1 did not sync /n1/wal: b may be gone, and once gone
+        // stays gone.
+        let gone = (0..64).any(|seed| {
+            let disk = SimDisk::default();
+            disk.create_dir_all(d2).unwrap();
+            disk.open(&d2.join("b"), true).unwrap();
+            disk.sync_dir(d1).unwrap();
+            disk.crash(d1, &mut Rng::new(seed));
+            disk.list(d2).unwrap().is_empty()
+        });
+        assert!(gone);
+    }
+
+    #[test]
+    fn a_dying_process_cannot_sync_its_directory() {
+        let disk = SimDisk::default();
+        let dir = Path::new("/n1");
+        disk.create_dir_all(dir).unwrap();
+        disk.set_dying(dir, true);
+        assert!(disk.sync_dir(dir).is_err());
+        disk.set_dying(dir, false);
+        assert!(disk.sync_dir(dir).is_ok());
     }
 
     #[test]
