@@ -8,8 +8,10 @@
 //!
 //! With `--data-dir DIR` every node keeps a FileStorage (synced) under
 //! `DIR`, and the run first measures the raw rate of write + fdatasync of
-//! one record of the same size on the same disk, to compare with; each
-//! point then also reports commits per sync of the leader.
+//! one record of the same size on the same disk, to compare with (one
+//! writer; three; and three started together until two are done, the floor
+//! of a one-proposer commit when three nodes share the disk); each point
+//! then also reports commits per sync of the leader.
 //!
 //! ```text
 //! cargo bench -p consenso --bench throughput -- [--protocol raft,paxos,zab]
@@ -275,6 +277,69 @@ fn raw_sync_rate(
     Ok((rate, latency.percentile(0.5), latency.percentile(0.99)))
 }
 
+/// The floor a commit of one proposer meets when three nodes share one
+/// disk: three writers, each on its own preallocated file, start a
+/// `size`-byte write + `fdatasync` together, round after round, for
+/// `seconds`; a round's time is when the second of them is done (a
+/// majority of three is durable). Returns the p50 and p99 of a round.
+fn raw_quorum_floor(
+    root: &Path,
+    size: usize,
+    seconds: f64,
+) -> std::io::Result<(Duration, Duration)> {
+    use std::io::Write;
+    use std::sync::{Barrier, Mutex};
+    const WRITERS: usize = 3;
+    let dir = fresh_dir(root);
+    std::fs::create_dir_all(&dir)?;
+    let latency = Arc::new(Histogram::new());
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let round: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let path = dir.join(format!("quorum{w}"));
+            let (latency, barrier, round, stop) = (
+                Arc::clone(&latency),
+                Arc::clone(&barrier),
+                Arc::clone(&round),
+                Arc::clone(&stop),
+            );
+            std::thread::spawn(move || -> std::io::Result<()> {
+                std::fs::write(&path, vec![0u8; 64 << 20])?;
+                let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+                file.sync_all()?;
+                let record = vec![0xAB; size];
+                loop {
+                    if w == 0 && start.elapsed().as_secs_f64() >= seconds {
+                        stop.store(true, Relaxed);
+                    }
+                    barrier.wait();
+                    if stop.load(Relaxed) {
+                        return Ok(());
+                    }
+                    let t = Instant::now();
+                    file.write_all(&record)?;
+                    file.sync_data()?;
+                    round.lock().unwrap().push(t.elapsed());
+                    if barrier.wait().is_leader() {
+                        let mut times = std::mem::take(&mut *round.lock().unwrap());
+                        times.sort_unstable();
+                        latency.record(times[WRITERS / 2]);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| std::io::Error::other("writer panicked"))??;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((latency.percentile(0.5), latency.percentile(0.99)))
+}
+
 fn list(arg: Option<String>, default: &[usize]) -> Vec<usize> {
     arg.map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
         .unwrap_or_else(|| default.to_vec())
@@ -326,6 +391,14 @@ fn main() {
                     ),
                     Err(e) => println!("raw write+fdatasync on {}: error: {e}", dir.display()),
                 }
+            }
+            match raw_quorum_floor(dir, payload + 30, seconds) {
+                Ok((p50, p99)) => println!(
+                    "raw write+fdatasync of {} B, 3 writers started together, \
+                     until 2 are done: p50 {p50:.1?}, p99 {p99:.1?}",
+                    payload + 30
+                ),
+                Err(e) => println!("raw quorum floor on {}: error: {e}", dir.display()),
             }
         }
         println!();
