@@ -5,6 +5,7 @@
 //! [`Transport`]) and an apply thread that calls the host's [`StateMachine`]
 //! in log order and completes proposals and reads.
 
+mod any;
 pub(crate) mod apply;
 mod config;
 mod driver;
@@ -13,6 +14,7 @@ mod machines;
 mod node;
 mod status;
 
+pub use any::{AnyNode, AnyNodeConfig, Members, Timeouts, MIN_HEARTBEAT};
 pub use config::{NodeConfig, SnapshotPolicy};
 pub use machines::{CounterMachine, NullMachine};
 pub use node::{Inbox, Node, NodeHandle, ReceiveError, StartError};

@@ -253,13 +253,37 @@ impl<P: Protocol> Node<P> {
         T: Transport,
         M: StateMachine,
     {
+        Self::open_observed(config, transport, machine, None)
+    }
+
+    /// Like [`Node::open`], calling `on_state_change` (from the driver
+    /// thread) whenever the role, term or known leader changes.
+    ///
+    /// # Errors
+    /// As [`Node::open`].
+    pub fn open_observed<T, M>(
+        config: NodeConfig<P::Config>,
+        transport: T,
+        machine: M,
+        on_state_change: Option<StateChangeCallback>,
+    ) -> Result<Self, StartError>
+    where
+        T: Transport,
+        M: StateMachine,
+    {
         config.validate()?;
         match &config.data_dir {
             Some(dir) => {
                 let storage = FileStorage::open_with(dir, config.storage)?;
-                Self::start(config, storage, transport, machine)
+                Self::start_observed(config, storage, transport, machine, on_state_change)
             }
-            None => Self::start(config, MemStorage::new(), transport, machine),
+            None => Self::start_observed(
+                config,
+                MemStorage::new(),
+                transport,
+                machine,
+                on_state_change,
+            ),
         }
     }
 
@@ -473,18 +497,7 @@ impl<P: Protocol> NodeHandle<P> {
         data: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ProposeError> {
-        let (tx, rx) = bounded(1);
-        self.propose_with(
-            data,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        match rx.recv_timeout(timeout) {
-            Ok(r) => r,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(ProposeError::Closed),
-        }
+        wait_for(timeout, |done| self.propose_with(data, done))
     }
 
     /// Starts a linearizable read barrier without blocking; `done` gets the
@@ -502,15 +515,7 @@ impl<P: Protocol> NodeHandle<P> {
     /// # Errors
     /// `NotLeader`, `Busy`, `Timeout` or `Closed`.
     pub fn read_barrier(&self, timeout: Duration) -> Result<Index, ProposeError> {
-        let (tx, rx) = bounded(1);
-        self.read_barrier_with(Box::new(move |r| {
-            let _ = tx.send(r);
-        }));
-        match rx.recv_timeout(timeout) {
-            Ok(r) => r,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(ProposeError::Closed),
-        }
+        wait_for(timeout, |done| self.read_barrier_with(done))
     }
 
     /// A snapshot of role, term, leader, indexes and counters. Lock-free.
@@ -525,6 +530,25 @@ impl<P: Protocol> NodeHandle<P> {
             .threads
             .lock()
             .contains(&std::thread::current().id())
+    }
+}
+
+/// Starts an operation with `start` and blocks up to `timeout` (any length:
+/// one too long to reach a deadline waits without one) for the answer its
+/// callback gets. `Timeout` when none came, `Closed` when the callback was
+/// dropped unanswered.
+pub(crate) fn wait_for<T: Send + 'static>(
+    timeout: Duration,
+    start: impl FnOnce(Box<dyn FnOnce(Result<T, ProposeError>) + Send>),
+) -> Result<T, ProposeError> {
+    let (tx, rx) = bounded(1);
+    start(Box::new(move |r| {
+        let _ = tx.send(r);
+    }));
+    match rx.recv_timeout(timeout) {
+        Ok(r) => r,
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(ProposeError::Closed),
     }
 }
 
