@@ -114,13 +114,22 @@ fn a_cluster_elects_commits_and_shuts_down(protocol: ProtocolKind) {
     }
     let read = leader.read_barrier(Duration::from_secs(5)).unwrap();
     assert!(read >= 100);
-    // A follower refuses, naming the leader.
+    // A follower refuses, naming the leader once it knows it (a node that
+    // started last may still be joining).
     let f = (l + 1) % 3;
-    match cluster.nodes[f].propose(b"x".to_vec(), Duration::from_secs(5)) {
-        Err(ProposeError::NotLeader { leader: Some(id) }) => {
-            assert_eq!(cluster.members.name(id), cluster.members.name(leader.id()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cluster.nodes[f].propose(b"x".to_vec(), Duration::from_secs(5)) {
+            Err(ProposeError::NotLeader { leader: Some(id) }) => {
+                assert_eq!(cluster.members.name(id), cluster.members.name(leader.id()));
+                assert_eq!(id, leader.id());
+                break;
+            }
+            Err(ProposeError::NotLeader { leader: None }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => panic!("a follower answered {other:?}"),
         }
-        other => panic!("a follower answered {other:?}"),
     }
     // Every node applies the same commands in the same order.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -167,6 +176,35 @@ fn paxos_cluster_elects_commits_and_shuts_down() {
 #[test]
 fn zab_cluster_elects_commits_and_shuts_down() {
     a_cluster_elects_commits_and_shuts_down(ProtocolKind::Zab);
+}
+
+/// A cluster of one elects itself and commits alone, whatever the protocol.
+#[test]
+fn a_node_alone_leads_itself() {
+    for protocol in [
+        ProtocolKind::Raft,
+        ProtocolKind::MultiPaxos,
+        ProtocolKind::Zab,
+    ] {
+        let id = Members::id_for("solo");
+        let node = AnyNode::open(
+            &config(protocol, id, &[id]),
+            |_: NodeId, _: Vec<u8>| {},
+            Recorder::default(),
+            None,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.status().leader != Some(id) {
+            assert!(
+                Instant::now() < deadline,
+                "{protocol:?}: a node alone never led"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let answer = node.propose(b"alone".to_vec(), Duration::from_secs(5));
+        assert!(answer.is_ok(), "{protocol:?}: {answer:?}");
+    }
 }
 
 #[test]

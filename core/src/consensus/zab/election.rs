@@ -101,6 +101,11 @@ impl Zab {
     /// A LOOKING server's tick: decide once the finalize wait is over,
     /// resend its vote now and then (notifications can be lost).
     pub(super) fn tick_looking(&mut self, out: &mut ZabEffects) {
+        // Votes are counted as they arrive; a server alone in its cluster
+        // receives none and counts its own here.
+        if matches!(&self.phase, Phase::Looking(el) if el.finalize_in.is_none()) {
+            self.check_votes(out);
+        }
         let Phase::Looking(el) = &mut self.phase else {
             return;
         };
