@@ -1,6 +1,7 @@
 //! Typed errors shared by the layers.
 
 use crate::types::NodeId;
+use std::time::Duration;
 use thiserror::Error;
 
 /// A configuration value was rejected; nothing was started.
@@ -54,4 +55,25 @@ pub enum ProposeError {
         /// The most a command may hold.
         max: usize,
     },
+}
+
+/// A setting given in seconds (as C doubles and Python floats are), as a
+/// duration: infinity is the longest duration there is, and a positive time
+/// below a nanosecond is a nanosecond, not zero.
+///
+/// # Errors
+/// A [`ConfigError`] naming `field` for NaN or a negative number.
+pub fn duration_from_seconds(field: &'static str, secs: f64) -> Result<Duration, ConfigError> {
+    if secs.is_nan() || secs < 0.0 {
+        return Err(ConfigError::new(
+            field,
+            format!("must be a number of seconds >= 0, got {secs}"),
+        ));
+    }
+    let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+    Ok(if d.is_zero() && secs > 0.0 {
+        Duration::from_nanos(1)
+    } else {
+        d
+    })
 }

@@ -32,7 +32,7 @@ pub mod storage;
 pub mod types;
 pub mod wire;
 
-pub use error::{ConfigError, ProposeError};
+pub use error::{duration_from_seconds, ConfigError, ProposeError};
 pub use types::{Entry, EntryKind, Index, NodeId, Role};
 
 /// The library version, from Cargo.toml.

@@ -214,20 +214,8 @@ impl Health {
 /// # Errors
 /// [`BalanceError::Invalid`] naming `setting`.
 pub fn seconds(setting: &'static str, secs: f64) -> Result<Duration, BalanceError> {
-    if secs.is_nan() || secs < 0.0 {
-        return Err(BalanceError::invalid(
-            setting,
-            format!("must be a number of seconds >= 0, got {secs}"),
-        ));
-    }
-    let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
-    // A positive time below a nanosecond is the shortest there is, not zero
-    // (which some settings refuse and others read as "off").
-    Ok(if d.is_zero() && secs > 0.0 {
-        Duration::from_nanos(1)
-    } else {
-        d
-    })
+    crate::error::duration_from_seconds(setting, secs)
+        .map_err(|e| BalanceError::invalid(setting, e.reason))
 }
 
 /// `d` in nanoseconds, saturating at `u64::MAX` (584 years), which the

@@ -162,6 +162,19 @@ impl Members {
         hash64(name.as_bytes(), NAME_SEED).max(1)
     }
 
+    /// The id of member `name`, the node a surface starts as `name`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `name` when it is not one of the members.
+    pub fn member_id(&self, name: &str) -> Result<NodeId, ConfigError> {
+        self.id(name).ok_or_else(|| {
+            ConfigError::new(
+                "name",
+                format!("{name:?} is not one of the peers {:?}", self.names),
+            )
+        })
+    }
+
     /// The id of member `name`, if it is one.
     pub fn id(&self, name: &str) -> Option<NodeId> {
         self.names
@@ -529,6 +542,27 @@ mod tests {
         assert_eq!(a.name(12345), None);
         assert_eq!(a.names(), ["n1", "n2", "n3"]);
         assert_eq!(a.ids().len(), 3);
+    }
+
+    #[test]
+    fn seconds_become_durations() {
+        let d = |s: f64| crate::duration_from_seconds("t", s);
+        assert_eq!(d(0.05).unwrap(), Duration::from_millis(50));
+        assert_eq!(d(0.0).unwrap(), Duration::ZERO);
+        assert_eq!(d(1e-12).unwrap(), Duration::from_nanos(1));
+        assert_eq!(d(f64::INFINITY).unwrap(), Duration::MAX);
+        assert_eq!(d(1e300).unwrap(), Duration::MAX);
+        assert_eq!(d(f64::NAN).unwrap_err().field, "t");
+        assert_eq!(d(-1.0).unwrap_err().field, "t");
+    }
+
+    #[test]
+    fn a_node_must_be_one_of_its_peers() {
+        let m = Members::new(vec!["a".into(), "b".into()]).unwrap();
+        assert_eq!(m.member_id("b").unwrap(), Members::id_for("b"));
+        let e = m.member_id("c").unwrap_err();
+        assert_eq!(e.field, "name");
+        assert!(e.reason.contains("\"c\" is not one of the peers"), "{e}");
     }
 
     #[test]
