@@ -1,5 +1,12 @@
 """consenso: embeddable cluster coordination.
 
+Consensus nodes whose network is yours (Raft, Multi-Paxos or ZAB)::
+
+    node = consenso.RaftNode("n1", peers=["n1", "n2", "n3"],
+                             send=send, apply=apply)
+    node.receive("n2", data)          # bytes from the network
+    node.propose(b"set x 1", timeout=5.0)
+
 Load balancing, mirroring the textbook::
 
     lb = consenso.LoadBalancer(nodes, policy="round_robin")
@@ -11,22 +18,73 @@ Consistent hashing alone::
     ring.get(b"user:42")
 """
 
+import atexit as _atexit
+from typing import Any as _Any
+
 from ._consenso import (
+    ClosedError,
     ConsensoError,
     HashRing,
     Lease,
     LoadBalancer,
     NoEndpointsError,
+    Node,
+    NotLeaderError,
+    ProposalTimeout,
     __version__,
+    _close_all,
     version,
 )
 
+# Node threads call into Python; they stop before the interpreter does.
+_atexit.register(_close_all)
+
+
+class RaftNode(Node):
+    """A :class:`Node` running Raft (randomized election timeouts, PreVote
+    and CheckQuorum). Takes every argument of :class:`Node` but
+    ``protocol``."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, peers: _Any, **kwargs: _Any) -> "RaftNode":
+        return super().__new__(cls, name, peers, protocol="raft", **kwargs)
+
+
+class PaxosNode(Node):
+    """A :class:`Node` running Multi-Paxos with a stable leader. Takes every
+    argument of :class:`Node` but ``protocol``."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, peers: _Any, **kwargs: _Any) -> "PaxosNode":
+        return super().__new__(cls, name, peers, protocol="paxos", **kwargs)
+
+
+class ZabNode(Node):
+    """A :class:`Node` running ZooKeeper Atomic Broadcast (Fast Leader
+    Election, discovery and synchronization). Takes every argument of
+    :class:`Node` but ``protocol``."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, peers: _Any, **kwargs: _Any) -> "ZabNode":
+        return super().__new__(cls, name, peers, protocol="zab", **kwargs)
+
+
 __all__ = [
+    "ClosedError",
     "ConsensoError",
     "HashRing",
     "Lease",
     "LoadBalancer",
     "NoEndpointsError",
+    "Node",
+    "NotLeaderError",
+    "PaxosNode",
+    "ProposalTimeout",
+    "RaftNode",
+    "ZabNode",
     "__version__",
     "version",
 ]

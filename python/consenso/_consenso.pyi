@@ -1,6 +1,9 @@
 """Type stubs for the native module consenso._consenso."""
 
-from typing import Any, Iterable, List, Optional, Sequence, TypedDict, Union
+import asyncio
+import concurrent.futures
+import os
+from typing import Any, Callable, Iterable, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
 
 __version__: str
 
@@ -14,6 +17,92 @@ class ConsensoError(Exception):
 
 class NoEndpointsError(ConsensoError):
     """There is no node to pick: the balancer is empty."""
+
+class NotLeaderError(ConsensoError):
+    """This node is not the leader; `leader` names the one it knows of, or is None."""
+
+    leader: Optional[str]
+
+class ClosedError(ConsensoError):
+    """The node is closed: it was closed, or it stopped on a storage or state machine failure."""
+
+class ProposalTimeout(ConsensoError, TimeoutError):
+    """The wait ran out before the proposal or read completed. A proposal may still commit later."""
+
+BytesLike = Union[bytes, bytearray, memoryview]
+Protocol = Literal["raft", "paxos", "zab"]
+
+class NodeStatus(TypedDict):
+    id: str
+    protocol: str
+    role: str
+    term: int
+    leader: Optional[str]
+    commit_index: int
+    applied_index: int
+    last_index: int
+    messages_sent: int
+    messages_received: int
+    messages_rejected: int
+    messages_dropped: int
+    proposals_failed: int
+    storage_errors: int
+    storage_failure: Optional[str]
+    storage_syncs: int
+    snapshot_index: int
+    snapshots_taken: int
+    snapshots_installed: int
+    state_machine_failed: bool
+    send_errors: int
+    apply_errors: int
+    on_state_change_errors: int
+    closed: bool
+
+class Node:
+    """A consensus node whose network is the caller's (see help(consenso.Node))."""
+
+    def __new__(
+        cls,
+        name: str,
+        peers: Iterable[str],
+        *,
+        send: Callable[[str, bytes], None],
+        apply: Optional[Callable[[int, bytes], Optional[bytes]]] = None,
+        on_state_change: Optional[Callable[[str, int, Optional[str]], None]] = None,
+        protocol: Optional[Protocol] = None,
+        cluster_id: Optional[int] = None,
+        election_timeout: Union[float, Tuple[float, float], None] = None,
+        heartbeat_interval: Optional[float] = None,
+        data_dir: Union[str, os.PathLike[str], None] = None,
+        proposal_timeout: Optional[float] = None,
+    ) -> "Node": ...
+    def receive(self, sender: str, data: BytesLike) -> None: ...
+    def propose(self, command: BytesLike, timeout: Optional[float] = None) -> Optional[bytes]: ...
+    def propose_async(self, command: BytesLike) -> "concurrent.futures.Future[Optional[bytes]]": ...
+    def apropose(self, command: BytesLike) -> "asyncio.Future[Optional[bytes]]": ...
+    def read_barrier(self, timeout: Optional[float] = None) -> int: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def peers(self) -> List[str]: ...
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def term(self) -> int: ...
+    @property
+    def leader(self) -> Optional[str]: ...
+    @property
+    def commit_index(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def status(self) -> NodeStatus: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "Node": ...
+    def __exit__(self, *exc: Any) -> bool: ...
+
+def _close_all() -> None: ...
 
 class NodeStats(TypedDict):
     node: Any

@@ -89,3 +89,90 @@ pub(crate) fn node_name(node: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     Ok(node.str()?.to_cow()?.into_owned())
 }
+
+/// A `str` argument called `what`.
+pub(crate) fn string(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    match obj.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?.into_owned()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{what} must be a str, not {}",
+            type_name(obj)
+        ))),
+    }
+}
+
+/// A list of `str` called `what`, from any iterable but a single `str`.
+pub(crate) fn strings(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<String>> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an iterable of str, not a single {}",
+            type_name(obj)
+        )));
+    }
+    let items = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{what} must be an iterable of str, not {}",
+            type_name(obj)
+        ))
+    })?;
+    items
+        .map(|item| string(&item?, &format!("each of {what}")))
+        .collect()
+}
+
+/// Bytes from a `bytes`, `bytearray` or `memoryview` argument called `what`.
+pub(crate) fn bytes_like<'a>(obj: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Cow::Borrowed(b.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<pyo3::types::PyByteArray>() {
+        return Ok(Cow::Owned(b.to_vec()));
+    }
+    if obj.is_instance_of::<pyo3::types::PyMemoryView>() {
+        let copy = obj.call_method0(intern!(obj.py(), "tobytes"))?;
+        return Ok(Cow::Owned(copy.cast::<PyBytes>()?.as_bytes().to_vec()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be bytes, bytearray or memoryview, not {}",
+        type_name(obj)
+    )))
+}
+
+/// An `int` from 0 to 2**64-1 called `what`.
+pub(crate) fn uint64(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+    if !obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an int, not {}",
+            type_name(obj)
+        )));
+    }
+    obj.extract::<u64>()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be from 0 to 2**64-1, got {obj}")))
+}
+
+/// A number of seconds called `what`, as a float (an `int` or `float`; not a
+/// `bool`). The core checks its range.
+pub(crate) fn seconds(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
+    let number = (obj.is_instance_of::<PyInt>() || obj.is_instance_of::<pyo3::types::PyFloat>())
+        && !obj.is_instance_of::<PyBool>();
+    if !number {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a number of seconds, not {}",
+            type_name(obj)
+        )));
+    }
+    obj.extract::<f64>()
+}
+
+/// A callable called `what`, or `None` when `obj` is `None` or absent.
+pub(crate) fn callback(obj: Option<Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Py<PyAny>>> {
+    match obj {
+        None => Ok(None),
+        Some(o) if o.is_none() => Ok(None),
+        Some(o) if o.is_callable() => Ok(Some(o.unbind())),
+        Some(o) => Err(PyTypeError::new_err(format!(
+            "{what} must be callable, not {}",
+            type_name(&o)
+        ))),
+    }
+}

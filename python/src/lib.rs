@@ -3,8 +3,9 @@
 //!
 //! A thin adapter (docs/architecture.md, "Layers"): it converts arguments, objects
 //! and errors and holds no balancing or hashing logic. Where things live:
-//! argument conversion in `args`, exceptions in `errors`, then one module
-//! per class family (`balancer`, `hash`).
+//! argument conversion in `args`, exceptions in `errors`, the bridge to
+//! Python's `logging` in `logs`, then one module per class family
+//! (`balancer`, `hash`, `node`).
 
 use pyo3::prelude::*;
 
@@ -12,6 +13,8 @@ mod args;
 mod balancer;
 mod errors;
 mod hash;
+mod logs;
+mod node;
 
 /// The library version, the same string as the Rust crate's.
 #[pyfunction]
@@ -27,10 +30,19 @@ fn _consenso(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<balancer::LoadBalancer>()?;
     m.add_class::<balancer::Lease>()?;
     m.add_class::<hash::HashRing>()?;
+    m.add_class::<node::Node>()?;
+    m.add_function(wrap_pyfunction!(node::_close_all, m)?)?;
     m.add("ConsensoError", py.get_type::<errors::ConsensoError>())?;
     m.add(
         "NoEndpointsError",
         py.get_type::<errors::NoEndpointsError>(),
     )?;
+    let not_leader = py.get_type::<errors::NotLeaderError>();
+    // The leader a NotLeaderError names; None when none is known.
+    not_leader.setattr("leader", py.None())?;
+    m.add("NotLeaderError", not_leader)?;
+    m.add("ClosedError", py.get_type::<errors::ClosedError>())?;
+    m.add("ProposalTimeout", errors::proposal_timeout_type(py)?)?;
+    logs::install();
     Ok(())
 }
