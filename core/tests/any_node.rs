@@ -114,6 +114,14 @@ fn a_cluster_elects_commits_and_shuts_down(protocol: ProtocolKind) {
     }
     let read = leader.read_barrier(Duration::from_secs(5)).unwrap();
     assert!(read >= 100);
+    // A quorum backs the leader in its term (Raft's votedFor, the ballot
+    // promised, the ZAB vote).
+    let backing = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.status().voted_for == Some(leader.id()))
+        .count();
+    assert!(backing >= 2, "{protocol:?}: {backing} of 3 back the leader");
     // A follower refuses, naming the leader once it knows it (a node that
     // started last may still be joining).
     let f = (l + 1) % 3;

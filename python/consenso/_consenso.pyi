@@ -38,6 +38,7 @@ class NodeStatus(TypedDict):
     role: str
     term: int
     leader: Optional[str]
+    voted_for: Optional[str]
     commit_index: int
     applied_index: int
     last_index: int
@@ -93,6 +94,8 @@ class Node:
     def term(self) -> int: ...
     @property
     def leader(self) -> Optional[str]: ...
+    @property
+    def voted_for(self) -> Optional[str]: ...
     @property
     def commit_index(self) -> int: ...
     @property

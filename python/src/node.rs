@@ -525,6 +525,15 @@ impl Node {
         self.members.name(leader).map(str::to_owned)
     }
 
+    /// Whom this node backs in its current term, by name: Raft's
+    /// ``votedFor``; the proposer of the ballot a Paxos acceptor promised;
+    /// the leader a ZAB server's vote names.
+    #[getter]
+    fn voted_for(&self) -> Option<String> {
+        let vote = self.status_now().voted_for?;
+        self.members.name(vote).map(str::to_owned)
+    }
+
     /// The highest log index this node knows committed.
     #[getter]
     fn commit_index(&self) -> Index {
@@ -548,6 +557,7 @@ impl Node {
         d.set_item("role", s.role_name())?;
         d.set_item("term", s.term)?;
         d.set_item("leader", s.leader.and_then(|l| self.members.name(l)))?;
+        d.set_item("voted_for", s.voted_for.and_then(|v| self.members.name(v)))?;
         d.set_item("commit_index", s.commit_index)?;
         d.set_item("applied_index", s.applied_index)?;
         d.set_item("last_index", s.last_index)?;

@@ -435,4 +435,9 @@ pub trait Protocol: Send + 'static {
     fn last_index(&self) -> Index;
     /// The voters of the cluster, including this node.
     fn voters(&self) -> &[NodeId];
+    /// Whom this node backs in its current epoch, if anyone: Raft's
+    /// `votedFor`; the proposer of the highest ballot a Multi-Paxos
+    /// acceptor promised; the leader a ZAB server's election vote names
+    /// (or the leader it settled on).
+    fn vote(&self) -> Option<NodeId>;
 }

@@ -208,6 +208,9 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
             .last_index
             .store(self.core.last_index(), Ordering::Relaxed);
         status
+            .vote
+            .store(self.core.vote().unwrap_or(0), Ordering::Relaxed);
+        status
             .storage_syncs
             .store(self.host.storage.sync_count(), Ordering::Relaxed);
         status

@@ -19,6 +19,9 @@ pub struct Status {
     pub term: Epoch,
     /// Known leader.
     pub leader: Option<NodeId>,
+    /// Whom the node backs in its current term (see
+    /// [`crate::consensus::Protocol::vote`]): Raft's `votedFor`.
+    pub voted_for: Option<NodeId>,
     /// Highest committed index.
     pub commit_index: Index,
     /// Highest index applied to the state machine.
@@ -101,6 +104,7 @@ pub(crate) struct SharedStatus {
     pub role: AtomicU8,
     pub term: AtomicU64,
     pub leader: AtomicU64,
+    pub vote: AtomicU64,
     pub commit: AtomicU64,
     pub applied: AtomicU64,
     pub last_index: AtomicU64,
@@ -162,6 +166,10 @@ impl SharedStatus {
             role: self.role(),
             term: self.term.load(Relaxed),
             leader: self.leader(),
+            voted_for: match self.vote.load(Relaxed) {
+                0 => None,
+                v => Some(v),
+            },
             commit_index: self.commit.load(Relaxed),
             applied_index: self.applied.load(Relaxed),
             last_index: self.last_index.load(Relaxed),

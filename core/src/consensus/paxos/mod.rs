@@ -614,6 +614,14 @@ fn merge_slot(
 impl Protocol for MultiPaxos {
     protocol_plumbing!(ProtocolKind::MultiPaxos, PaxosConfig);
 
+    fn vote(&self) -> Option<NodeId> {
+        // A ballot's low 8 bits are its proposer's position.
+        let position = (self.promised & 0xff) as usize;
+        (self.promised > 0)
+            .then(|| self.shell.voters.get(position).copied())
+            .flatten()
+    }
+
     fn may_send_before_sync(msg: &Message) -> bool {
         matches!(
             msg,

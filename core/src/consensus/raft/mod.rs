@@ -507,6 +507,10 @@ impl Raft {
 impl Protocol for Raft {
     protocol_plumbing!(ProtocolKind::Raft, RaftConfig);
 
+    fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
     fn may_send_before_sync(msg: &Message) -> bool {
         matches!(
             msg,

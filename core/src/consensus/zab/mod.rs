@@ -385,6 +385,14 @@ impl Zab {
 impl Protocol for Zab {
     protocol_plumbing!(ProtocolKind::Zab, ZabConfig);
 
+    fn vote(&self) -> Option<NodeId> {
+        match &self.phase {
+            Phase::Looking(el) => Some(el.vote.leader).filter(|&l| l != 0),
+            Phase::Following { leader, .. } => Some(*leader),
+            Phase::Leading { .. } => Some(self.shell.id),
+        }
+    }
+
     fn may_send_before_sync(msg: &Message) -> bool {
         matches!(
             msg,
