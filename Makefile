@@ -1,11 +1,14 @@
 # consenso: the two commands of the README, plus helpers.
 #   make demo   runs the 3-node cluster example on Raft, Multi-Paxos and ZAB,
 #               a bank state machine under the simulator (and a planted bug
-#               in it, caught with its replay line), then the C
-#               load-balancer example
+#               in it, caught with its replay line), the C load-balancer
+#               example, and the Python textbook examples (leader election
+#               on each protocol, the Raft class)
 #   make test   formatting, lints, every Rust test (simulator seed range
 #               included), the C API under ASan/UBSan, the header as C++,
-#               and the Python package: pip install ./python, then pytest
+#               and the Python package: pip install ./python into .venv
+#               (a virtual environment of the repository's own, so no
+#               system-wide install is needed), then pytest
 
 CARGO ?= cargo
 PYTHON ?= python3
@@ -19,8 +22,12 @@ C_SAN := -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 C_LIBS := -lpthread -ldl -lm
 C_OUT := target/c
 FFI_LIB := target/debug/libconsenso.a
+# The Python package is installed into a virtual environment of the
+# repository's own (ignored by git).
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
 
-.PHONY: demo test test-release-edges lint fmt bench bench-instructions bench-python sim-long header ffi c-test c-example python-test
+.PHONY: demo test test-release-edges lint fmt bench bench-instructions bench-python sim-long header ffi c-test c-example python-install python-test
 
 demo: c-example
 	$(CARGO) run --release --example cluster -- --protocol raft
@@ -29,6 +36,11 @@ demo: c-example
 	$(CARGO) run --release --example bank
 	$(CARGO) run --release --example bank -- --plant-bug
 	$(C_OUT)/load_balancer
+	$(MAKE) python-install
+	$(VENV_PY) examples/python/leader_election.py raft
+	$(VENV_PY) examples/python/leader_election.py zab
+	$(VENV_PY) examples/python/leader_election.py paxos
+	$(VENV_PY) examples/python/raft.py
 
 test: lint
 	$(CARGO) test --workspace
@@ -38,17 +50,25 @@ test: lint
 	$(CARGO) build --release --example cluster --example bank --bench throughput --bench compaction --bench hashing --bench balance --bench hash_compare
 	$(MAKE) python-test
 
-# Installs the package the way users do (pip builds it with maturin), with
-# pytest from its test extra, then runs tests/python and the example.
 # The balancer's and hashing's tests again in release (no overflow checks):
 # an arithmetic wrap there shows as a wrong answer, not a panic.
 test-release-edges:
 	$(CARGO) test --release -p consenso --lib -- balance:: hashing::
 
-python-test:
-	$(PYTHON) -m pip install --quiet "./python[test]"
-	$(PYTHON) -m pytest -q tests/python
-	$(PYTHON) examples/python/load_balancer.py > /dev/null
+# Installs the package the way users do (pip builds it with maturin), with
+# pytest from its test extra, into .venv; python-test then runs tests/python
+# and the examples.
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
+
+python-install: $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check "./python[test]"
+
+python-test: python-install
+	$(VENV_PY) -m pytest -q tests/python
+	$(VENV_PY) examples/python/load_balancer.py > /dev/null
+	$(VENV_PY) examples/python/leader_election.py zab > /dev/null
+	$(VENV_PY) examples/python/raft.py > /dev/null
 
 ffi:
 	$(CARGO) build -p consenso-ffi
@@ -108,9 +128,9 @@ bench-instructions:
 	  echo "| $$p | $$w | $$pick | $$sel |"; \
 	done; done
 
-bench-python:
-	$(PYTHON) python/benches/bench_pick.py
-	$(PYTHON) python/benches/bench_build.py
+bench-python: python-install
+	$(VENV_PY) python/benches/bench_pick.py
+	$(VENV_PY) python/benches/bench_build.py
 
 # A longer simulator run: 100,000 seeds per protocol (about 3 minutes each).
 sim-long:

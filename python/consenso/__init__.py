@@ -1,5 +1,13 @@
 """consenso: embeddable cluster coordination.
 
+The textbook examples, real::
+
+    election = consenso.LeaderElection(["node1", "node2", "node3"])
+    leader = election.run(timeout=5.0)
+
+    raft = consenso.Raft(["node1", "node2", "node3"])
+    raft.run(); index = raft.propose(b"set x 1"); raft.log
+
 Consensus nodes whose network is yours (Raft, Multi-Paxos or ZAB)::
 
     node = consenso.RaftNode("n1", peers=["n1", "n2", "n3"],
@@ -35,6 +43,8 @@ from ._consenso import (
     _close_all,
     version,
 )
+
+from ._textbook import LeaderElection, Raft
 
 # Node threads call into Python; they stop before the interpreter does.
 _atexit.register(_close_all)
@@ -76,6 +86,7 @@ __all__ = [
     "ClosedError",
     "ConsensoError",
     "HashRing",
+    "LeaderElection",
     "Lease",
     "LoadBalancer",
     "NoEndpointsError",
@@ -83,6 +94,7 @@ __all__ = [
     "NotLeaderError",
     "PaxosNode",
     "ProposalTimeout",
+    "Raft",
     "RaftNode",
     "ZabNode",
     "__version__",

@@ -512,7 +512,8 @@ impl Node {
         self.status_now().role_name()
     }
 
-    /// The current term (Raft), epoch (ZAB) or ballot round (Paxos).
+    /// The current term (Raft), epoch (ZAB) or ballot (Paxos: its round
+    /// times 256 plus the proposer's position among the peers).
     #[getter]
     fn term(&self) -> u64 {
         self.status_now().term

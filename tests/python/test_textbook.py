@@ -1,0 +1,91 @@
+"""The textbook mirrors: LeaderElection(nodes).run() and Raft(nodes), real
+clusters in this process, with stops, restarts and partitions."""
+
+import time
+
+import pytest
+
+import consenso
+
+NODES = ["node1", "node2", "node3"]
+FAST = dict(election_timeout=(0.06, 0.12), heartbeat_interval=0.015)
+
+
+@pytest.mark.parametrize("strategy", ["raft", "zab", "paxos"])
+def test_leader_election_elects_and_re_elects(strategy):
+    with consenso.LeaderElection(NODES, strategy=strategy, **FAST) as election:
+        assert election.strategy == strategy and election.nodes == NODES
+        leader = election.run(timeout=10)
+        assert leader in NODES and election.leader == leader
+        term = election.term
+        election.stop(leader)
+        new = election.run(timeout=10)
+        assert new != leader and new in NODES
+        assert election.term >= term
+        election.restart(leader)
+        assert election.run(timeout=10) in NODES
+
+
+def test_leader_election_refuses_unknown_strategies():
+    with pytest.raises(ValueError, match="unknown strategy 'bully'"):
+        consenso.LeaderElection(NODES, strategy="bully")
+    with pytest.raises(TypeError, match="strategy must be a str"):
+        consenso.LeaderElection(NODES, strategy=1)
+    with pytest.raises(TypeError, match="not a single str"):
+        consenso.LeaderElection("node1")
+    with pytest.raises(ValueError, match="named twice"):
+        consenso.LeaderElection(["a", "a"])
+
+
+def test_raft_replicates_and_keeps_committed_entries_through_failures():
+    with consenso.Raft(NODES, **FAST) as raft:
+        leader = raft.run(timeout=10)
+        assert raft.leader == leader
+        indexes = [raft.propose(f"set x {i}".encode()) for i in range(5)]
+        assert indexes == sorted(indexes) and len(set(indexes)) == 5
+        assert raft.propose("set y 1") > indexes[-1], "str is sent as UTF-8"
+        assert raft.log[-6:] == [f"set x {i}".encode() for i in range(5)] + [b"set y 1"]
+        assert raft.commit_index >= indexes[-1]
+        assert raft.current_term >= 1
+        votes = raft.voted_for
+        assert sum(v == leader for v in votes.values()) >= 2, votes
+
+        # The leader is cut off: the majority elects another and goes on.
+        others = [n for n in NODES if n != leader]
+        raft.partition([leader], others)
+        with pytest.raises(consenso.ProposalTimeout):
+            raft._node(leader).propose(b"lost", timeout=0.3)
+        raft.heal()
+        raft.run(timeout=10)
+        raft.propose(b"after heal")
+        assert b"lost" not in raft.log
+
+        # A stopped node comes back from its data directory with the log.
+        victim = others[0]
+        raft.stop(victim)
+        raft.propose(b"while down")
+        raft.restart(victim)
+        with pytest.raises(consenso.ConsensoError, match="running"):
+            raft.restart(victim)
+        committed = raft.log
+        deadline = time.monotonic() + 10
+        while raft.log_of(victim)[: len(committed)] != committed:
+            assert time.monotonic() < deadline, "the restarted node did not catch up"
+            time.sleep(0.01)
+
+
+def test_raft_bad_calls():
+    with consenso.Raft(NODES, **FAST) as raft:
+        with pytest.raises(ValueError, match="not a node"):
+            raft.stop("node9")
+        with pytest.raises(ValueError, match="two groups"):
+            raft.partition(["node1"], ["node1", "node2"])
+        with pytest.raises(TypeError, match="not a str"):
+            raft.partition("node1")
+        raft.stop("node1")
+        with pytest.raises(consenso.ConsensoError, match="stopped"):
+            raft.stop("node1")
+    for call in (lambda: raft.propose(b"x"), lambda: raft.restart("node1"), raft.run):
+        with pytest.raises(consenso.ClosedError):
+            call()
+    raft.close()  # idempotent
