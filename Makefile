@@ -2,8 +2,9 @@
 #   make demo   runs the 3-node cluster example on Raft, Multi-Paxos and ZAB,
 #               a bank state machine under the simulator (and a planted bug
 #               in it, caught with its replay line), the C load-balancer
-#               example, and the Python textbook examples (leader election
-#               on each protocol, the Raft class)
+#               example, and the Python examples (leader election on each
+#               protocol, the Raft class, three node processes over UDP
+#               that lose their leader's process)
 #   make test   formatting, lints, every Rust test (simulator seed range
 #               included), the C API under ASan/UBSan, the header as C++,
 #               and the Python package: pip install ./python into .venv
@@ -41,6 +42,7 @@ demo: c-example
 	$(VENV_PY) examples/python/leader_election.py zab
 	$(VENV_PY) examples/python/leader_election.py paxos
 	$(VENV_PY) examples/python/raft.py
+	$(VENV_PY) examples/python/udp_cluster.py raft
 
 test: lint
 	$(CARGO) test --workspace
@@ -69,6 +71,7 @@ python-test: python-install
 	$(VENV_PY) examples/python/load_balancer.py > /dev/null
 	$(VENV_PY) examples/python/leader_election.py zab > /dev/null
 	$(VENV_PY) examples/python/raft.py > /dev/null
+	$(VENV_PY) examples/python/udp_cluster.py paxos > /dev/null
 
 ffi:
 	$(CARGO) build -p consenso-ffi

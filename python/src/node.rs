@@ -161,6 +161,9 @@ fn unframe(py: Python<'_>, framed: &[u8]) -> Py<PyAny> {
 ///         keep it in memory.
 ///     proposal_timeout: seconds after which a proposal or read not yet
 ///         answered fails with ``ProposalTimeout``.
+///     max_bytes_per_message: most command bytes a leader puts in one
+///         message (default 1 MiB; one command always goes): lower it for a
+///         transport with a size limit, such as UDP.
 #[pyclass(subclass, frozen, module = "consenso")]
 pub struct Node {
     node: Arc<AnyNode>,
@@ -280,7 +283,7 @@ impl Node {
     #[pyo3(signature = (
         name, peers, *, send, apply=None, on_state_change=None, protocol=None,
         cluster_id=None, election_timeout=None, heartbeat_interval=None,
-        data_dir=None, proposal_timeout=None,
+        data_dir=None, proposal_timeout=None, max_bytes_per_message=None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -296,6 +299,7 @@ impl Node {
         heartbeat_interval: Option<&Bound<'_, PyAny>>,
         data_dir: Option<PathBuf>,
         proposal_timeout: Option<&Bound<'_, PyAny>>,
+        max_bytes_per_message: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let name = args::string(name, "name")?;
         let members =
@@ -345,6 +349,10 @@ impl Node {
             config.proposal_timeout =
                 duration_from_seconds("proposal_timeout", args::seconds(t, "proposal_timeout")?)
                     .map_err(errors::config)?;
+        }
+        if let Some(m) = max_bytes_per_message {
+            let m = args::uint64(m, "max_bytes_per_message")?;
+            config.limits.max_bytes_per_message = usize::try_from(m).unwrap_or(usize::MAX);
         }
         let errors = Arc::new(CallbackErrors::default());
         let transport = {

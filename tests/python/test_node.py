@@ -385,6 +385,9 @@ SEND = lambda to, data: None  # noqa: E731
         (dict(election_timeout=-1), ValueError, "election_timeout"),
         (dict(election_timeout=float("inf")), ValueError, "election_timeout"),
         (dict(proposal_timeout=0), ValueError, "proposal_timeout"),
+        (dict(max_bytes_per_message=0), ValueError, "max_bytes_per_message"),
+        (dict(max_bytes_per_message=-1), ValueError, "max_bytes_per_message"),
+        (dict(max_bytes_per_message="1"), TypeError, "max_bytes_per_message"),
         (dict(data_dir=5), TypeError, "data_dir"),
     ],
 )

@@ -9,6 +9,7 @@ use super::status::Status;
 use super::{ProposeCallback, ReadCallback, StateChangeCallback, StateMachine, Transport};
 use crate::consensus::paxos::{MultiPaxos, PaxosConfig};
 use crate::consensus::raft::{Raft, RaftConfig};
+use crate::consensus::replication::ReplicationLimits;
 use crate::consensus::zab::{Zab, ZabConfig};
 use crate::consensus::{Protocol, ProtocolKind, Timing};
 use crate::error::{ConfigError, ProposeError};
@@ -216,6 +217,9 @@ pub struct AnyNodeConfig {
     pub cluster_id: u64,
     /// Heartbeat and election timeouts.
     pub timeouts: Timeouts,
+    /// Batching and memory limits of a leader (a transport with a message
+    /// size limit, such as UDP, lowers `max_bytes_per_message`).
+    pub limits: ReplicationLimits,
     /// A callback-style proposal or read that has not completed after this
     /// long fails with `Timeout`.
     pub proposal_timeout: Duration,
@@ -238,6 +242,7 @@ impl Default for AnyNodeConfig {
             voters: Vec::new(),
             cluster_id: base.cluster_id,
             timeouts: Timeouts::default(),
+            limits: ReplicationLimits::default(),
             proposal_timeout: base.proposal_timeout,
             data_dir: None,
             storage: base.storage,
@@ -344,6 +349,7 @@ impl AnyNode {
             ProtocolKind::Raft => {
                 let protocol = RaftConfig {
                     timing,
+                    limits: config.limits,
                     ..RaftConfig::default()
                 };
                 let c = config.node_config(tick, protocol);
@@ -357,7 +363,7 @@ impl AnyNode {
             ProtocolKind::MultiPaxos => {
                 let protocol = PaxosConfig {
                     timing,
-                    ..PaxosConfig::default()
+                    limits: config.limits,
                 };
                 let c = config.node_config(tick, protocol);
                 Box::new(Node::<MultiPaxos>::open_observed(
@@ -370,6 +376,7 @@ impl AnyNode {
             ProtocolKind::Zab => {
                 let protocol = ZabConfig {
                     timing,
+                    limits: config.limits,
                     ..ZabConfig::default()
                 };
                 let c = config.node_config(tick, protocol);
