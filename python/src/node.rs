@@ -18,7 +18,7 @@ use consenso::runtime::{
     AnyNode, AnyNodeConfig, Members, StateChangeCallback, StateMachine, Status, Timeouts,
 };
 use consenso::{duration_from_seconds, Index, NodeId, ProposeError};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -55,6 +55,49 @@ static LIVE: Mutex<Vec<Weak<AnyNode>>> = Mutex::new(Vec::new());
 pub(crate) fn _close_all(py: Python<'_>) {
     let nodes: Vec<Arc<AnyNode>> = LIVE.lock().drain(..).filter_map(|w| w.upgrade()).collect();
     py.detach(|| nodes.iter().for_each(|n| n.shutdown()));
+}
+
+/// A `propose_async` future and the answer it is to get.
+type Completion = (Py<PyAny>, Result<Vec<u8>, ProposeError>);
+
+/// Completes the futures of `propose_async` on a thread of its own, taking
+/// the GIL once for each burst of answers rather than once per answer (a
+/// node with many commands in flight answers them in batches). The thread
+/// ends once the node is closed and every answer is given.
+fn spawn_completer(members: Arc<Members>) -> PyResult<Sender<Completion>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<Completion>();
+    std::thread::Builder::new()
+        .name("consenso-futures".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let attached = Python::try_attach(|py| {
+                    complete(py, first, &members);
+                    for next in rx.try_iter().take(4096) {
+                        complete(py, next, &members);
+                    }
+                });
+                if attached.is_none() {
+                    return; // the interpreter is shutting down
+                }
+            }
+        })
+        .map_err(|e| errors::ConsensoError::new_err(format!("could not spawn a thread: {e}")))?;
+    Ok(tx)
+}
+
+/// Gives a future its answer.
+fn complete(py: Python<'_>, (future, answer): Completion, members: &Members) {
+    let set = match answer {
+        Ok(framed) => future.call_method1(py, "set_result", (unframe(py, &framed),)),
+        Err(e) => future.call_method1(
+            py,
+            "set_exception",
+            (errors::propose(py, e, members).into_value(py),),
+        ),
+    };
+    if let Err(e) = set {
+        e.write_unraisable(py, None);
+    }
 }
 
 /// The host's state machine: the `apply` callback, or none (commands are
@@ -171,6 +214,8 @@ pub struct Node {
     name: String,
     proposal_timeout: Duration,
     errors: Arc<CallbackErrors>,
+    /// Where `propose_async` answers go; `None` once closed.
+    completer: Mutex<Option<Sender<Completion>>>,
 }
 
 /// The election timeout from a number or a pair of numbers.
@@ -374,12 +419,14 @@ impl Node {
         live.retain(|w| w.strong_count() > 0);
         live.push(Arc::downgrade(&node));
         drop(live);
+        let completer = spawn_completer(Arc::clone(&members))?;
         Ok(Node {
             node,
             members,
             name,
             proposal_timeout: config.proposal_timeout,
             errors,
+            completer: Mutex::new(Some(completer)),
         })
     }
 
@@ -443,26 +490,16 @@ impl Node {
             .call0()?;
         future.call_method0("set_running_or_notify_cancel")?;
         let done = future.clone().unbind();
-        let members = Arc::clone(&self.members);
+        let Some(completer) = self.completer.lock().clone() else {
+            let closed = errors::propose(py, ProposeError::Closed, &self.members);
+            future.call_method1("set_exception", (closed.into_value(py),))?;
+            return Ok(future.unbind());
+        };
         py.detach(|| {
             self.node.propose_with(
                 data,
                 Box::new(move |r| {
-                    Python::try_attach(|py| {
-                        let set = match r {
-                            Ok(framed) => {
-                                done.call_method1(py, "set_result", (unframe(py, &framed),))
-                            }
-                            Err(e) => done.call_method1(
-                                py,
-                                "set_exception",
-                                (errors::propose(py, e, &members).into_value(py),),
-                            ),
-                        };
-                        if let Err(e) = set {
-                            e.write_unraisable(py, None);
-                        }
-                    });
+                    let _ = completer.send((done, r));
                 }),
             )
         });
@@ -597,6 +634,9 @@ impl Node {
     /// callbacks: then it stops without waiting). Idempotent.
     fn close(&self, py: Python<'_>) {
         py.detach(|| self.node.shutdown());
+        // Later futures fail at once. Pending ones hold senders of their
+        // own: the completer thread ends once they are answered.
+        self.completer.lock().take();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
