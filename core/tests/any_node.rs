@@ -49,7 +49,10 @@ fn start(protocol: ProtocolKind) -> Cluster {
     let registry: Registry = Arc::default();
     let mut nodes = Vec::new();
     let mut machines = Vec::new();
-    for &id in members.ids() {
+    for (i, &id) in members.ids().iter().enumerate() {
+        // Each node lists the voters in an order of its own.
+        let mut voters = members.ids().to_vec();
+        voters.rotate_left(i);
         let reg = Arc::clone(&registry);
         let send = move |to: NodeId, bytes: Vec<u8>| {
             let peer = reg.lock().get(&to).and_then(Weak::upgrade);
@@ -58,13 +61,8 @@ fn start(protocol: ProtocolKind) -> Cluster {
             }
         };
         let machine = Recorder::default();
-        let node = AnyNode::open(
-            &config(protocol, id, members.ids()),
-            send,
-            machine.clone(),
-            None,
-        )
-        .unwrap();
+        let node =
+            AnyNode::open(&config(protocol, id, &voters), send, machine.clone(), None).unwrap();
         assert_eq!((node.id(), node.protocol()), (id, protocol));
         let node = Arc::new(node);
         registry.lock().insert(id, Arc::downgrade(&node));

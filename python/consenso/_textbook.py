@@ -10,9 +10,10 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from ._consenso import ClosedError, ConsensoError, Node, ProposalTimeout
+from ._consenso import ClosedError, ConsensoError, Node, NotLeaderError, ProposalTimeout
 
 __all__ = ["LeaderElection", "Raft"]
 
@@ -37,6 +38,8 @@ class _InProcessCluster:
         if isinstance(nodes, (str, bytes)):
             raise TypeError("nodes must be an iterable of names, not a single str or bytes")
         self._names: List[str] = list(nodes)
+        if not self._names:
+            raise ValueError("nodes must name at least one node")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self._protocol = protocol
@@ -59,20 +62,27 @@ class _InProcessCluster:
 
     def _start(self, name: str) -> None:
         applied: List[bytes] = []
+        lock = self._lock
+        # The node's threads hold `send`: a weak reference lets an unclosed
+        # cluster be collected (and closed by __del__).
+        cluster = weakref.ref(self)
 
         def send(to: str, data: bytes) -> None:
-            with self._lock:
-                peer = self._nodes.get(to)
-                apart = self._side.get(name) != self._side.get(to)
+            me = cluster()
+            if me is None:
+                return
+            with lock:
+                peer = me._nodes.get(to)
+                apart = me._side.get(name) != me._side.get(to)
             if peer is None or apart:
                 return
             try:
                 peer.receive(name, data)
-            except ClosedError:
-                pass  # stopped in the meantime: as if the message was lost
+            except ConsensoError:
+                pass  # stopped meanwhile, or overloaded: as if the message was lost
 
         def apply(index: int, command: bytes) -> bytes:
-            with self._lock:
+            with lock:
                 applied.append(command)
             return index.to_bytes(8, "little")
 
@@ -254,8 +264,16 @@ class Raft(_InProcessCluster):
                     index = self._node(name).propose(data, timeout=remaining)
                 except ProposalTimeout:
                     raise
+                except NotLeaderError:
+                    pass  # not the leader any more: nothing was proposed there
+                except ClosedError as e:
+                    self._check_open()
+                    # The leader stopped: the command may have committed.
+                    raise ProposalTimeout(
+                        f"{name} stopped before answering; the command may have committed"
+                    ) from e
                 except ConsensoError:
-                    pass  # deposed or stopped meanwhile: find the next leader
+                    pass  # busy, or dropped by a leader change: it did not commit
                 else:
                     assert index is not None
                     return int.from_bytes(index, "little")

@@ -161,7 +161,9 @@ pub(crate) fn seconds(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<f64> {
             type_name(obj)
         )));
     }
-    obj.extract::<f64>()
+    obj.extract::<f64>().map_err(|_| {
+        PyValueError::new_err(format!("{what} is too large a number of seconds: {obj}"))
+    })
 }
 
 /// A callable called `what`, or `None` when `obj` is `None` or absent.

@@ -46,15 +46,44 @@ struct CallbackErrors {
     on_state_change: AtomicU64,
 }
 
-/// Every node not yet closed, for the interpreter's exit.
-static LIVE: Mutex<Vec<Weak<AnyNode>>> = Mutex::new(Vec::new());
+/// A node and the thread that answers its futures.
+type Live = (Weak<AnyNode>, Weak<Mutex<Completer>>);
 
-/// Closes every open node (registered with `atexit`): their threads stop
-/// before the interpreter they call into goes away.
+/// Every node not yet closed, for the interpreter's exit.
+static LIVE: Mutex<Vec<Live>> = Mutex::new(Vec::new());
+
+/// Closes every open node (registered with `atexit`): their threads, and
+/// the threads answering their futures, end before the interpreter they
+/// call into goes away.
 #[pyfunction]
 pub(crate) fn _close_all(py: Python<'_>) {
-    let nodes: Vec<Arc<AnyNode>> = LIVE.lock().drain(..).filter_map(|w| w.upgrade()).collect();
-    py.detach(|| nodes.iter().for_each(|n| n.shutdown()));
+    let live: Vec<_> = LIVE
+        .lock()
+        .drain(..)
+        .filter_map(|(n, c)| Some((n.upgrade()?, c.upgrade()?)))
+        .collect();
+    py.detach(|| live.iter().for_each(|(n, c)| finish(n, c)));
+}
+
+/// The thread answering a node's futures, and where answers go to it.
+struct Completer {
+    tx: Option<Sender<Completion>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Stops `node` and, unless called from one of the node's own threads
+/// (which cannot wait for it), waits for the thread answering its futures
+/// to give the last answers. Call without the GIL.
+fn finish(node: &AnyNode, completer: &Mutex<Completer>) {
+    node.shutdown();
+    let mut c = completer.lock();
+    c.tx = None;
+    if !node.is_node_thread() {
+        if let Some(thread) = c.thread.take() {
+            drop(c);
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A `propose_async` future and the answer it is to get.
@@ -64,9 +93,9 @@ type Completion = (Py<PyAny>, Result<Vec<u8>, ProposeError>);
 /// the GIL once for each burst of answers rather than once per answer (a
 /// node with many commands in flight answers them in batches). The thread
 /// ends once the node is closed and every answer is given.
-fn spawn_completer(members: Arc<Members>) -> PyResult<Sender<Completion>> {
+fn spawn_completer(members: Arc<Members>) -> PyResult<Completer> {
     let (tx, rx) = crossbeam_channel::unbounded::<Completion>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("consenso-futures".into())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
@@ -82,7 +111,10 @@ fn spawn_completer(members: Arc<Members>) -> PyResult<Sender<Completion>> {
             }
         })
         .map_err(|e| errors::ConsensoError::new_err(format!("could not spawn a thread: {e}")))?;
-    Ok(tx)
+    Ok(Completer {
+        tx: Some(tx),
+        thread: Some(thread),
+    })
 }
 
 /// Gives a future its answer.
@@ -215,7 +247,7 @@ pub struct Node {
     proposal_timeout: Duration,
     errors: Arc<CallbackErrors>,
     /// Where `propose_async` answers go; `None` once closed.
-    completer: Mutex<Option<Sender<Completion>>>,
+    completer: Arc<Mutex<Completer>>,
 }
 
 /// The election timeout from a number or a pair of numbers.
@@ -415,18 +447,18 @@ impl Node {
             .detach(|| AnyNode::open(&config, transport, machine, observer))
             .map_err(errors::start)?;
         let node = Arc::new(node);
+        let completer = Arc::new(Mutex::new(spawn_completer(Arc::clone(&members))?));
         let mut live = LIVE.lock();
-        live.retain(|w| w.strong_count() > 0);
-        live.push(Arc::downgrade(&node));
+        live.retain(|(n, _)| n.strong_count() > 0);
+        live.push((Arc::downgrade(&node), Arc::downgrade(&completer)));
         drop(live);
-        let completer = spawn_completer(Arc::clone(&members))?;
         Ok(Node {
             node,
             members,
             name,
             proposal_timeout: config.proposal_timeout,
             errors,
-            completer: Mutex::new(Some(completer)),
+            completer,
         })
     }
 
@@ -490,7 +522,7 @@ impl Node {
             .call0()?;
         future.call_method0("set_running_or_notify_cancel")?;
         let done = future.clone().unbind();
-        let Some(completer) = self.completer.lock().clone() else {
+        let Some(completer) = self.completer.lock().tx.clone() else {
             let closed = errors::propose(py, ProposeError::Closed, &self.members);
             future.call_method1("set_exception", (closed.into_value(py),))?;
             return Ok(future.unbind());
@@ -509,10 +541,14 @@ impl Node {
     /// ``await node.apropose(command)``: ``propose`` for asyncio; the event
     /// loop keeps running while the command commits.
     fn apropose(&self, py: Python<'_>, command: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        // Without a running loop (a RuntimeError), nothing is proposed.
+        let asyncio = py.import("asyncio")?;
+        let running = asyncio.call_method0("get_running_loop")?;
         let future = self.propose_async(py, command)?;
-        Ok(py
-            .import("asyncio")?
-            .call_method1("wrap_future", (future,))?
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("loop", running)?;
+        Ok(asyncio
+            .call_method("wrap_future", (future,), Some(&kwargs))?
             .unbind())
     }
 
@@ -633,10 +669,8 @@ impl Node {
     /// and its threads are joined (not when called from one of its own
     /// callbacks: then it stops without waiting). Idempotent.
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.node.shutdown());
-        // Later futures fail at once. Pending ones hold senders of their
-        // own: the completer thread ends once they are answered.
-        self.completer.lock().take();
+        // Later futures fail at once; pending ones get `ClosedError`.
+        py.detach(|| finish(&self.node, &self.completer));
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -666,10 +700,9 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // The node's threads may be waiting for the GIL this thread holds.
-        let node = Arc::clone(&self.node);
-        match Python::try_attach(|py| py.detach(|| node.shutdown())) {
-            Some(()) => {}
-            None => node.shutdown(),
+        let (node, completer) = (&self.node, &self.completer);
+        if Python::try_attach(|py| py.detach(|| finish(node, completer))).is_none() {
+            finish(node, completer);
         }
     }
 }

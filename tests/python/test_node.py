@@ -209,6 +209,11 @@ def test_asyncio_does_not_block_the_loop(cluster):
     results, beats = asyncio.run(main())
     assert results == [f"applied:a{i}".encode() for i in range(50)]
     assert beats > 0
+    # Without a running loop nothing is proposed.
+    last = leader.status()["last_index"]
+    with pytest.raises(RuntimeError):
+        leader.apropose(b"no loop")
+    assert leader.status()["last_index"] == last
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -331,6 +336,30 @@ def test_a_durable_cluster_keeps_its_log_across_restarts(tmp_path):
         c.close()
 
 
+def test_a_proposal_timeout_of_forever_waits_without_breaking_the_node():
+    with consenso.Node("a", ["a"], send=SEND, proposal_timeout=float("inf"), **FAST) as node:
+        wait_until(lambda: node.leader == "a")
+        assert node.propose(b"x", timeout=5) is None
+        assert node.propose(b"y") is None
+        assert not node.closed
+
+
+def test_futures_pending_at_exit_neither_hang_nor_crash():
+    script = """
+import consenso, time
+node = consenso.Node("a", ["a", "b"], send=lambda to, data: None,
+                     election_timeout=(0.06, 0.12), heartbeat_interval=0.015)
+futures = [node.propose_async(b"x") for _ in range(20000)]
+print("exiting with futures pending", flush=True)
+"""
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "exiting with futures pending" in done.stdout
+
+
 def test_bad_bytes_and_senders_are_refused():
     with consenso.Node("a", ["a", "b"], send=lambda to, data: None, **FAST) as node:
         with pytest.raises(ValueError, match="data"):
@@ -384,6 +413,7 @@ SEND = lambda to, data: None  # noqa: E731
         (dict(election_timeout=(0.3,)), ValueError, "election_timeout"),
         (dict(election_timeout=-1), ValueError, "election_timeout"),
         (dict(election_timeout=float("inf")), ValueError, "election_timeout"),
+        (dict(election_timeout=10**400), ValueError, "election_timeout"),
         (dict(proposal_timeout=0), ValueError, "proposal_timeout"),
         (dict(max_bytes_per_message=0), ValueError, "max_bytes_per_message"),
         (dict(max_bytes_per_message=-1), ValueError, "max_bytes_per_message"),

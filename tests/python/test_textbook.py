@@ -35,6 +35,8 @@ def test_leader_election_refuses_unknown_strategies():
         consenso.LeaderElection("node1")
     with pytest.raises(ValueError, match="named twice"):
         consenso.LeaderElection(["a", "a"])
+    with pytest.raises(ValueError, match="at least one"):
+        consenso.Raft([])
 
 
 def test_raft_replicates_and_keeps_committed_entries_through_failures():
@@ -72,6 +74,22 @@ def test_raft_replicates_and_keeps_committed_entries_through_failures():
         while raft.log_of(victim)[: len(committed)] != committed:
             assert time.monotonic() < deadline, "the restarted node did not catch up"
             time.sleep(0.01)
+
+
+def test_an_unclosed_cluster_is_collected_and_stops():
+    import gc
+    import os
+
+    before = len(os.listdir("/proc/self/task"))
+    raft = consenso.Raft(NODES, **FAST)
+    raft.run(timeout=10)
+    directory = raft._dir
+    del raft
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while len(os.listdir("/proc/self/task")) > before or os.path.exists(directory):
+        assert time.monotonic() < deadline, "an unclosed cluster kept running"
+        time.sleep(0.01)
 
 
 def test_raft_bad_calls():

@@ -230,7 +230,11 @@ impl<H: HardStateCommit> Shell<H> {
         epochs_ordered: bool,
         seed: u64,
     ) -> Result<(Self, H), ConfigError> {
-        let self_pos = crate::consensus::validate_membership(id, voters, MAX_VOTERS)?;
+        // One order on every node, whatever order each was given: positions
+        // go on the wire (a Multi-Paxos ballot names its proposer by one).
+        let mut voters = voters.to_vec();
+        voters.sort_unstable();
+        let self_pos = crate::consensus::validate_membership(id, &voters, MAX_VOTERS)?;
         let hs = recovered.hard_state.unwrap_or_default();
         let (log, pending_cut) = recovered_log(
             recovered.snapshot.as_ref(),
@@ -246,7 +250,7 @@ impl<H: HardStateCommit> Shell<H> {
         });
         let mut shell = Shell {
             id,
-            voters: voters.to_vec(),
+            voters,
             self_pos,
             log,
             rng: Rng::new(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),

@@ -113,7 +113,10 @@ impl<P: Protocol, S: Storage, T: Transport> Driver<P, S, T> {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if let Some(input) = first {
-                let deadline = Instant::now() + self.proposal_timeout;
+                // A timeout too long to reach a deadline has none.
+                let deadline = Instant::now()
+                    .checked_add(self.proposal_timeout)
+                    .unwrap_or_else(far_future);
                 if let Flow::Stop = self.handle(input, deadline) {
                     break;
                 }
@@ -360,4 +363,9 @@ impl<P: Protocol, S: Storage, T: Transport>
     fn apply(&mut self, msg: RuntimeApply) -> Result<(), RuntimeApply> {
         self.apply.send(msg).map_err(|e| e.0)
     }
+}
+
+/// A deadline no operation reaches (about a century away).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
