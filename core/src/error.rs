@@ -46,6 +46,12 @@ pub enum ProposeError {
     /// The node is shut down (or shutting down).
     #[error("the node is closed")]
     Closed,
+    /// A blocking call came from one of the node's own threads (inside a
+    /// callback): it would wait on the thread that must answer it. Nothing
+    /// was proposed; use the callback form (`propose_with`,
+    /// `read_barrier_with`) there.
+    #[error("a blocking call from one of the node's own threads (a callback) would wait on itself; nothing was proposed; use the callback form")]
+    WouldBlock,
     /// The command is larger than any node takes
     /// ([`crate::consensus::MAX_COMMAND_BYTES`]); nothing was proposed.
     #[error("a command of {bytes} bytes is larger than the {max} a node takes")]

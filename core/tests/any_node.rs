@@ -213,6 +213,59 @@ fn a_node_alone_leads_itself() {
     }
 }
 
+/// A machine whose `apply` calls the blocking API of its own node.
+struct Reentrant(
+    Arc<Mutex<Option<Weak<AnyNode>>>>,
+    Arc<Mutex<Vec<ProposeError>>>,
+);
+
+impl StateMachine for Reentrant {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        let node = self.0.lock().as_ref().and_then(Weak::upgrade);
+        if let (Some(node), b"outer") = (node, command) {
+            let started = Instant::now();
+            let errors = [
+                node.propose(b"inner".to_vec(), Duration::from_secs(5))
+                    .unwrap_err(),
+                node.read_barrier(Duration::from_secs(5)).unwrap_err(),
+            ];
+            assert!(started.elapsed() < Duration::from_secs(1), "it waited");
+            self.1.lock().extend(errors);
+        }
+        Vec::new()
+    }
+}
+
+#[test]
+fn blocking_calls_from_a_node_thread_are_refused_at_once() {
+    let id = Members::id_for("solo");
+    let slot = Arc::new(Mutex::new(None));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let machine = Reentrant(Arc::clone(&slot), Arc::clone(&seen));
+    let node = Arc::new(
+        AnyNode::open(
+            &config(ProtocolKind::Raft, id, &[id]),
+            |_: NodeId, _: Vec<u8>| {},
+            machine,
+            None,
+        )
+        .unwrap(),
+    );
+    *slot.lock() = Some(Arc::downgrade(&node));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.status().leader != Some(id) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    node.propose(b"outer".to_vec(), Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(
+        *seen.lock(),
+        [ProposeError::WouldBlock, ProposeError::WouldBlock]
+    );
+    assert_eq!(node.status().last_index, 2, "nothing more was proposed");
+}
+
 #[test]
 fn bad_settings_start_nothing() {
     let ids = Members::new(vec!["a".into(), "b".into()]).unwrap();

@@ -349,6 +349,15 @@ impl Node {
         }
     }
 
+    /// `WouldBlock` (nothing proposed) on one of the node's own threads,
+    /// where a blocking call would wait on itself.
+    fn not_on_node_thread(&self, py: Python<'_>) -> PyResult<()> {
+        if self.node.is_node_thread() {
+            return Err(errors::propose(py, ProposeError::WouldBlock, &self.members));
+        }
+        Ok(())
+    }
+
     fn status_now(&self) -> Status {
         self.node.status()
     }
@@ -486,9 +495,11 @@ impl Node {
     /// returns what ``apply`` returned. ``timeout`` in seconds (default:
     /// the node's ``proposal_timeout``). Raises ``NotLeaderError`` (with
     /// ``.leader``), ``ProposalTimeout`` (the command may still commit),
-    /// ``ClosedError``, ``ValueError`` for a command too large, or
-    /// ``ConsensoError`` (busy: retry later; dropped by a leader change:
-    /// it did not commit).
+    /// ``ClosedError`` (a command already sent may still commit),
+    /// ``ValueError`` for a command too large, or ``ConsensoError`` (busy:
+    /// retry later; dropped by a leader change: it did not commit; called
+    /// from inside one of this node's callbacks, where waiting would block
+    /// the node itself: nothing is proposed, use ``propose_async``).
     #[pyo3(signature = (command, timeout=None))]
     fn propose(
         &self,
@@ -498,6 +509,7 @@ impl Node {
     ) -> PyResult<Py<PyAny>> {
         let data = args::bytes_like(command, "command")?.into_owned();
         let timeout = self.timeout(timeout)?;
+        self.not_on_node_thread(py)?;
         let (tx, rx) = bounded(1);
         py.detach(|| {
             self.node.propose_with(
@@ -559,6 +571,7 @@ impl Node {
     #[pyo3(signature = (timeout=None))]
     fn read_barrier(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Index> {
         let timeout = self.timeout(timeout)?;
+        self.not_on_node_thread(py)?;
         let (tx, rx) = bounded(1);
         py.detach(|| {
             self.node.read_barrier_with(Box::new(move |r| {

@@ -315,6 +315,33 @@ def test_an_exception_in_apply_stops_the_node(caplog, bad_result):
     assert "apply callback raised" in " ".join(r.getMessage() for r in caplog.records)
 
 
+def test_blocking_calls_inside_callbacks_are_refused_at_once():
+    seen = []
+    holder = {}
+
+    def apply(index, command):
+        if command == b"outer":
+            started = time.monotonic()
+            for call in (lambda: holder["node"].propose(b"inner", timeout=5),
+                         lambda: holder["node"].read_barrier(timeout=5)):
+                try:
+                    call()
+                except consenso.ConsensoError as e:
+                    seen.append((type(e), "wait on itself" in str(e)))
+            seen.append(time.monotonic() - started < 1.0)
+            holder["node"].propose_async(b"inner")  # the callback form works
+        return command
+
+    node = consenso.Node("a", ["a"], send=SEND, apply=apply, **FAST)
+    holder["node"] = node
+    with node:
+        wait_until(lambda: node.leader == "a")
+        assert node.propose(b"outer", timeout=5) == b"outer"
+        wait_until(lambda: node.status()["applied_index"] >= 3)
+        assert not node.closed
+    assert seen == [(consenso.ConsensoError, True)] * 2 + [True]
+
+
 def test_a_durable_cluster_keeps_its_log_across_restarts(tmp_path):
     c = Cluster("raft", data_dir=str(tmp_path))
     try:

@@ -425,13 +425,17 @@ impl AnyNode {
     /// passes; returns the state machine's response.
     ///
     /// # Errors
-    /// [`ProposeError`]: `Timeout` means the entry may still commit.
+    /// [`ProposeError`]: `Timeout` means the entry may still commit;
+    /// `WouldBlock` from one of the node's own threads (a callback: use
+    /// [`AnyNode::propose_with`]).
     pub fn propose(
         &self,
         data: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ProposeError> {
-        wait_for(timeout, |done| self.propose_with(data, done))
+        wait_for(timeout, self.is_node_thread(), |done| {
+            self.propose_with(data, done)
+        })
     }
 
     /// Starts a linearizable read barrier; `done` gets the read index (or
@@ -444,9 +448,12 @@ impl AnyNode {
     /// machine; returns the index applied through.
     ///
     /// # Errors
-    /// `NotLeader`, `Busy`, `Timeout` or `Closed`.
+    /// `NotLeader`, `Busy`, `Timeout`, `Closed`, or `WouldBlock` from one of
+    /// the node's own threads (a callback).
     pub fn read_barrier(&self, timeout: Duration) -> Result<Index, ProposeError> {
-        wait_for(timeout, |done| self.read_barrier_with(done))
+        wait_for(timeout, self.is_node_thread(), |done| {
+            self.read_barrier_with(done)
+        })
     }
 
     /// Role, term, leader, indexes and counters. Lock-free.

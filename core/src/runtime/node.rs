@@ -491,13 +491,16 @@ impl<P: Protocol> NodeHandle<P> {
     ///
     /// # Errors
     /// `NotLeader` (with the leader hint), `Busy`, `Dropped`, `Timeout` (the
-    /// entry may still commit) or `Closed`.
+    /// entry may still commit), `Closed`, or `WouldBlock` when called from
+    /// one of the node's own threads (a callback: use `propose_with`).
     pub fn propose(
         &self,
         data: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ProposeError> {
-        wait_for(timeout, |done| self.propose_with(data, done))
+        wait_for(timeout, self.is_node_thread(), |done| {
+            self.propose_with(data, done)
+        })
     }
 
     /// Starts a linearizable read barrier without blocking; `done` gets the
@@ -513,9 +516,12 @@ impl<P: Protocol> NodeHandle<P> {
     /// committed when the read started has been applied. Returns that index.
     ///
     /// # Errors
-    /// `NotLeader`, `Busy`, `Timeout` or `Closed`.
+    /// `NotLeader`, `Busy`, `Timeout`, `Closed`, or `WouldBlock` from one of
+    /// the node's own threads (a callback).
     pub fn read_barrier(&self, timeout: Duration) -> Result<Index, ProposeError> {
-        wait_for(timeout, |done| self.read_barrier_with(done))
+        wait_for(timeout, self.is_node_thread(), |done| {
+            self.read_barrier_with(done)
+        })
     }
 
     /// A snapshot of role, term, leader, indexes and counters. Lock-free.
@@ -536,11 +542,16 @@ impl<P: Protocol> NodeHandle<P> {
 /// Starts an operation with `start` and blocks up to `timeout` (any length:
 /// one too long to reach a deadline waits without one) for the answer its
 /// callback gets. `Timeout` when none came, `Closed` when the callback was
-/// dropped unanswered.
+/// dropped unanswered, `WouldBlock` (nothing started) when called on one of
+/// the node's own threads (`on_node_thread`), which would wait on itself.
 pub(crate) fn wait_for<T: Send + 'static>(
     timeout: Duration,
+    on_node_thread: bool,
     start: impl FnOnce(Box<dyn FnOnce(Result<T, ProposeError>) + Send>),
 ) -> Result<T, ProposeError> {
+    if on_node_thread {
+        return Err(ProposeError::WouldBlock);
+    }
     let (tx, rx) = bounded(1);
     start(Box::new(move |r| {
         let _ = tx.send(r);
