@@ -43,8 +43,12 @@ def test_raft_replicates_and_keeps_committed_entries_through_failures():
     with consenso.Raft(NODES, **FAST) as raft:
         leader = raft.run(timeout=10)
         assert raft.leader == leader
-        indexes = [raft.propose(f"set x {i}".encode()) for i in range(5)]
-        assert indexes == sorted(indexes) and len(set(indexes)) == 5
+        indexes = []
+        for i in range(5):
+            indexes.append(raft.propose(f"set x {i}".encode()))
+            # Nothing else is proposed: the index is the leader's last.
+            assert raft._node(leader).status()["last_index"] == indexes[-1]
+        assert indexes == list(range(indexes[0], indexes[0] + 5))
         assert raft.propose("set y 1") > indexes[-1], "str is sent as UTF-8"
         assert raft.log[-6:] == [f"set x {i}".encode() for i in range(5)] + [b"set y 1"]
         assert raft.commit_index >= indexes[-1]
@@ -62,9 +66,20 @@ def test_raft_replicates_and_keeps_committed_entries_through_failures():
         raft.propose(b"after heal")
         assert b"lost" not in raft.log
 
+        # A node named in no group is cut off alone.
+        leader = raft.run(timeout=10)
+        rest = [n for n in NODES if n != leader]
+        raft.partition(rest)
+        with pytest.raises(consenso.ProposalTimeout):
+            raft._node(leader).propose(b"alone", timeout=0.3)
+        assert raft.run(timeout=10) in rest
+        raft.heal()
+
         # A stopped node comes back from its data directory with the log.
         victim = others[0]
+        node = raft._node(victim)
         raft.stop(victim)
+        assert node.closed
         raft.propose(b"while down")
         raft.restart(victim)
         with pytest.raises(consenso.ConsensoError, match="running"):
@@ -103,6 +118,7 @@ def test_raft_bad_calls():
         raft.stop("node1")
         with pytest.raises(consenso.ConsensoError, match="stopped"):
             raft.stop("node1")
+    assert not __import__("os").path.exists(raft._dir), "close removes the data"
     for call in (lambda: raft.propose(b"x"), lambda: raft.restart("node1"), raft.run):
         with pytest.raises(consenso.ClosedError):
             call()
