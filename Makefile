@@ -58,8 +58,9 @@ test-release-edges:
 	$(CARGO) test --release -p consenso --lib -- balance:: hashing::
 
 # Installs the package the way users do (pip builds it with maturin), with
-# pytest from its test extra, into .venv; python-test then runs tests/python
-# and the examples.
+# pytest and mypy from its test extra, into .venv; python-test then runs
+# tests/python, checks the stubs against the module (stubtest) and the
+# examples with mypy --strict, and runs the examples.
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
@@ -68,6 +69,8 @@ python-install: $(VENV_PY)
 
 python-test: python-install
 	$(VENV_PY) -m pytest -q tests/python
+	$(VENV_PY) -m mypy.stubtest consenso
+	$(VENV_PY) -m mypy --strict examples/python
 	$(VENV_PY) examples/python/load_balancer.py > /dev/null
 	$(VENV_PY) examples/python/leader_election.py zab > /dev/null
 	$(VENV_PY) examples/python/raft.py > /dev/null

@@ -24,24 +24,24 @@ import consenso
 class Server:
     """A node that processes requests; `delay` seconds each."""
 
-    def __init__(self, name, delay=0.0):
+    def __init__(self, name: str, delay: float = 0.0) -> None:
         self.name = name
         self.delay = delay
 
-    def process(self, request):
+    def process(self, request: str) -> str:
         if self.delay:
             time.sleep(self.delay)
         return f"{self.name} handled {request}"
 
 
-def show(title, lb, requests):
-    counts = collections.Counter()
+def show(title: str, lb: consenso.LoadBalancer, requests: int) -> None:
+    counts: collections.Counter[str] = collections.Counter()
     for r in range(requests):
         counts[lb.request(f"req-{r}").split()[0]] += 1
     print(f"{title:<34} " + "  ".join(f"{n}={counts[n]}" for n in sorted(counts)))
 
 
-def main():
+def main() -> None:
     servers = [Server("s1"), Server("s2"), Server("s3")]
 
     # The textbook: random, round robin, weighted round robin.

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any, Dict, List, Literal, Tuple
 
 import consenso
 
@@ -25,27 +26,26 @@ NAMES = ["n1", "n2", "n3"]
 MAX_MESSAGE = 16 << 10
 
 
-def run_node(name, ports, protocol):
+def run_node(name: str, ports: List[int], protocol: Literal["raft", "paxos", "zab"]) -> None:
     """A node process: a UDP socket for the network, stdin for requests."""
     addrs = {n: ("127.0.0.1", p) for n, p in zip(NAMES, ports)}
     senders = {addr: n for n, addr in addrs.items()}
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(addrs[name])
-    applied = []
+    applied: List[str] = []
 
-    def send(to, data):
+    def send(to: str, data: bytes) -> None:
         sock.sendto(data, addrs[to])
 
-    def apply(index, command):
+    def apply(index: int, command: bytes) -> None:
         applied.append(command.decode())
-        return None
 
     node = consenso.Node(
         name, NAMES, send=send, apply=apply, protocol=protocol,
         max_bytes_per_message=MAX_MESSAGE,
     )
 
-    def receive_forever():
+    def receive_forever() -> None:
         while True:
             data, addr = sock.recvfrom(65535)
             sender = senders.get(addr)
@@ -62,7 +62,7 @@ def run_node(name, ports, protocol):
     for line in sys.stdin:
         request, _, arg = line.strip().partition(" ")
         if request == "status":
-            reply = {"role": node.role, "leader": node.leader, "term": node.term}
+            reply: Dict[str, Any] = {"role": node.role, "leader": node.leader, "term": node.term}
         elif request == "propose":
             try:
                 node.propose(arg.encode(), timeout=2.0)
@@ -80,7 +80,7 @@ def run_node(name, ports, protocol):
 
 
 class NodeProcess:
-    def __init__(self, name, ports, protocol):
+    def __init__(self, name: str, ports: List[int], protocol: str) -> None:
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--node", name, "--protocol", protocol,
@@ -88,22 +88,24 @@ class NodeProcess:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
 
-    def ask(self, request):
+    def ask(self, request: str) -> Dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(request + "\n")
         self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
+        reply: Dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return reply
 
-    def kill(self):
+    def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
-    def stop(self):
-        if self.proc.poll() is None:
+    def stop(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
             self.proc.stdin.close()
             self.proc.wait(timeout=10)
 
 
-def free_ports(n):
+def free_ports(n: int) -> List[int]:
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
     for s in socks:
         s.bind(("127.0.0.1", 0))
@@ -113,7 +115,7 @@ def free_ports(n):
     return ports
 
 
-def wait_for_leader(nodes, timeout=10.0):
+def wait_for_leader(nodes: List[NodeProcess], timeout: float = 10.0) -> Tuple[str, int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         statuses = {n.name: n.ask("status") for n in nodes}
@@ -125,10 +127,10 @@ def wait_for_leader(nodes, timeout=10.0):
     raise SystemExit("no leader elected")
 
 
-def propose_all(nodes, commands):
+def propose_all(nodes: List[NodeProcess], commands: List[str]) -> List[str]:
     """Proposes each command through the leader; returns those acknowledged."""
     by_name = {n.name: n for n in nodes}
-    acknowledged = []
+    acknowledged: List[str] = []
     for command in commands:
         for _ in range(50):
             leader, _ = wait_for_leader(nodes)
@@ -141,7 +143,7 @@ def propose_all(nodes, commands):
     return acknowledged
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("protocol", nargs="?", default="raft", choices=["raft", "paxos", "zab"])
     parser.add_argument("--node")

@@ -5,12 +5,29 @@ import concurrent.futures
 import os
 from typing import Any, Callable, Iterable, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
 
+from typing_extensions import Self, disjoint_base, final
+
+__all__ = [
+    "__version__",
+    "version",
+    "LoadBalancer",
+    "Lease",
+    "HashRing",
+    "Node",
+    "_close_all",
+    "ConsensoError",
+    "NoEndpointsError",
+    "NotLeaderError",
+    "ClosedError",
+    "ProposalTimeout",
+]
+
 __version__: str
 
 def version() -> str:
     """The library version, the same string as the Rust crate's."""
 
-Key = Union[bytes, str]
+_Key = Union[bytes, str]
 
 class ConsensoError(Exception):
     """Base class of consenso's errors."""
@@ -29,10 +46,10 @@ class ClosedError(ConsensoError):
 class ProposalTimeout(ConsensoError, TimeoutError):
     """The wait ran out before the proposal or read completed. A proposal may still commit later."""
 
-BytesLike = Union[bytes, bytearray, memoryview]
-Protocol = Literal["raft", "paxos", "zab"]
+_BytesLike = Union[bytes, bytearray, memoryview]
+_Protocol = Literal["raft", "paxos", "zab"]
 
-class NodeStatus(TypedDict):
+class _NodeStatus(TypedDict):
     id: str
     protocol: str
     role: str
@@ -59,6 +76,7 @@ class NodeStatus(TypedDict):
     on_state_change_errors: int
     closed: bool
 
+@disjoint_base
 class Node:
     """A consensus node whose network is the caller's (see help(consenso.Node))."""
 
@@ -70,18 +88,18 @@ class Node:
         send: Callable[[str, bytes], None],
         apply: Optional[Callable[[int, bytes], Optional[bytes]]] = None,
         on_state_change: Optional[Callable[[str, int, Optional[str]], None]] = None,
-        protocol: Optional[Protocol] = None,
+        protocol: Optional[_Protocol] = None,
         cluster_id: Optional[int] = None,
         election_timeout: Union[float, Tuple[float, float], None] = None,
         heartbeat_interval: Optional[float] = None,
         data_dir: Union[str, os.PathLike[str], None] = None,
         proposal_timeout: Optional[float] = None,
         max_bytes_per_message: Optional[int] = None,
-    ) -> "Node": ...
-    def receive(self, sender: str, data: BytesLike) -> None: ...
-    def propose(self, command: BytesLike, timeout: Optional[float] = None) -> Optional[bytes]: ...
-    def propose_async(self, command: BytesLike) -> "concurrent.futures.Future[Optional[bytes]]": ...
-    def apropose(self, command: BytesLike) -> "asyncio.Future[Optional[bytes]]": ...
+    ) -> Self: ...
+    def receive(self, sender: str, data: _BytesLike) -> None: ...
+    def propose(self, command: _BytesLike, timeout: Optional[float] = None) -> Optional[bytes]: ...
+    def propose_async(self, command: _BytesLike) -> "concurrent.futures.Future[Optional[bytes]]": ...
+    def apropose(self, command: _BytesLike) -> "asyncio.Future[Optional[bytes]]": ...
     def read_barrier(self, timeout: Optional[float] = None) -> int: ...
     @property
     def id(self) -> str: ...
@@ -101,14 +119,14 @@ class Node:
     def commit_index(self) -> int: ...
     @property
     def closed(self) -> bool: ...
-    def status(self) -> NodeStatus: ...
+    def status(self) -> _NodeStatus: ...
     def close(self) -> None: ...
-    def __enter__(self) -> "Node": ...
+    def __enter__(self) -> Self: ...
     def __exit__(self, *exc: Any) -> bool: ...
 
 def _close_all() -> None: ...
 
-class NodeStats(TypedDict):
+class _NodeStats(TypedDict):
     node: Any
     name: str
     weight: int
@@ -119,6 +137,7 @@ class NodeStats(TypedDict):
     ejected: bool
     ejections: int
 
+@final
 class Lease:
     """A picked node held in flight until the `with` block ends or `finish`."""
 
@@ -132,6 +151,7 @@ class Lease:
     def __enter__(self) -> Any: ...
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...
 
+@final
 class LoadBalancer:
     """A load balancer over Python objects; thread-safe, lock-free picks.
 
@@ -142,8 +162,8 @@ class LoadBalancer:
     else its `name` attribute if that is a str, else str(node).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         nodes: Optional[Iterable[Any]] = None,
         policy: str = "random",
         *,
@@ -158,7 +178,7 @@ class LoadBalancer:
         panic_threshold: Optional[float] = None,
         slow_start: Optional[float] = None,
         ewma_decay: Optional[float] = None,
-    ) -> None:
+    ) -> Self:
         """Health settings left None keep the library's defaults: eject after
         5 consecutive failures for 30 s, growing to at most 300 s; at most
         half the nodes ejected; panic mode below half healthy; no slow start;
@@ -168,12 +188,12 @@ class LoadBalancer:
         round_robin is the smooth weighted cycle when weights differ,
         least_connections and least_response_time divide load by weight,
         consistent_hash gives a node keys in proportion (not with jump)."""
-    def request(self, request: Any, key: Optional[Key] = None) -> Any:
+    def request(self, request: Any, key: Optional[_Key] = None) -> Any:
         """node.process(request) on the chosen node; records latency and
         outcome; an exception counts as a failure and propagates."""
-    def pick(self, key: Optional[Key] = None) -> Any:
+    def pick(self, key: Optional[_Key] = None) -> Any:
         """The chosen node, untracked."""
-    def acquire(self, key: Optional[Key] = None) -> Lease:
+    def acquire(self, key: Optional[_Key] = None) -> Lease:
         """The chosen node, held in flight: `with lb.acquire() as node:`."""
     def add(self, node: Any, weight: Optional[int] = None) -> None: ...
     def extend(
@@ -182,30 +202,31 @@ class LoadBalancer:
         """Adds all of nodes in one rebuild; all or nothing."""
     def remove(self, node: Any) -> None: ...
     def set_weight(self, node: Any, weight: int) -> None: ...
-    def stats(self) -> List[NodeStats]: ...
+    def stats(self) -> List[_NodeStats]: ...
     @property
     def nodes(self) -> List[Any]: ...
     @property
     def policy(self) -> str: ...
     def __len__(self) -> int: ...
-    def __contains__(self, node: Any) -> bool: ...
+    def __contains__(self, key: Any, /) -> bool: ...
 
+@final
 class HashRing:
     """Names placed by consistent hashing: "ring", "maglev", "jump" or
     "rendezvous". Immutable and thread-safe."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         nodes: Iterable[str],
         algorithm: str = "ring",
         *,
         weights: Optional[Sequence[int]] = None,
         vnodes: Optional[int] = None,
         table_size: Optional[int] = None,
-    ) -> None: ...
-    def get(self, key: Key) -> str: ...
-    def get_n(self, key: Key, n: int) -> List[str]: ...
-    def get_bounded(self, key: Key, loads: Sequence[int], epsilon: float) -> str: ...
+    ) -> Self: ...
+    def get(self, key: _Key) -> str: ...
+    def get_n(self, key: _Key, n: int) -> List[str]: ...
+    def get_bounded(self, key: _Key, loads: Sequence[int], epsilon: float) -> str: ...
     @property
     def nodes(self) -> List[str]: ...
     @property

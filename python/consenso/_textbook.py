@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Literal, Optional, Tuple, Union, cast
 
 from ._consenso import ClosedError, ConsensoError, Node, NotLeaderError, ProposalTimeout
 
@@ -42,7 +42,7 @@ class _InProcessCluster:
             raise ValueError("nodes must name at least one node")
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-        self._protocol = protocol
+        self._protocol = cast(Literal["raft", "paxos", "zab"], protocol)
         self._timeouts = dict(
             election_timeout=election_timeout, heartbeat_interval=heartbeat_interval
         )
@@ -135,8 +135,8 @@ class _InProcessCluster:
             if leader is not None:
                 votes[leader] = votes.get(leader, 0) + 1
         for name, count in votes.items():
-            node = running.get(name)
-            if count > len(self._names) // 2 and node is not None and node.leader == name:
+            claimant = running.get(name)
+            if count > len(self._names) // 2 and claimant is not None and claimant.leader == name:
                 return name
         return None
 
@@ -288,8 +288,9 @@ class Raft(_InProcessCluster):
         with self._lock:
             if name is not None and name in self._applied:
                 return list(self._applied[name])
-            running = [self._applied[n] for n in self._nodes]
-        return list(max(running, key=len, default=[]))
+            running: List[List[bytes]] = [self._applied[n] for n in self._nodes]
+        longest: List[bytes] = max(running, key=len, default=[])
+        return list(longest)
 
     def log_of(self, name: str) -> List[bytes]:
         """The commands node ``name`` applied, in log order (since its last
@@ -318,9 +319,8 @@ class Raft(_InProcessCluster):
     def __enter__(self) -> "Raft":
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
 
 class LeaderElection(_InProcessCluster):
@@ -355,7 +355,6 @@ class LeaderElection(_InProcessCluster):
     def __enter__(self) -> "LeaderElection":
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
