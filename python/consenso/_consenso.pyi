@@ -27,7 +27,7 @@ __version__: str
 def version() -> str:
     """The library version, the same string as the Rust crate's."""
 
-_Key = Union[bytes, str]
+_Key = Union[bytes, bytearray, memoryview, str]
 
 class ConsensoError(Exception):
     """Base class of consenso's errors."""

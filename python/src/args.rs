@@ -15,18 +15,18 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// A hashing key: `bytes`, or `str` (hashed as its UTF-8 bytes).
+/// A hashing key: `bytes`, `bytearray`, `memoryview`, or `str` (hashed as
+/// its UTF-8 bytes).
 pub(crate) fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Cow::Borrowed(b.as_bytes()));
-    }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Cow::Owned(s.to_cow()?.into_owned().into_bytes()));
     }
-    Err(PyTypeError::new_err(format!(
-        "a key must be bytes or str, not {}",
-        type_name(obj)
-    )))
+    bytes_like(obj, "a key").map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a key must be bytes, bytearray, memoryview or str, not {}",
+            type_name(obj)
+        ))
+    })
 }
 
 /// An optional key.

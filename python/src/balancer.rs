@@ -184,7 +184,7 @@ impl LoadBalancer {
         weights: Option<&Bound<'_, PyAny>>,
         hash: Option<&str>,
         bound: Option<f64>,
-        seed: Option<u64>,
+        seed: Option<&Bound<'_, PyAny>>,
         consecutive_failures: Option<u32>,
         ejection_time: Option<f64>,
         max_ejection_time: Option<f64>,
@@ -193,6 +193,10 @@ impl LoadBalancer {
         slow_start: Option<f64>,
         ewma_decay: Option<f64>,
     ) -> PyResult<Self> {
+        let seed = seed
+            .filter(|s| !s.is_none())
+            .map(|s| args::uint64(s, "seed"))
+            .transpose()?;
         let core_policy = self::policy(policy, hash, bound)?;
         let health = health(
             consecutive_failures,

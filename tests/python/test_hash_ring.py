@@ -63,8 +63,12 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="vnodes applies"):
         consenso.HashRing(["a"], algorithm="maglev", vnodes=10)
     ring = consenso.HashRing(["a", "b"])
-    with pytest.raises(TypeError, match="key must be bytes or str"):
+    with pytest.raises(TypeError, match="key must be bytes, bytearray, memoryview or str"):
         ring.get(42)
+    # Every bytes-like form of a key lands where its bytes do.
+    for key in (b"user:42", "user:42"):
+        raw = key.encode() if isinstance(key, str) else key
+        assert ring.get(bytearray(raw)) == ring.get(memoryview(raw)) == ring.get(key)
     for eps in (0.0, -0.5, float("inf")):
         with pytest.raises(ValueError, match="epsilon"):
             ring.get_bounded("k", [0, 0], eps)

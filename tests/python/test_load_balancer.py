@@ -181,8 +181,13 @@ def test_bad_input_raises_clear_errors():
         lb.remove(Node("zz"))
     with pytest.raises(ValueError, match="is not a node"):
         lb.set_weight(Node("zz"), 2)
-    with pytest.raises(TypeError, match="key must be bytes or str"):
+    with pytest.raises(TypeError, match="key must be bytes, bytearray, memoryview or str"):
         lb.pick(key=3.5)
+    for seed in (-1, 2**64, 2**70):
+        with pytest.raises(ValueError, match="seed must be from 0 to 2\\*\\*64-1"):
+            consenso.LoadBalancer(policy="random", seed=seed)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        consenso.LoadBalancer(policy="random", seed=1.5)
     with pytest.raises(ValueError, match="unknown policy"):
         consenso.LoadBalancer(policy="fastest")
     with pytest.raises(ValueError, match="unknown hash"):
