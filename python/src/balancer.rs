@@ -301,15 +301,18 @@ impl LoadBalancer {
     /// ValueError when it is not a node of this balancer.
     fn remove(&self, node: &Bound<'_, PyAny>) -> PyResult<()> {
         let name = args::node_name(node)?;
-        self.inner.remove(&name).map_err(|e| unknown(e, &name))
+        // Without the GIL: a hashing policy rebuilds its table.
+        node.py()
+            .detach(|| self.inner.remove(&name))
+            .map_err(|e| unknown(e, &name))
     }
 
     /// Sets `node`'s weight (an int >= 1), keeping its statistics.
     fn set_weight(&self, node: &Bound<'_, PyAny>, weight: &Bound<'_, PyAny>) -> PyResult<()> {
         let weight = args::weight(weight)?;
         let name = args::node_name(node)?;
-        self.inner
-            .set_weight(&name, weight)
+        node.py()
+            .detach(|| self.inner.set_weight(&name, weight))
             .map_err(|e| unknown(e, &name))
     }
 

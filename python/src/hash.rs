@@ -58,7 +58,11 @@ impl HashRing {
         }
         let weights = args::weights(weights, names.len())?;
         let endpoints: Vec<(&str, u32)> = names.iter().map(|n| n.as_str()).zip(weights).collect();
-        let ring = CoreRing::new(alg, &endpoints).map_err(errors::hash)?;
+        // Without the GIL: a table of thousands of names takes a while.
+        let ring = nodes
+            .py()
+            .detach(|| CoreRing::new(alg, &endpoints))
+            .map_err(errors::hash)?;
         Ok(HashRing {
             ring,
             algorithm: algorithm.to_string(),
