@@ -21,8 +21,10 @@ use consenso::{duration_from_seconds, Index, NodeId, ProposeError};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::PyTraverseError;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
@@ -132,10 +134,36 @@ fn complete(py: Python<'_>, (future, answer): Completion, members: &Members) {
     }
 }
 
+/// A host callback that the node's threads call and the garbage collector
+/// sees (`__traverse__`) and can break (`__clear__`): a node whose
+/// callbacks refer back to it is then collected like any other cycle.
+struct Slot(Mutex<Option<Py<PyAny>>>);
+
+impl Slot {
+    fn new(callback: Option<Py<PyAny>>) -> Arc<Self> {
+        Arc::new(Slot(Mutex::new(callback)))
+    }
+
+    /// The callback, unless the garbage collector cleared it.
+    fn get(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.0.lock().as_ref().map(|c| c.clone_ref(py))
+    }
+
+    fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Never block in a traversal: a slot being read is visited next time.
+        if let Some(guard) = self.0.try_lock() {
+            if let Some(callback) = guard.as_ref() {
+                visit.call(callback)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The host's state machine: the `apply` callback, or none (commands are
 /// only ordered; proposals return `None`).
 struct PyMachine {
-    apply: Option<Py<PyAny>>,
+    apply: Option<Arc<Slot>>,
     errors: Arc<CallbackErrors>,
 }
 
@@ -179,10 +207,15 @@ impl PyMachine {
 
 impl StateMachine for PyMachine {
     fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
-        let Some(apply) = &self.apply else {
+        let Some(slot) = &self.apply else {
             return vec![NONE];
         };
-        match Python::try_attach(|py| self.call(py, apply, index, command)).flatten() {
+        // A cleared `apply` (the node is garbage) cannot apply either.
+        let answer = Python::try_attach(|py| {
+            let apply = slot.get(py)?;
+            self.call(py, &apply, index, command)
+        });
+        match answer.flatten() {
             Some(answer) => answer,
             // A machine that failed cannot go on applying: the node stops
             // as it does when a Rust machine panics (without the panic
@@ -246,6 +279,8 @@ pub struct Node {
     name: String,
     proposal_timeout: Duration,
     errors: Arc<CallbackErrors>,
+    /// `send`, `apply` and `on_state_change`, for the garbage collector.
+    callbacks: [Arc<Slot>; 3],
     /// Where `propose_async` answers go; `None` once closed.
     completer: Arc<Mutex<Completer>>,
 }
@@ -270,17 +305,14 @@ fn election_timeout(obj: &Bound<'_, PyAny>) -> PyResult<(Duration, Duration)> {
 }
 
 /// Sends `bytes` to the member with id `to` through the host's `send`.
-fn send_through(
-    send: &Py<PyAny>,
-    members: &Members,
-    errors: &CallbackErrors,
-    to: NodeId,
-    bytes: &[u8],
-) {
+fn send_through(send: &Slot, members: &Members, errors: &CallbackErrors, to: NodeId, bytes: &[u8]) {
     let Some(name) = members.name(to) else {
         return;
     };
     Python::try_attach(|py| {
+        let Some(send) = send.get(py) else {
+            return;
+        };
         if let Err(e) = send.call1(py, (name, PyBytes::new(py, bytes))) {
             errors.send.fetch_add(1, Relaxed);
             logs::callback_failed(py, "send", e);
@@ -291,7 +323,7 @@ fn send_through(
 /// The `on_state_change` callback for the core: the role in the protocol's
 /// words, the term, and the leader's name.
 fn state_change_callback(
-    callback: Py<PyAny>,
+    callback: Arc<Slot>,
     protocol: ProtocolKind,
     members: Arc<Members>,
     errors: Arc<CallbackErrors>,
@@ -299,6 +331,9 @@ fn state_change_callback(
     Box::new(move |change: RoleChange| {
         let leader = change.leader.and_then(|id| members.name(id));
         Python::try_attach(|py| {
+            let Some(callback) = callback.get(py) else {
+                return;
+            };
             let role = protocol.role_name(change.role);
             if let Err(e) = callback.call1(py, (role, change.epoch, leader)) {
                 errors.on_state_change.fetch_add(1, Relaxed);
@@ -441,16 +476,25 @@ impl Node {
             config.limits.max_bytes_per_message = usize::try_from(m).unwrap_or(usize::MAX);
         }
         let errors = Arc::new(CallbackErrors::default());
+        let slots = [
+            Slot::new(Some(send)),
+            Slot::new(apply),
+            Slot::new(on_state_change),
+        ];
+        let [send, apply, observe] = slots.clone();
         let transport = {
             let (members, errors) = (Arc::clone(&members), Arc::clone(&errors));
             move |to: NodeId, bytes: Vec<u8>| send_through(&send, &members, &errors, to, &bytes)
         };
+        let has_apply = apply.0.lock().is_some();
         let machine = PyMachine {
-            apply,
+            apply: has_apply.then_some(apply),
             errors: Arc::clone(&errors),
         };
-        let observer = on_state_change
-            .map(|cb| state_change_callback(cb, kind, Arc::clone(&members), Arc::clone(&errors)));
+        let observing = observe.0.lock().is_some();
+        let observer = observing.then(|| {
+            state_change_callback(observe, kind, Arc::clone(&members), Arc::clone(&errors))
+        });
         // Opening may recover a long log; node threads may call back at once.
         let node = py
             .detach(|| AnyNode::open(&config, transport, machine, observer))
@@ -468,6 +512,7 @@ impl Node {
             proposal_timeout: config.proposal_timeout,
             errors,
             completer,
+            callbacks: slots,
         })
     }
 
@@ -684,6 +729,23 @@ impl Node {
     fn close(&self, py: Python<'_>) {
         // Later futures fail at once; pending ones get `ClosedError`.
         py.detach(|| finish(&self.node, &self.completer));
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for slot in &self.callbacks {
+            slot.visit(&visit)?;
+        }
+        Ok(())
+    }
+
+    /// Breaks a cycle through the callbacks: they are dropped, so the node
+    /// sends nothing more and stops at its next `apply`; it is closed when
+    /// collected.
+    fn __clear__(&self) {
+        for slot in &self.callbacks {
+            let callback = slot.0.lock().take();
+            drop(callback);
+        }
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

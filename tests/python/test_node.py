@@ -481,6 +481,31 @@ def test_fifty_create_close_cycles_leave_no_threads():
     wait_until(lambda: _threads() <= before, timeout=5)
 
 
+def test_a_node_whose_callbacks_refer_to_it_is_collected():
+    import weakref
+
+    gc.collect()
+    before = _threads()
+
+    class Owner:
+        def __init__(self):
+            self.node = consenso.Node("a", ["a"], send=self.send, apply=self.apply, **FAST)
+
+        def send(self, to, data):
+            pass
+
+        def apply(self, index, command):
+            return command
+
+    owner = Owner()
+    wait_until(lambda: owner.node.leader == "a")
+    assert owner.node.propose(b"x", timeout=5) == b"x"
+    gone = weakref.ref(owner)
+    del owner
+    gc.collect()
+    wait_until(lambda: gone() is None and _threads() <= before, timeout=10)
+
+
 def test_interpreter_exit_with_nodes_open_neither_hangs_nor_crashes():
     script = """
 import consenso, time
