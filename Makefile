@@ -138,6 +138,7 @@ bench-python: python-install
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check "./python[bench]"
 	$(VENV_PY) python/benches/bench_pick.py
 	$(VENV_PY) python/benches/bench_build.py
+	$(VENV_PY) python/benches/bench_node.py
 	$(VENV_PY) python/benches/bench_vs_pysyncobj.py
 
 # A longer simulator run: 100,000 seeds per protocol (about 3 minutes each).

@@ -14,6 +14,7 @@ __all__ = [
     "Lease",
     "HashRing",
     "Node",
+    "LocalNetwork",
     "_close_all",
     "ConsensoError",
     "NoEndpointsError",
@@ -85,7 +86,7 @@ class Node:
         name: str,
         peers: Iterable[str],
         *,
-        send: Callable[[str, bytes], None],
+        send: Union[Callable[[str, bytes], None], "LocalNetwork"],
         apply: Optional[Callable[[int, bytes], Optional[bytes]]] = None,
         on_state_change: Optional[Callable[[str, int, Optional[str]], None]] = None,
         protocol: Optional[_Protocol] = None,
@@ -125,6 +126,20 @@ class Node:
     def __exit__(self, *exc: Any) -> bool: ...
 
 def _close_all() -> None: ...
+
+@final
+class LocalNetwork:
+    """An in-process network for nodes of this process (see help(consenso.LocalNetwork))."""
+
+    def __new__(cls) -> Self: ...
+    def partition(self, *groups: Iterable[str]) -> None: ...
+    def isolate(self, name: str) -> None: ...
+    def cut_one_way(self, sender: str, receiver: str) -> None: ...
+    def heal(self) -> None: ...
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
 
 class _NodeStats(TypedDict):
     node: Any

@@ -10,10 +10,16 @@ import shutil
 import tempfile
 import threading
 import time
-import weakref
 from typing import Dict, Iterable, List, Literal, Optional, Tuple, Union, cast
 
-from ._consenso import ClosedError, ConsensoError, Node, NotLeaderError, ProposalTimeout
+from ._consenso import (
+    ClosedError,
+    ConsensoError,
+    LocalNetwork,
+    Node,
+    NotLeaderError,
+    ProposalTimeout,
+)
 
 __all__ = ["LeaderElection", "Raft"]
 
@@ -49,8 +55,10 @@ class _InProcessCluster:
         self._lock = threading.Lock()
         self._nodes: Dict[str, Node] = {}
         self._applied: Dict[str, List[bytes]] = {}
-        # Each node's partition: nodes talk only within one.
-        self._side: Dict[str, int] = {n: 0 for n in self._names}
+        self._members = frozenset(self._names)
+        # Messages between the nodes go through the core's in-process
+        # network, in Rust: no Python callback, no GIL.
+        self._network = LocalNetwork()
         self._dir = tempfile.mkdtemp(prefix="consenso-")
         self._closed = False
         try:
@@ -62,24 +70,9 @@ class _InProcessCluster:
 
     def _start(self, name: str) -> None:
         applied: List[bytes] = []
+        # `apply` holds no reference to the cluster: an unclosed cluster is
+        # collected (and closed by __del__).
         lock = self._lock
-        # The node's threads hold `send`: a weak reference lets an unclosed
-        # cluster be collected (and closed by __del__).
-        cluster = weakref.ref(self)
-
-        def send(to: str, data: bytes) -> None:
-            me = cluster()
-            if me is None:
-                return
-            with lock:
-                peer = me._nodes.get(to)
-                apart = me._side.get(name) != me._side.get(to)
-            if peer is None or apart:
-                return
-            try:
-                peer.receive(name, data)
-            except ConsensoError:
-                pass  # stopped meanwhile, or overloaded: as if the message was lost
 
         def apply(index: int, command: bytes) -> bytes:
             with lock:
@@ -89,7 +82,7 @@ class _InProcessCluster:
         node = Node(
             name,
             self._names,
-            send=send,
+            send=self._network,
             apply=apply,
             protocol=self._protocol,
             data_dir=f"{self._dir}/{self._names.index(name)}",
@@ -103,7 +96,7 @@ class _InProcessCluster:
         with self._lock:
             if self._closed:
                 raise ClosedError("the cluster is closed")
-            if name not in self._side:
+            if name not in self._members:
                 raise ValueError(f"{name!r} is not a node of this cluster")
             node = self._nodes.get(name)
         if node is None:
@@ -177,7 +170,7 @@ class _InProcessCluster:
         with self._lock:
             if self._closed:
                 raise ClosedError("the cluster is closed")
-            if name not in self._side:
+            if name not in self._members:
                 raise ValueError(f"{name!r} is not a node of this cluster")
             if name in self._nodes:
                 raise ConsensoError(f"{name!r} is running")
@@ -186,26 +179,25 @@ class _InProcessCluster:
     def partition(self, *groups: Iterable[str]) -> None:
         """Splits the network: nodes talk only within their group; nodes
         named in no group are cut off alone."""
-        side: Dict[str, int] = {}
-        for i, group in enumerate(groups):
+        named: List[List[str]] = []
+        seen: set = set()
+        for group in groups:
             if isinstance(group, str):
                 raise TypeError("each group must be an iterable of names, not a str")
-            for name in group:
-                if name not in self._side:
+            names = list(group)
+            for name in names:
+                if name not in self._members:
                     raise ValueError(f"{name!r} is not a node of this cluster")
-                if name in side:
+                if name in seen:
                     raise ValueError(f"{name!r} is in two groups")
-                side[name] = i
-        loners = (n for n in self._names if n not in side)
-        for j, name in enumerate(loners):
-            side[name] = len(groups) + j
-        with self._lock:
-            self._side = side
+                seen.add(name)
+            named.append(names)
+        loners = [[n] for n in self._names if n not in seen]
+        self._network.partition(*named, *loners)
 
     def heal(self) -> None:
         """Ends every partition."""
-        with self._lock:
-            self._side = {n: 0 for n in self._names}
+        self._network.heal()
 
     def close(self) -> None:
         """Stops every node and removes their data. Idempotent."""

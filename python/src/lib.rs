@@ -5,7 +5,7 @@
 //! and errors and holds no balancing or hashing logic. Where things live:
 //! argument conversion in `args`, exceptions in `errors`, the bridge to
 //! Python's `logging` in `logs`, then one module per class family
-//! (`balancer`, `hash`, `node`).
+//! (`balancer`, `hash`, `network`, `node`).
 
 use pyo3::prelude::*;
 
@@ -14,6 +14,7 @@ mod balancer;
 mod errors;
 mod hash;
 mod logs;
+mod network;
 mod node;
 
 /// The library version, the same string as the Rust crate's.
@@ -31,6 +32,7 @@ fn _consenso(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<balancer::Lease>()?;
     m.add_class::<hash::HashRing>()?;
     m.add_class::<node::Node>()?;
+    m.add_class::<network::LocalNetwork>()?;
     m.add_function(wrap_pyfunction!(node::_close_all, m)?)?;
     m.add("ConsensoError", py.get_type::<errors::ConsensoError>())?;
     m.add(

@@ -13,9 +13,11 @@
 use crate::args;
 use crate::errors;
 use crate::logs;
+use crate::network::LocalNetwork;
 use consenso::consensus::{ProtocolKind, RoleChange};
+use consenso::local::LocalTransport;
 use consenso::runtime::{
-    AnyNode, AnyNodeConfig, Members, StateChangeCallback, StateMachine, Status, Timeouts,
+    AnyNode, AnyNodeConfig, Members, StateChangeCallback, StateMachine, Status, Timeouts, Transport,
 };
 use consenso::{duration_from_seconds, Index, NodeId, ProposeError};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -255,7 +257,9 @@ fn unframe(py: Python<'_>, framed: &[u8]) -> Py<PyAny> {
 ///     peers: every member's name, this node's included (the same set on
 ///         every node, in any order).
 ///     send: ``send(to: str, data: bytes) -> None``; called from node
-///         threads, it should not block for long.
+///         threads, it should not block for long. Or a ``LocalNetwork``
+///         shared by nodes of this process: messages then go in Rust,
+///         without the GIL.
 ///     apply: ``apply(index: int, command: bytes) -> bytes | None``, or
 ///         ``None`` to only order commands.
 ///     on_state_change: ``cb(role: str, term: int, leader: str | None)``.
@@ -302,6 +306,30 @@ fn election_timeout(obj: &Bound<'_, PyAny>) -> PyResult<(Duration, Duration)> {
     }
     let t = secs(obj)?;
     Ok((t, t.saturating_mul(2)))
+}
+
+/// How a node's messages leave: the host's `send` callback, or an
+/// in-process `LocalNetwork` (no Python, no GIL).
+enum HostTransport {
+    Python {
+        send: Arc<Slot>,
+        members: Arc<Members>,
+        errors: Arc<CallbackErrors>,
+    },
+    Local(LocalTransport),
+}
+
+impl Transport for HostTransport {
+    fn send(&self, to: NodeId, bytes: Vec<u8>) {
+        match self {
+            HostTransport::Python {
+                send,
+                members,
+                errors,
+            } => send_through(send, members, errors, to, &bytes),
+            HostTransport::Local(t) => t.send(to, bytes),
+        }
+    }
 }
 
 /// Sends `bytes` to the member with id `to` through the host's `send`.
@@ -426,8 +454,18 @@ impl Node {
         let members =
             Arc::new(Members::new(args::strings(peers, "peers")?).map_err(errors::config)?);
         let id = members.member_id(&name).map_err(errors::config)?;
-        let send = args::callback(Some(send), "send")?
-            .ok_or_else(|| PyTypeError::new_err("send must be callable, not None"))?;
+        // A LocalNetwork carries messages in Rust; anything else is the
+        // host's callback.
+        let network = send
+            .cast::<LocalNetwork>()
+            .ok()
+            .map(|n| n.get().inner.clone());
+        let send = match network {
+            Some(_) => None,
+            None => Some(args::callback(Some(send), "send")?.ok_or_else(|| {
+                PyTypeError::new_err("send must be callable or a LocalNetwork, not None")
+            })?),
+        };
         let apply = args::callback(apply, "apply")?;
         let on_state_change = args::callback(on_state_change, "on_state_change")?;
         let protocol_name = match protocol {
@@ -477,14 +515,18 @@ impl Node {
         }
         let errors = Arc::new(CallbackErrors::default());
         let slots = [
-            Slot::new(Some(send)),
+            Slot::new(send),
             Slot::new(apply),
             Slot::new(on_state_change),
         ];
         let [send, apply, observe] = slots.clone();
-        let transport = {
-            let (members, errors) = (Arc::clone(&members), Arc::clone(&errors));
-            move |to: NodeId, bytes: Vec<u8>| send_through(&send, &members, &errors, to, &bytes)
+        let transport = match &network {
+            Some(net) => HostTransport::Local(net.transport(id)),
+            None => HostTransport::Python {
+                send,
+                members: Arc::clone(&members),
+                errors: Arc::clone(&errors),
+            },
         };
         let has_apply = apply.0.lock().is_some();
         let machine = PyMachine {
@@ -499,6 +541,9 @@ impl Node {
         let node = py
             .detach(|| AnyNode::open(&config, transport, machine, observer))
             .map_err(errors::start)?;
+        if let Some(net) = &network {
+            net.register(id, node.inbox());
+        }
         let node = Arc::new(node);
         let completer = Arc::new(Mutex::new(spawn_completer(Arc::clone(&members))?));
         let mut live = LIVE.lock();

@@ -528,3 +528,46 @@ print("exiting with nodes open", flush=True)
     )
     assert done.returncode == 0, done.stderr
     assert "exiting with nodes open" in done.stdout
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_nodes_on_a_local_network(protocol):
+    net = consenso.LocalNetwork()
+    applied = {n: [] for n in NAMES}
+    nodes = {
+        n: consenso.Node(n, NAMES, send=net, protocol=protocol,
+                         apply=lambda i, c, n=n: applied[n].append(c), **FAST)
+        for n in NAMES
+    }
+    try:
+        c = Cluster.__new__(Cluster)
+        c.nodes = nodes
+        leader = c.leader()
+        for i in range(100):
+            nodes[leader].propose(f"c{i}".encode(), timeout=5)
+        wait_until(lambda: all(len(a) == 100 for a in applied.values()))
+        assert applied["n1"] == applied["n2"] == applied["n3"]
+        assert net.delivered > 0 and "LocalNetwork" in repr(net)
+        # The leader cut off: its proposals do not commit; the others elect.
+        net.isolate(leader)
+        with pytest.raises((consenso.NotLeaderError, consenso.ProposalTimeout)):
+            nodes[leader].propose(b"lost", timeout=0.3)
+        others = [n for n in NAMES if n != leader]
+        new = c.leader(among=others)
+        nodes[new].propose(b"after", timeout=5)
+        dropped = net.dropped
+        assert dropped > 0
+        net.heal()
+        wait_until(lambda: b"after" in applied[leader])
+        assert b"lost" not in applied[new]
+        net.partition([leader], others)
+        net.heal()
+        net.cut_one_way(others[0], others[1])
+        net.heal()
+        with pytest.raises(TypeError, match="each group"):
+            net.partition("n1")
+        with pytest.raises(TypeError, match="name must be a str"):
+            net.isolate(1)
+    finally:
+        for node in nodes.values():
+            node.close()

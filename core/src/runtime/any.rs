@@ -4,7 +4,7 @@
 //! things with the same words.
 
 use super::config::{NodeConfig, SnapshotPolicy};
-use super::node::{wait_for, Node, ReceiveError, StartError};
+use super::node::{wait_for, Inbox, Node, ReceiveError, StartError};
 use super::status::Status;
 use super::{ProposeCallback, ReadCallback, StateChangeCallback, StateMachine, Transport};
 use crate::consensus::paxos::{MultiPaxos, PaxosConfig};
@@ -18,6 +18,7 @@ use crate::storage::FileOptions;
 use crate::types::{Index, NodeId};
 use bytes::Bytes;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The shortest heartbeat interval a node takes.
@@ -278,6 +279,7 @@ trait ErasedNode: Send + Sync {
     fn is_closed(&self) -> bool;
     fn is_node_thread(&self) -> bool;
     fn shutdown(&self);
+    fn inbox(&self) -> Arc<dyn Inbox>;
 }
 
 impl<P: Protocol> ErasedNode for Node<P> {
@@ -301,6 +303,9 @@ impl<P: Protocol> ErasedNode for Node<P> {
     }
     fn shutdown(&self) {
         Node::shutdown(self)
+    }
+    fn inbox(&self) -> Arc<dyn Inbox> {
+        (**self).inbox()
     }
 }
 
@@ -464,6 +469,13 @@ impl AnyNode {
     /// True once the node was shut down or stopped on an error.
     pub fn is_closed(&self) -> bool {
         self.node.is_closed()
+    }
+
+    /// A handle that delivers envelopes to this node, for in-process
+    /// transports ([`crate::local::LocalNetwork::register`]); after shutdown
+    /// it rejects everything with `Closed`.
+    pub fn inbox(&self) -> Arc<dyn Inbox> {
+        self.node.inbox()
     }
 
     /// True when the calling thread is one of this node's threads.
