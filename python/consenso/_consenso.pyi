@@ -173,8 +173,10 @@ class LoadBalancer:
     policy: "random", "round_robin", "weighted_round_robin",
     "least_connections", "least_response_time" or "consistent_hash"
     (hash="ring" | "maglev" | "jump" | "rendezvous"; bound=1.25 for
-    bounded loads). Nodes are known by name: a str node is its own name,
-    else its `name` attribute if that is a str, else str(node).
+    bounded loads). A node is known by the name it is added under: a str
+    node is its own name; else its `name` attribute (a str); else
+    str(node) when its type defines __str__ or __repr__ (never a memory
+    address). Renaming a node later does not lose it.
     """
 
     def __new__(

@@ -69,10 +69,13 @@ pub(crate) fn weights(weights: Option<&Bound<'_, PyAny>>, nodes: usize) -> PyRes
     Ok(weights)
 }
 
-/// The name a node is known by: a `str` node is its own name; otherwise its
-/// `name` attribute when that is a `str`; otherwise `str(node)`. Consistent
-/// hashing places nodes by name, so give nodes a stable `name` to keep
-/// placements across processes.
+/// The name a node is known by when it is added: a `str` node is its own
+/// name; a node with a `name` attribute is known by it (a `str`, else a
+/// `TypeError`); otherwise `str(node)`, when its type defines `__str__` or
+/// `__repr__` (an `int` is "5"). An object with neither would be named by
+/// its memory address, which changes from run to run: a `TypeError`.
+/// Consistent hashing places nodes by name, so a name should be stable
+/// across processes.
 pub(crate) fn node_name(node: &Bound<'_, PyAny>) -> PyResult<String> {
     let py = node.py();
     if let Ok(s) = node.cast::<PyString>() {
@@ -80,12 +83,28 @@ pub(crate) fn node_name(node: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     match node.getattr(intern!(py, "name")) {
         Ok(name) => {
-            if let Ok(s) = name.cast::<PyString>() {
-                return Ok(s.to_cow()?.into_owned());
-            }
+            return match name.cast::<PyString>() {
+                Ok(s) => Ok(s.to_cow()?.into_owned()),
+                Err(_) => Err(PyTypeError::new_err(format!(
+                    "a node's name attribute must be a str, not {}",
+                    type_name(&name)
+                ))),
+            };
         }
         Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
         Err(e) => return Err(e),
+    }
+    let object = py.get_type::<pyo3::types::PyAny>();
+    let ty = node.get_type();
+    let own = |method: &Bound<'_, pyo3::types::PyString>| -> PyResult<bool> {
+        Ok(!ty.getattr(method)?.is(&object.getattr(method)?))
+    };
+    if !own(intern!(py, "__str__"))? && !own(intern!(py, "__repr__"))? {
+        return Err(PyTypeError::new_err(format!(
+            "a node needs a stable name: a str, a str name attribute, or a __str__ \
+             of its own ({} has none)",
+            type_name(node)
+        )));
     }
     Ok(node.str()?.to_cow()?.into_owned())
 }

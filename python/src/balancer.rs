@@ -97,6 +97,22 @@ impl LoadBalancer {
         Ok(())
     }
 
+    /// The name `node` was added under: the endpoint holding this very
+    /// object (so a node renamed since is still found), else the name it
+    /// has now.
+    fn added_name(&self, node: &Bound<'_, PyAny>) -> PyResult<String> {
+        let mut found = None;
+        self.inner.for_each_endpoint(|_, name, a| {
+            if found.is_none() && node_of(a).is_some_and(|n| n.as_ptr() == node.as_ptr()) {
+                found = Some(name.to_owned());
+            }
+        });
+        match found {
+            Some(name) => Ok(name),
+            None => args::node_name(node),
+        }
+    }
+
     fn add_node(&self, node: &Bound<'_, PyAny>, weight: u32) -> PyResult<()> {
         let name = args::node_name(node)?;
         let attachment: Attachment = Arc::new(node.clone().unbind());
@@ -300,7 +316,7 @@ impl LoadBalancer {
     /// Removes `node`; requests in flight on it finish normally. Raises
     /// ValueError when it is not a node of this balancer.
     fn remove(&self, node: &Bound<'_, PyAny>) -> PyResult<()> {
-        let name = args::node_name(node)?;
+        let name = self.added_name(node)?;
         // Without the GIL: a hashing policy rebuilds its table.
         node.py()
             .detach(|| self.inner.remove(&name))
@@ -310,7 +326,7 @@ impl LoadBalancer {
     /// Sets `node`'s weight (an int >= 1), keeping its statistics.
     fn set_weight(&self, node: &Bound<'_, PyAny>, weight: &Bound<'_, PyAny>) -> PyResult<()> {
         let weight = args::weight(weight)?;
-        let name = args::node_name(node)?;
+        let name = self.added_name(node)?;
         node.py()
             .detach(|| self.inner.set_weight(&name, weight))
             .map_err(|e| unknown(e, &name))
@@ -370,7 +386,12 @@ impl LoadBalancer {
     }
 
     fn __contains__(&self, node: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.inner.contains(&args::node_name(node)?))
+        match self.added_name(node) {
+            Ok(name) => Ok(self.inner.contains(&name)),
+            // Nothing without a name was ever added.
+            Err(e) if e.is_instance_of::<PyTypeError>(node.py()) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn __repr__(&self) -> String {

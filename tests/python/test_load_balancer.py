@@ -53,7 +53,10 @@ def test_an_exception_in_process_counts_as_a_failure_and_propagates():
 
 
 def test_a_node_without_process_is_a_failure_not_a_crash():
-    lb = consenso.LoadBalancer([object()], policy="random")
+    class NoProcess:
+        name = "np"
+
+    lb = consenso.LoadBalancer([NoProcess()], policy="random")
     with pytest.raises(AttributeError):
         lb.request(1)
     assert lb.stats()[0]["failures"] == 1
@@ -361,3 +364,31 @@ def test_a_single_string_is_not_a_list_of_nodes():
 def test_tiny_times_are_not_zero():
     # A decay below a nanosecond is the shortest decay, not a refused zero.
     consenso.LoadBalancer(nodes("a"), policy="least_response_time", ewma_decay=1e-10)
+
+
+def test_a_node_is_known_by_the_name_it_was_added_under():
+    a, b = nodes("a", "b")
+    lb = consenso.LoadBalancer([a, b], policy="round_robin")
+    a.name = "renamed"
+    assert a in lb, "the object added is found whatever its name is now"
+    lb.set_weight(a, 3)
+    assert {s["name"]: s["weight"] for s in lb.stats()} == {"a": 3, "b": 1}
+    lb.remove(a)
+    assert a not in lb and len(lb) == 1
+    # A node is named by a str name attribute, by itself when a str, or by
+    # its own __str__/__repr__ (an int is "5"); never by a memory address.
+    lb.add(5)
+    assert 5 in lb and "5" in [s["name"] for s in lb.stats()]
+
+    class Nameless:
+        pass
+
+    with pytest.raises(TypeError, match="stable name"):
+        lb.add(Nameless())
+    assert Nameless() not in lb
+
+    class BadName:
+        name = 7
+
+    with pytest.raises(TypeError, match="name attribute must be a str, not int"):
+        lb.add(BadName())
