@@ -34,7 +34,7 @@ class Server:
         return f"{self.name} handled {request}"
 
 
-def show(title: str, lb: consenso.LoadBalancer, requests: int) -> None:
+def show(title: str, lb: consenso.LoadBalancer[Server], requests: int) -> None:
     counts: collections.Counter[str] = collections.Counter()
     for r in range(requests):
         counts[lb.request(f"req-{r}").split()[0]] += 1

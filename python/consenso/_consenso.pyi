@@ -3,7 +3,7 @@
 import asyncio
 import concurrent.futures
 import os
-from typing import Any, Callable, Iterable, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
+from typing import Any, Callable, Generic, Iterable, List, Literal, Optional, Sequence, Tuple, TypedDict, TypeVar, Union
 
 from typing_extensions import Self, disjoint_base, final
 
@@ -49,6 +49,16 @@ class ProposalTimeout(ConsensoError, TimeoutError):
 
 _BytesLike = Union[bytes, bytearray, memoryview]
 _Protocol = Literal["raft", "paxos", "zab"]
+_Policy = Literal[
+    "random",
+    "round_robin",
+    "weighted_round_robin",
+    "least_connections",
+    "least_response_time",
+    "consistent_hash",
+]
+_Hash = Literal["ring", "maglev", "jump", "rendezvous"]
+_N = TypeVar("_N")
 
 class _NodeStatus(TypedDict):
     id: str
@@ -153,21 +163,23 @@ class _NodeStats(TypedDict):
     ejections: int
 
 @final
-class Lease:
+class Lease(Generic[_N]):
     """A picked node held in flight until the `with` block ends or `finish`."""
 
     @property
-    def node(self) -> Any: ...
+    def node(self) -> _N: ...
     @property
     def active(self) -> bool: ...
     def finish(self, success: bool = True, latency: Optional[float] = None) -> None:
         """Records the outcome and latency (seconds; default: since the pick).
         Raises ConsensoError when already finished."""
-    def __enter__(self) -> Any: ...
+    def __enter__(self) -> _N: ...
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool: ...
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> Any: ...
 
 @final
-class LoadBalancer:
+class LoadBalancer(Generic[_N]):
     """A load balancer over Python objects; thread-safe, lock-free picks.
 
     policy: "random", "round_robin", "weighted_round_robin",
@@ -181,11 +193,11 @@ class LoadBalancer:
 
     def __new__(
         cls,
-        nodes: Optional[Iterable[Any]] = None,
-        policy: str = "random",
+        nodes: Optional[Iterable[_N]] = None,
+        policy: _Policy = "random",
         *,
         weights: Optional[Sequence[int]] = None,
-        hash: Optional[str] = None,
+        hash: Optional[_Hash] = None,
         bound: Optional[float] = None,
         seed: Optional[int] = None,
         consecutive_failures: Optional[int] = None,
@@ -195,7 +207,7 @@ class LoadBalancer:
         panic_threshold: Optional[float] = None,
         slow_start: Optional[float] = None,
         ewma_decay: Optional[float] = None,
-    ) -> Self:
+    ) -> "LoadBalancer[_N]":
         """Health settings left None keep the library's defaults: eject after
         5 consecutive failures for 30 s, growing to at most 300 s; at most
         half the nodes ejected; panic mode below half healthy; no slow start;
@@ -208,24 +220,26 @@ class LoadBalancer:
     def request(self, request: Any, key: Optional[_Key] = None) -> Any:
         """node.process(request) on the chosen node; records latency and
         outcome; an exception counts as a failure and propagates."""
-    def pick(self, key: Optional[_Key] = None) -> Any:
+    def pick(self, key: Optional[_Key] = None) -> _N:
         """The chosen node, untracked."""
-    def acquire(self, key: Optional[_Key] = None) -> Lease:
+    def acquire(self, key: Optional[_Key] = None) -> Lease[_N]:
         """The chosen node, held in flight: `with lb.acquire() as node:`."""
-    def add(self, node: Any, weight: Optional[int] = None) -> None: ...
+    def add(self, node: _N, weight: Optional[int] = None) -> None: ...
     def extend(
-        self, nodes: Iterable[Any], weights: Optional[Iterable[int]] = None
+        self, nodes: Iterable[_N], weights: Optional[Iterable[int]] = None
     ) -> None:
         """Adds all of nodes in one rebuild; all or nothing."""
-    def remove(self, node: Any) -> None: ...
-    def set_weight(self, node: Any, weight: int) -> None: ...
+    def remove(self, node: _N) -> None: ...
+    def set_weight(self, node: _N, weight: int) -> None: ...
     def stats(self) -> List[_NodeStats]: ...
     @property
-    def nodes(self) -> List[Any]: ...
+    def nodes(self) -> List[_N]: ...
     @property
-    def policy(self) -> str: ...
+    def policy(self) -> _Policy: ...
     def __len__(self) -> int: ...
-    def __contains__(self, key: Any, /) -> bool: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    @classmethod
+    def __class_getitem__(cls, item: Any) -> Any: ...
 
 @final
 class HashRing:
@@ -235,7 +249,7 @@ class HashRing:
     def __new__(
         cls,
         nodes: Iterable[str],
-        algorithm: str = "ring",
+        algorithm: _Hash = "ring",
         *,
         weights: Optional[Sequence[int]] = None,
         vnodes: Optional[int] = None,
@@ -247,5 +261,5 @@ class HashRing:
     @property
     def nodes(self) -> List[str]: ...
     @property
-    def algorithm(self) -> str: ...
+    def algorithm(self) -> _Hash: ...
     def __len__(self) -> int: ...

@@ -16,11 +16,21 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 use pyo3::PyTraverseError;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// `cls[item]` as `types.GenericAlias` makes it (what `list[int]` is).
+fn generic_alias(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let py = cls.py();
+    Ok(py
+        .import("types")?
+        .getattr("GenericAlias")?
+        .call1((cls, item))?
+        .unbind())
+}
 
 /// The node object attached to an endpoint.
 fn node_of(attachment: Option<&(dyn Any + Send + Sync)>) -> Option<&Py<PyAny>> {
@@ -37,8 +47,31 @@ fn unknown(e: BalanceError, name: &str) -> PyErr {
     }
 }
 
-/// A load balancer over Python objects. Thread-safe: any thread may pick,
-/// request, add or remove at once. Picks are lock-free in the core.
+/// A load balancer over Python objects: ``lb.request(req)`` calls
+/// ``node.process(req)`` on the node the policy picks. Thread-safe: any
+/// thread may pick, request, add or remove at once; picks are lock-free.
+///
+/// Args:
+///     nodes: the nodes (any objects). A node is known by the name it is
+///         added under: a str node is its own name; else its ``name``
+///         attribute (a str); else ``str(node)`` when its type defines one.
+///     policy: ``"random"``, ``"round_robin"``, ``"weighted_round_robin"``,
+///         ``"least_connections"``, ``"least_response_time"`` (power of two
+///         choices over peak EWMA latency) or ``"consistent_hash"``.
+///     weights: one int >= 1 per node; weights count under every policy.
+///     hash: for ``consistent_hash``: ``"ring"``, ``"maglev"``, ``"jump"``
+///         or ``"rendezvous"``.
+///     bound: for ``consistent_hash``: bounded loads, a node takes at most
+///         ``bound`` times the mean (e.g. 1.25).
+///     seed: seeds the random choices (an int from 0 to 2**64-1).
+///     consecutive_failures: failures in a row that eject a node (5).
+///     ejection_time: seconds a first ejection lasts (30), doubling up to
+///         ``max_ejection_time`` (300).
+///     max_ejected_share: most of the nodes ejected at once (0.5).
+///     panic_threshold: below this share of healthy nodes, pick among all
+///         (0.5).
+///     slow_start: seconds over which a new or returning node ramps up (0).
+///     ewma_decay: seconds over which latency observations fade (10).
 #[pyclass(frozen, module = "consenso")]
 pub struct LoadBalancer {
     inner: Balancer,
@@ -394,6 +427,13 @@ impl LoadBalancer {
         }
     }
 
+    /// ``LoadBalancer[Server]``: the balancer's type with its node type, for
+    /// annotations.
+    #[classmethod]
+    fn __class_getitem__(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        generic_alias(cls, item)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "LoadBalancer(policy='{}', nodes={})",
@@ -493,6 +533,12 @@ impl Lease {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.node)
+    }
+
+    /// ``Lease[Server]``, for annotations.
+    #[classmethod]
+    fn __class_getitem__(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        generic_alias(cls, item)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

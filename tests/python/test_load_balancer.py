@@ -392,3 +392,11 @@ def test_a_node_is_known_by_the_name_it_was_added_under():
 
     with pytest.raises(TypeError, match="name attribute must be a str, not int"):
         lb.add(BadName())
+
+
+def test_the_balancer_is_generic_in_its_node_type():
+    alias = consenso.LoadBalancer[Node]
+    assert alias.__origin__ is consenso.LoadBalancer and alias.__args__ == (Node,)
+    assert consenso.Lease[Node].__origin__ is consenso.Lease
+    assert "consistent_hash" in consenso.LoadBalancer.__doc__
+    assert "ewma_decay" in consenso.LoadBalancer.__doc__
