@@ -94,6 +94,27 @@ impl LocalNetwork {
         self.inner.inboxes.write().insert(id, inbox);
     }
 
+    /// Routes envelopes for `id` to `inbox` unless a node still running has
+    /// that id here: returns false then, and changes nothing (a closed
+    /// node's place is taken, as a restart does).
+    pub fn register_new(&self, id: NodeId, inbox: Arc<dyn Inbox>) -> bool {
+        let mut inboxes = self.inner.inboxes.write();
+        if inboxes.get(&id).is_some_and(|i| !i.is_closed()) {
+            return false;
+        }
+        inboxes.insert(id, inbox);
+        true
+    }
+
+    /// True when a node still running has `id` on this network.
+    pub fn has_running(&self, id: NodeId) -> bool {
+        self.inner
+            .inboxes
+            .read()
+            .get(&id)
+            .is_some_and(|i| !i.is_closed())
+    }
+
     /// Stops routing to `id`; its envelopes are dropped.
     pub fn unregister(&self, id: NodeId) {
         self.inner.inboxes.write().remove(&id);

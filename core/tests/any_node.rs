@@ -301,3 +301,33 @@ fn bad_settings_start_nothing() {
     drop(first);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A LocalNetwork takes one running node per id; a closed node's place is
+/// taken (a restart).
+#[test]
+fn a_local_network_takes_one_running_node_per_id() {
+    let net = consenso::local::LocalNetwork::new();
+    let id = Members::id_for("solo");
+    let open = || {
+        AnyNode::open(
+            &config(ProtocolKind::Raft, id, &[id]),
+            net.transport(id),
+            Recorder::default(),
+            None,
+        )
+        .unwrap()
+    };
+    let first = open();
+    assert!(!net.has_running(id));
+    assert!(net.register_new(id, first.inbox()));
+    assert!(net.has_running(id));
+    let second = open();
+    assert!(
+        !net.register_new(id, second.inbox()),
+        "a running node was replaced"
+    );
+    first.shutdown();
+    assert!(!net.has_running(id));
+    assert!(net.register_new(id, second.inbox()));
+    assert!(net.has_running(id));
+}

@@ -130,20 +130,35 @@ impl LoadBalancer {
         Ok(())
     }
 
-    /// The name `node` was added under: the endpoint holding this very
-    /// object (so a node renamed since is still found), else the name it
-    /// has now.
-    fn added_name(&self, node: &Bound<'_, PyAny>) -> PyResult<String> {
+    /// The name `node` was added under, if it is a node of this balancer:
+    /// the endpoint holding this very object (so a node renamed since is
+    /// still found, and another object with its name is not it); a `str`
+    /// node by its name.
+    fn added_name(&self, node: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let mut found = None;
         self.inner.for_each_endpoint(|_, name, a| {
             if found.is_none() && node_of(a).is_some_and(|n| n.as_ptr() == node.as_ptr()) {
                 found = Some(name.to_owned());
             }
         });
-        match found {
-            Some(name) => Ok(name),
-            None => args::node_name(node),
+        if found.is_none() {
+            if let Ok(s) = node.cast::<PyString>() {
+                let name = s.to_cow()?.into_owned();
+                found = self.inner.contains(&name).then_some(name);
+            }
         }
+        Ok(found)
+    }
+
+    /// The name `node` was added under, or `ValueError`.
+    fn known_name(&self, node: &Bound<'_, PyAny>) -> PyResult<String> {
+        self.added_name(node)?.ok_or_else(|| {
+            let shown = node
+                .repr()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| "the node".into());
+            PyValueError::new_err(format!("{shown} is not a node of this load balancer"))
+        })
     }
 
     fn add_node(&self, node: &Bound<'_, PyAny>, weight: u32) -> PyResult<()> {
@@ -349,7 +364,7 @@ impl LoadBalancer {
     /// Removes `node`; requests in flight on it finish normally. Raises
     /// ValueError when it is not a node of this balancer.
     fn remove(&self, node: &Bound<'_, PyAny>) -> PyResult<()> {
-        let name = self.added_name(node)?;
+        let name = self.known_name(node)?;
         // Without the GIL: a hashing policy rebuilds its table.
         node.py()
             .detach(|| self.inner.remove(&name))
@@ -359,7 +374,7 @@ impl LoadBalancer {
     /// Sets `node`'s weight (an int >= 1), keeping its statistics.
     fn set_weight(&self, node: &Bound<'_, PyAny>, weight: &Bound<'_, PyAny>) -> PyResult<()> {
         let weight = args::weight(weight)?;
-        let name = self.added_name(node)?;
+        let name = self.known_name(node)?;
         node.py()
             .detach(|| self.inner.set_weight(&name, weight))
             .map_err(|e| unknown(e, &name))
@@ -419,12 +434,7 @@ impl LoadBalancer {
     }
 
     fn __contains__(&self, node: &Bound<'_, PyAny>) -> PyResult<bool> {
-        match self.added_name(node) {
-            Ok(name) => Ok(self.inner.contains(&name)),
-            // Nothing without a name was ever added.
-            Err(e) if e.is_instance_of::<PyTypeError>(node.py()) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(self.added_name(node)?.is_some())
     }
 
     /// ``LoadBalancer[Server]``: the balancer's type with its node type, for

@@ -93,6 +93,7 @@ pub(crate) fn propose(py: Python<'_>, e: ProposeError, members: &Members) -> PyE
             Err(e) => e,
         },
         ProposeError::Closed => ClosedError::new_err("the node is closed"),
+        ProposeError::WouldBlock => pyo3::exceptions::PyRuntimeError::new_err(e.to_string()),
         too_large @ ProposeError::TooLarge { .. } => {
             PyValueError::new_err(format!("command: {too_large}"))
         }

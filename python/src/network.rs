@@ -34,7 +34,8 @@ impl LocalNetwork {
 
     /// Splits the named nodes into groups that cannot reach one another,
     /// replacing any earlier partition. A node named in no group still
-    /// reaches every node.
+    /// reaches every node (name it in a group of its own to cut it off;
+    /// ``consenso.Raft.partition`` does so for the nodes it leaves out).
     #[pyo3(signature = (*groups))]
     fn partition(&self, groups: &Bound<'_, PyTuple>) -> PyResult<()> {
         let mut ids: Vec<Vec<NodeId>> = Vec::with_capacity(groups.len());
@@ -47,7 +48,8 @@ impl LocalNetwork {
         Ok(())
     }
 
-    /// Cuts node ``name`` off from every node on the network, both ways.
+    /// Cuts node ``name`` off, both ways, from every node on the network now
+    /// (not from nodes that join later).
     fn isolate(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
         self.inner.isolate(id(name, "name")?);
         Ok(())

@@ -82,7 +82,13 @@ fn finish(node: &AnyNode, completer: &Mutex<Completer>) {
     node.shutdown();
     let mut c = completer.lock();
     c.tx = None;
-    if !node.is_node_thread() {
+    // Not from a node thread (pending answers may wait on it), nor from the
+    // futures thread itself (a done-callback that closes the node).
+    let on_completer = c
+        .thread
+        .as_ref()
+        .is_some_and(|t| t.thread().id() == std::thread::current().id());
+    if !node.is_node_thread() && !on_completer {
         if let Some(thread) = c.thread.take() {
             drop(c);
             let _ = thread.join();
@@ -537,12 +543,23 @@ impl Node {
         let observer = observing.then(|| {
             state_change_callback(observe, kind, Arc::clone(&members), Arc::clone(&errors))
         });
+        let taken = || {
+            PyValueError::new_err(format!(
+                "name: a running node named {name:?} is already on this LocalNetwork"
+            ))
+        };
+        if network.as_ref().is_some_and(|net| net.has_running(id)) {
+            return Err(taken());
+        }
         // Opening may recover a long log; node threads may call back at once.
         let node = py
             .detach(|| AnyNode::open(&config, transport, machine, observer))
             .map_err(errors::start)?;
         if let Some(net) = &network {
-            net.register(id, node.inbox());
+            if !net.register_new(id, node.inbox()) {
+                py.detach(|| node.shutdown());
+                return Err(taken());
+            }
         }
         let node = Arc::new(node);
         let completer = Arc::new(Mutex::new(spawn_completer(Arc::clone(&members))?));
@@ -586,10 +603,11 @@ impl Node {
     /// the node's ``proposal_timeout``). Raises ``NotLeaderError`` (with
     /// ``.leader``), ``ProposalTimeout`` (the command may still commit),
     /// ``ClosedError`` (a command already sent may still commit),
-    /// ``ValueError`` for a command too large, or ``ConsensoError`` (busy:
-    /// retry later; dropped by a leader change: it did not commit; called
-    /// from inside one of this node's callbacks, where waiting would block
-    /// the node itself: nothing is proposed, use ``propose_async``).
+    /// ``ValueError`` for a command too large, ``ConsensoError`` (busy:
+    /// retry later; dropped by a leader change: it did not commit), or
+    /// ``RuntimeError`` when called from inside one of this node's
+    /// callbacks, where waiting would block the node itself (nothing is
+    /// proposed; use ``propose_async`` there).
     #[pyo3(signature = (command, timeout=None))]
     fn propose(
         &self,

@@ -400,3 +400,26 @@ def test_the_balancer_is_generic_in_its_node_type():
     assert consenso.Lease[Node].__origin__ is consenso.Lease
     assert "consistent_hash" in consenso.LoadBalancer.__doc__
     assert "ewma_decay" in consenso.LoadBalancer.__doc__
+
+
+def test_only_the_object_added_is_that_node():
+    x, y = nodes("x", "y")
+    lb = consenso.LoadBalancer([x, y], policy="round_robin")
+    x.name = "y"  # renamed to another node's name
+    lb.remove(x)
+    assert x not in lb and y in lb and len(lb) == 1
+    with pytest.raises(ValueError, match="is not a node"):
+        lb.remove(x)  # removing it again must not remove y
+    assert y in lb
+    twin = Node("y")  # same name, another object
+    assert twin not in lb
+    with pytest.raises(ValueError, match="is not a node"):
+        lb.remove(twin)
+    with pytest.raises(ValueError, match="is not a node"):
+        lb.set_weight(twin, 2)
+    assert y in lb
+    # A str node is its own name.
+    lb.add("s")
+    assert "s" in lb
+    lb.remove("s")
+    assert "s" not in lb

@@ -107,6 +107,46 @@ def test_an_unclosed_cluster_is_collected_and_stops():
         time.sleep(0.01)
 
 
+def test_nodes_left_out_of_a_partition_are_each_alone():
+    names = ["a", "b", "c", "d", "e"]
+    with consenso.Raft(names, **FAST) as raft:
+        raft.run(timeout=10)
+        # c, d and e would be a majority together; each alone is not.
+        raft.partition(["a", "b"])
+        for n in names:
+            with pytest.raises((consenso.ProposalTimeout, consenso.NotLeaderError)):
+                raft._node(n).propose(b"no quorum", timeout=0.5)
+        raft.heal()
+        raft.run(timeout=10)
+
+
+def test_a_leader_stopped_mid_proposal_is_a_timeout_never_a_duplicate():
+    import threading
+
+    with consenso.Raft(NODES, **FAST) as raft:
+        leader = raft.run(timeout=10)
+        outcome = []
+
+        def propose():
+            try:
+                outcome.append(raft.propose(b"once", timeout=5))
+            except consenso.ProposalTimeout as e:
+                outcome.append(e)
+
+        raft.partition([leader], [n for n in NODES if n != leader])
+        t = threading.Thread(target=propose)
+        t.start()
+        time.sleep(0.1)
+        raft.stop(leader)
+        raft.heal()
+        t.join()
+        assert len(outcome) == 1
+        if isinstance(outcome[0], consenso.ProposalTimeout):
+            assert "stopped" in str(outcome[0])
+        new = raft.run(timeout=10)
+        assert raft.log_of(new).count(b"once") <= 1
+
+
 def test_raft_bad_calls():
     with consenso.Raft(NODES, **FAST) as raft:
         with pytest.raises(ValueError, match="not a node"):

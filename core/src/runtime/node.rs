@@ -73,11 +73,20 @@ pub trait Inbox: Send + Sync {
     /// # Errors
     /// [`ReceiveError`], counted in the node's status.
     fn deliver(&self, from: NodeId, bytes: &[u8]) -> Result<(), ReceiveError>;
+
+    /// True once the node behind it is shut down (it takes nothing more).
+    fn is_closed(&self) -> bool {
+        false
+    }
 }
 
 impl<P: Protocol> Inbox for Shared<P> {
     fn deliver(&self, from: NodeId, bytes: &[u8]) -> Result<(), ReceiveError> {
         self.receive(from, bytes)
+    }
+
+    fn is_closed(&self) -> bool {
+        Shared::is_closed(self)
     }
 }
 
