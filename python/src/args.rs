@@ -81,6 +81,9 @@ pub(crate) fn node_name(node: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(s) = node.cast::<PyString>() {
         return Ok(s.to_cow()?.into_owned());
     }
+    if node.is_none() {
+        return Err(PyTypeError::new_err("a node cannot be None"));
+    }
     match node.getattr(intern!(py, "name")) {
         Ok(name) => {
             return match name.cast::<PyString>() {

@@ -387,6 +387,9 @@ def test_a_node_is_known_by_the_name_it_was_added_under():
         lb.add(Nameless())
     assert Nameless() not in lb
 
+    with pytest.raises(TypeError, match="cannot be None"):
+        lb.add(None)
+
     class BadName:
         name = 7
 

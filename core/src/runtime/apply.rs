@@ -189,7 +189,7 @@ impl<M: StateMachine, R> Applier<M, R> {
             Ok(r) => Some(r),
             Err(_) => {
                 ::log::error!(
-                    "state machine panicked applying entry {}; stopping the node",
+                    "the state machine failed (it panicked, or its host callback raised) applying entry {}; stopping the node",
                     e.index
                 );
                 self.failed = true;
