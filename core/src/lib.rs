@@ -4,7 +4,8 @@
 //! Multi-Paxos and ZAB behind one [`consensus::Protocol`] trait), the
 //! thread-based [`runtime::Node`] that drives one, [`storage`] for what must
 //! survive a restart, the versioned [`wire`] envelope, the in-process
-//! [`local::LocalNetwork`] and the deterministic simulator in [`sim`].
+//! [`local::LocalNetwork`], the [`tcp::TcpNetwork`] transport and the
+//! deterministic simulator in [`sim`].
 //!
 //! ```
 //! use consenso::local::LocalCluster;
@@ -29,6 +30,7 @@ pub mod rng;
 pub mod runtime;
 pub mod sim;
 pub mod storage;
+pub mod tcp;
 pub mod types;
 pub mod wire;
 

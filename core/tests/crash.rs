@@ -1,4 +1,5 @@
-//! The real crash test: three nodes in three OS processes on loopback TCP,
+//! The real crash test: three nodes in three OS processes on loopback TCP
+//! (the core's `TcpNetwork`),
 //! each with its own data directory (FileStorage, synced), under a steady
 //! stream of proposals. Nodes are killed with SIGKILL (the leader half of
 //! the time) and restarted on the same directory. At the end every
@@ -14,11 +15,12 @@ use consenso::consensus::paxos::MultiPaxos;
 use consenso::consensus::raft::Raft;
 use consenso::consensus::zab::Zab;
 use consenso::consensus::Protocol;
-use consenso::runtime::{Node, NodeConfig, SnapshotPolicy, StateMachine, Transport};
+use consenso::runtime::{Node, NodeConfig, SnapshotPolicy, StateMachine};
+use consenso::tcp::{TcpNetwork, TcpOptions};
 use consenso::{NodeId, ProposeError};
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -103,68 +105,26 @@ impl StateMachine for Applied {
     }
 }
 
-/// Length-prefixed envelopes over one TCP connection per peer, opened on
-/// first use and dropped on any error (the peer may be dead).
-struct Tcp {
-    id: NodeId,
-    ports: Vec<u16>,
-    conns: Mutex<HashMap<NodeId, TcpStream>>,
-}
-
-impl Transport for Tcp {
-    fn send(&self, to: NodeId, bytes: Vec<u8>) {
-        let mut conns = self.conns.lock().unwrap();
-        let stream = match conns.entry(to) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                let addr = ("127.0.0.1", self.ports[to as usize - 1]);
-                let Ok(stream) = TcpStream::connect(addr) else {
-                    return;
-                };
-                let _ = stream.set_nodelay(true);
-                let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-                slot.insert(stream)
-            }
-        };
-        let mut frame = Vec::with_capacity(12 + bytes.len());
-        frame.extend_from_slice(&self.id.to_le_bytes());
-        frame.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&bytes);
-        if stream.write_all(&frame).is_err() {
-            conns.remove(&to);
-        }
-    }
-}
-
-fn serve_connection<P: Protocol>(mut stream: TcpStream, node: consenso::runtime::NodeHandle<P>) {
-    let mut header = [0u8; 12];
-    while stream.read_exact(&mut header).is_ok() {
-        let from = u64::from_le_bytes(header[..8].try_into().unwrap());
-        let len = u32::from_le_bytes(header[8..].try_into().unwrap()) as usize;
-        let mut bytes = vec![0; len];
-        if stream.read_exact(&mut bytes).is_err() {
-            return;
-        }
-        let _ = node.receive(from, &bytes);
-    }
-}
-
 fn run_node<P: Protocol>(id: NodeId, ports: Vec<u16>, dir: String)
 where
     P::Config: Default,
 {
     // The port was free when the test picked it; a restarted node may find
     // its old connections still closing: retry for a while.
-    let port = ports[id as usize - 1];
+    let addresses: Vec<(NodeId, SocketAddr)> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| (i as NodeId + 1, SocketAddr::from(([127, 0, 0, 1], port))))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let listener = loop {
-        match TcpListener::bind(("127.0.0.1", port)) {
-            Ok(l) => break l,
+    let network = loop {
+        match TcpNetwork::bind(id, &addresses, None, TcpOptions::default()) {
+            Ok(n) => break n,
             Err(e) if Instant::now() < deadline => {
-                eprintln!("node {id}: bind {port}: {e}; retrying");
+                eprintln!("node {id}: {e}; retrying");
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(e) => panic!("node {id}: bind {port}: {e}"),
+            Err(e) => panic!("node {id}: {e}"),
         }
     };
     let mut config = NodeConfig::<P::Config>::new(id, (1..=NODES).collect());
@@ -179,19 +139,8 @@ where
     };
     config.storage.segment_bytes = 64 << 10;
     let applied = Applied::default();
-    let transport = Tcp {
-        id,
-        ports,
-        conns: Mutex::new(HashMap::new()),
-    };
-    let node = Node::<P>::open(config, transport, applied.clone()).expect("node starts");
-    let handle = node.handle();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let h = handle.clone();
-            std::thread::spawn(move || serve_connection::<P>(stream, h));
-        }
-    });
+    let node = Node::<P>::open(config, network.transport(), applied.clone()).expect("node starts");
+    network.attach(node.inbox());
     println!("@READY");
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
@@ -227,6 +176,7 @@ where
         }
     }
     node.shutdown();
+    network.shutdown();
 }
 
 // -------------------------------------------------------------- the parent

@@ -1,17 +1,21 @@
 """consenso against PySyncObj, side by side in one run: three OS processes
-on 127.0.0.1 per system, each side with its own TCP transport (consenso's
-is this file's: length-prefixed frames over one connection per peer;
-PySyncObj's is its own), Raft on both. The leader's process runs the load:
+on 127.0.0.1 per system, each side with its own TCP transport
+(consenso's `TcpNetwork`, PySyncObj's own), Raft on both. "consenso-pysend"
+is consenso again with the transport in Python instead (this file's:
+length-prefixed frames over one connection per peer, through the node's
+`send` callback and `receive`), as a program with a network of its own
+would run it. The leader's process runs the load:
 closed-loop clients keeping 1 or 64 commands in flight, 10-byte and 1 KiB
 commands, for a few seconds per point; requests/s and p50/p99 latency.
 
     pip install "./python[bench]"     # PySyncObj, bench only
     python python/benches/bench_vs_pysyncobj.py [--seconds 3] [--sizes 10,1024]
-        [--inflight 1,64] [--systems consenso,pysyncobj,pysyncobj-fast]
+        [--inflight 1,64] [--systems consenso,consenso-pysend,pysyncobj,pysyncobj-fast]
 
 PySyncObj runs twice: as it comes, and tuned for latency (it polls every
 50 ms by default; "pysyncobj-fast" polls every millisecond and sends
-appends every 10 ms). The ratio is against the better of the two.
+appends every 10 ms). The ratio is the first system's against the better
+PySyncObj.
 
 The parent starts the processes (this same file with --serve) and talks to
 each over stdin/stdout, one JSON line per request.
@@ -71,7 +75,25 @@ def summary(latencies, failures, seconds):
     }
 
 
-# ----- consenso over this file's TCP transport -----
+# ----- consenso over its own TCP network -----
+
+def serve_consenso(name, ports):
+    import consenso
+
+    network = consenso.TcpNetwork({n: f"127.0.0.1:{p}" for n, p in zip(NAMES, ports)})
+    node = consenso.RaftNode(name, NAMES, send=network, apply=lambda index, command: None)
+    return (lambda: node.leader == name), submitter(node)
+
+
+def submitter(node):
+    def submit(payload, done):
+        future = node.propose_async(payload)
+        future.add_done_callback(lambda f: done(f.exception() is None))
+
+    return submit
+
+
+# ----- consenso over this file's TCP transport, in Python -----
 
 class TcpTransport:
     """One outgoing connection per peer (made on first use, remade after an
@@ -130,7 +152,7 @@ class TcpTransport:
                 pass
 
 
-def serve_consenso(name, ports):
+def serve_consenso_pysend(name, ports):
     import consenso
 
     transport = TcpTransport(name, ports)
@@ -139,12 +161,7 @@ def serve_consenso(name, ports):
     )
     transport.node = node
     threading.Thread(target=transport.serve, daemon=True).start()
-
-    def submit(payload, done):
-        future = node.propose_async(payload)
-        future.add_done_callback(lambda f: done(f.exception() is None))
-
-    return (lambda: node.leader == name), submit
+    return (lambda: node.leader == name), submitter(node)
 
 
 # ----- PySyncObj -----
@@ -180,6 +197,7 @@ def serve_pysyncobj(name, ports, **conf):
 # autoTickPeriod (50 ms by default), and a command waits for the next poll.
 SYSTEMS = {
     "consenso": serve_consenso,
+    "consenso-pysend": serve_consenso_pysend,
     "pysyncobj": serve_pysyncobj,
     "pysyncobj-fast": lambda name, ports: serve_pysyncobj(
         name, ports, autoTickPeriod=0.001, appendEntriesPeriod=0.01
@@ -249,16 +267,19 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--sizes", default="10,1024")
     parser.add_argument("--inflight", default="1,64")
-    parser.add_argument("--systems", default="consenso,pysyncobj,pysyncobj-fast")
+    parser.add_argument(
+        "--systems", default="consenso,consenso-pysend,pysyncobj,pysyncobj-fast"
+    )
     args = parser.parse_args()
     if args.serve:
         system, name, ports = args.serve
         serve(system, name, [int(p) for p in ports.split(",")])
         return
     systems = args.systems.split(",")
-    compare = systems[0] == "consenso" and len(systems) > 1
+    peers = [i for i, s in enumerate(systems) if s.startswith("pysyncobj")]
+    compare = systems[0].startswith("consenso") and bool(peers)
     print("| size | in flight | " + " | ".join(f"{s} req/s (p50 / p99 ms)" for s in systems)
-          + (" | consenso / best other |" if compare else " |"))
+          + (f" | {systems[0]} / best pysyncobj |" if compare else " |"))
     print("|---:|---:|" + "---:|" * len(systems) + ("---:|" if compare else ""))
     for size in map(int, args.sizes.split(",")):
         for inflight in map(int, args.inflight.split(",")):
@@ -269,7 +290,7 @@ def main():
                 for r in results
             ]
             ratio = ""
-            best_other = max((r["rps"] for r in results[1:]), default=0)
+            best_other = max((results[i]["rps"] for i in peers), default=0)
             if compare and best_other > 0:
                 ratio = f" {results[0]['rps'] / best_other:.1f}x |"
             print(f"| {size} B | {inflight} | " + " | ".join(cells) + " |" + ratio, flush=True)

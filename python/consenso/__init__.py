@@ -15,6 +15,13 @@ Consensus nodes whose network is yours (Raft, Multi-Paxos or ZAB)::
     node.receive("n2", data)          # bytes from the network
     node.propose(b"set x 1", timeout=5.0)
 
+or over the library's own TCP (one process per node)::
+
+    net = consenso.TcpNetwork({"n1": "10.0.0.1:7001", "n2": "10.0.0.2:7001",
+                               "n3": "10.0.0.3:7001"})
+    node = consenso.RaftNode("n1", peers=["n1", "n2", "n3"], send=net,
+                             apply=apply)
+
 Load balancing, mirroring the textbook::
 
     lb = consenso.LoadBalancer(nodes, policy="round_robin")
@@ -40,6 +47,7 @@ from ._consenso import (
     Node,
     NotLeaderError,
     ProposalTimeout,
+    TcpNetwork,
     __version__,
     _close_all,
     version,
@@ -98,6 +106,7 @@ __all__ = [
     "ProposalTimeout",
     "Raft",
     "RaftNode",
+    "TcpNetwork",
     "ZabNode",
     "__version__",
     "version",

@@ -3,7 +3,7 @@
 import asyncio
 import concurrent.futures
 import os
-from typing import Any, Callable, Generic, Iterable, List, Literal, Optional, Sequence, Tuple, TypedDict, TypeVar, Union
+from typing import Any, Callable, Generic, Iterable, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, TypeVar, Union
 
 from typing_extensions import Self, disjoint_base, final
 
@@ -15,6 +15,7 @@ __all__ = [
     "HashRing",
     "Node",
     "LocalNetwork",
+    "TcpNetwork",
     "_close_all",
     "ConsensoError",
     "NoEndpointsError",
@@ -96,7 +97,7 @@ class Node:
         name: str,
         peers: Iterable[str],
         *,
-        send: Union[Callable[[str, bytes], None], "LocalNetwork"],
+        send: Union[Callable[[str, bytes], None], "LocalNetwork", "TcpNetwork"],
         apply: Optional[Callable[[int, bytes], Optional[bytes]]] = None,
         on_state_change: Optional[Callable[[str, int, Optional[str]], None]] = None,
         protocol: Optional[_Protocol] = None,
@@ -150,6 +151,22 @@ class LocalNetwork:
     def delivered(self) -> int: ...
     @property
     def dropped(self) -> int: ...
+
+@final
+class TcpNetwork:
+    """One node's TCP network to its peers (see help(consenso.TcpNetwork))."""
+
+    def __new__(cls, addresses: Mapping[str, str], *, listen: Optional[str] = None) -> Self: ...
+    @property
+    def address(self) -> Optional[str]: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def received(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
 
 class _NodeStats(TypedDict):
     node: Any

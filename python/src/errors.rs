@@ -7,9 +7,10 @@
 use consenso::balance::BalanceError;
 use consenso::hashing::HashError;
 use consenso::runtime::{Members, ReceiveError, StartError};
+use consenso::tcp::TcpError;
 use consenso::{ConfigError, ProposeError};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -138,4 +139,17 @@ pub(crate) fn balance(e: BalanceError) -> PyErr {
 /// The exception for a hash-ring error: always a bad argument.
 pub(crate) fn hash(e: HashError) -> PyErr {
     PyValueError::new_err(e.to_string())
+}
+
+/// The exception for a TCP network that could not be set up: a port in
+/// use or a thread refused is an `OSError` (with its errno when the system
+/// gave one); anything else is a bad argument (`ValueError`).
+pub(crate) fn tcp(e: TcpError) -> PyErr {
+    match e {
+        TcpError::Bind(_, ref io) | TcpError::Io(ref io) => match io.raw_os_error() {
+            Some(errno) => PyOSError::new_err((errno, e.to_string())),
+            None => PyOSError::new_err(e.to_string()),
+        },
+        other => PyValueError::new_err(format!("addresses: {other}")),
+    }
 }

@@ -33,6 +33,7 @@ fn _consenso(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hash::HashRing>()?;
     m.add_class::<node::Node>()?;
     m.add_class::<network::LocalNetwork>()?;
+    m.add_class::<network::TcpNetwork>()?;
     m.add_function(wrap_pyfunction!(node::_close_all, m)?)?;
     m.add("ConsensoError", py.get_type::<errors::ConsensoError>())?;
     m.add(

@@ -1,13 +1,20 @@
-//! `LocalNetwork`: the core's in-process network, for nodes of one Python
-//! process. A node given one as its `send` exchanges messages in Rust,
-//! without the GIL, and the network can be partitioned.
+//! The core's networks, for a node's `send`: `LocalNetwork` (nodes of one
+//! Python process, which can be partitioned) and `TcpNetwork` (one node
+//! reaching peers in other processes). Either way messages go in Rust,
+//! without Python callbacks or the GIL.
 
 use crate::args;
+use crate::errors;
 use consenso::local::LocalNetwork as CoreNetwork;
 use consenso::runtime::Members;
+use consenso::tcp::{self, TcpNetwork as CoreTcp, TcpOptions, TcpStats};
 use consenso::NodeId;
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// An in-process network for nodes of this process: pass it as a node's
 /// ``send`` and the nodes exchange messages directly, without Python
@@ -84,6 +91,159 @@ impl LocalNetwork {
             "<consenso.LocalNetwork delivered={} dropped={}>",
             self.inner.delivered(),
             self.inner.dropped()
+        )
+    }
+}
+
+/// A TCP network for one node of this process, reaching its peers in other
+/// processes or on other machines of a trusted network (nothing is
+/// encrypted or authenticated): pass it as the node's ``send`` and messages
+/// go over TCP in Rust, without Python callbacks or the GIL. The node
+/// listens at its own address in ``addresses`` (or at ``listen``, such as
+/// ``"0.0.0.0:7001"``) from the moment it is created until it is closed;
+/// after that the network can serve a new node of the same name.
+///
+/// ``send`` never blocks: a message for a peer that is down, or whose
+/// queue is full, is dropped and counted (the protocols retry).
+///
+/// Args:
+///     addresses: every member's ``"host:port"`` by name, this node's
+///         included, e.g. ``{"n1": "127.0.0.1:7001", "n2": ...}``.
+///     listen: where this node listens, when not at its own address.
+///
+/// Raises ``ValueError`` for an address that does not resolve, and
+/// ``TypeError`` for names or addresses that are not ``str``. Thread-safe.
+#[pyclass(frozen, module = "consenso")]
+pub struct TcpNetwork {
+    addresses: Vec<(String, SocketAddr)>,
+    listen: Option<SocketAddr>,
+    /// The network of the node it serves (or last served).
+    current: Mutex<Option<Arc<CoreTcp>>>,
+}
+
+impl TcpNetwork {
+    /// Starts the network of node `name` of `members`: listens and starts
+    /// its writers. Refused while it serves another open node, or when a
+    /// member has no address.
+    pub(crate) fn bind(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        members: &Members,
+    ) -> PyResult<Arc<CoreTcp>> {
+        let mut current = self.current.lock();
+        if let Some(open) = current.as_ref().filter(|n| !n.is_closed()) {
+            let serving = members.name(open.node_id()).unwrap_or("another node");
+            return Err(PyValueError::new_err(format!(
+                "send: this TcpNetwork already serves the open node {serving:?}; give each node its own"
+            )));
+        }
+        let addresses: Vec<(NodeId, SocketAddr)> = self
+            .addresses
+            .iter()
+            .map(|(n, a)| (Members::id_for(n), *a))
+            .collect();
+        if let Some(missing) = tcp::missing_address(&addresses, members.ids()) {
+            let missing = members.name(missing).unwrap_or_default();
+            return Err(PyValueError::new_err(format!(
+                "send: the TcpNetwork has no address for peer {missing:?}"
+            )));
+        }
+        let me = Members::id_for(name);
+        let listen = self.listen;
+        let network = py
+            .detach(|| CoreTcp::bind(me, &addresses, listen, TcpOptions::default()))
+            .map_err(errors::tcp)?;
+        let network = Arc::new(network);
+        *current = Some(Arc::clone(&network));
+        Ok(network)
+    }
+
+    fn stats(&self) -> TcpStats {
+        self.current
+            .lock()
+            .as_ref()
+            .map(|n| n.stats())
+            .unwrap_or_default()
+    }
+}
+
+#[pymethods]
+impl TcpNetwork {
+    #[new]
+    #[pyo3(signature = (addresses, *, listen=None))]
+    fn new(addresses: &Bound<'_, PyAny>, listen: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let items = addresses.call_method0("items").map_err(|_| {
+            PyTypeError::new_err(format!(
+                "addresses must be a mapping of names to \"host:port\", not {}",
+                args::type_name(addresses)
+            ))
+        })?;
+        let mut resolved = Vec::new();
+        for item in items.try_iter()? {
+            let (name, address): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+            let name = args::string(&name, "addresses' names")?;
+            let address = args::string(&address, "addresses' values")?;
+            resolved.push((name, tcp::resolve(&address).map_err(errors::tcp)?));
+        }
+        if resolved.is_empty() {
+            return Err(PyValueError::new_err(
+                "addresses must name at least one node",
+            ));
+        }
+        let listen = match listen.filter(|l| !l.is_none()) {
+            Some(l) => Some(tcp::resolve(&args::string(l, "listen")?).map_err(errors::tcp)?),
+            None => None,
+        };
+        Ok(TcpNetwork {
+            addresses: resolved,
+            listen,
+            current: Mutex::new(None),
+        })
+    }
+
+    /// ``"host:port"`` the node listens at (the port chosen, for port 0),
+    /// or ``None`` before a node uses the network.
+    #[getter]
+    fn address(&self) -> Option<String> {
+        self.current
+            .lock()
+            .as_ref()
+            .map(|n| n.local_addr().to_string())
+    }
+
+    /// Messages written to peers.
+    #[getter]
+    fn sent(&self) -> u64 {
+        self.stats().sent
+    }
+
+    /// Messages read from peers.
+    #[getter]
+    fn received(&self) -> u64 {
+        self.stats().received
+    }
+
+    /// Messages dropped: a peer down or too slow, or no node to take them.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.stats().dropped
+    }
+
+    /// Connections closed because they were not a consenso peer's.
+    #[getter]
+    fn refused(&self) -> u64 {
+        self.stats().refused
+    }
+
+    fn __repr__(&self) -> String {
+        let s = self.stats();
+        format!(
+            "<consenso.TcpNetwork address={} sent={} received={} dropped={}>",
+            self.address().unwrap_or_else(|| "None".into()),
+            s.sent,
+            s.received,
+            s.dropped
         )
     }
 }

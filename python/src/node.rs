@@ -13,12 +13,13 @@
 use crate::args;
 use crate::errors;
 use crate::logs;
-use crate::network::LocalNetwork;
+use crate::network::{LocalNetwork, TcpNetwork};
 use consenso::consensus::{ProtocolKind, RoleChange};
 use consenso::local::LocalTransport;
 use consenso::runtime::{
     AnyNode, AnyNodeConfig, Members, StateChangeCallback, StateMachine, Status, Timeouts, Transport,
 };
+use consenso::tcp::{TcpNetwork as CoreTcp, TcpTransport};
 use consenso::{duration_from_seconds, Index, NodeId, ProposeError};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -50,8 +51,8 @@ struct CallbackErrors {
     on_state_change: AtomicU64,
 }
 
-/// A node and the thread that answers its futures.
-type Live = (Weak<AnyNode>, Weak<Mutex<Completer>>);
+/// A node, the thread that answers its futures, and its TCP network.
+type Live = (Weak<AnyNode>, Weak<Mutex<Completer>>, Option<Weak<CoreTcp>>);
 
 /// Every node not yet closed, for the interpreter's exit.
 static LIVE: Mutex<Vec<Live>> = Mutex::new(Vec::new());
@@ -64,9 +65,9 @@ pub(crate) fn _close_all(py: Python<'_>) {
     let live: Vec<_> = LIVE
         .lock()
         .drain(..)
-        .filter_map(|(n, c)| Some((n.upgrade()?, c.upgrade()?)))
+        .filter_map(|(n, c, t)| Some((n.upgrade()?, c.upgrade()?, t.and_then(|t| t.upgrade()))))
         .collect();
-    py.detach(|| live.iter().for_each(|(n, c)| finish(n, c)));
+    py.detach(|| live.iter().for_each(|(n, c, t)| finish(n, c, t.as_deref())));
 }
 
 /// The thread answering a node's futures, and where answers go to it.
@@ -75,11 +76,15 @@ struct Completer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Stops `node` and, unless called from one of the node's own threads
-/// (which cannot wait for it), waits for the thread answering its futures
-/// to give the last answers. Call without the GIL.
-fn finish(node: &AnyNode, completer: &Mutex<Completer>) {
+/// Stops `node` and its TCP network and, unless called from one of the
+/// node's own threads (which cannot wait for it), waits for the thread
+/// answering its futures to give the last answers. Call without the GIL.
+fn finish(node: &AnyNode, completer: &Mutex<Completer>, tcp: Option<&CoreTcp>) {
     node.shutdown();
+    // Its threads never wait on the node's: safe from any of them.
+    if let Some(tcp) = tcp {
+        tcp.shutdown();
+    }
     let mut c = completer.lock();
     c.tx = None;
     // Not from a node thread (pending answers may wait on it), nor from the
@@ -263,9 +268,10 @@ fn unframe(py: Python<'_>, framed: &[u8]) -> Py<PyAny> {
 ///     peers: every member's name, this node's included (the same set on
 ///         every node, in any order).
 ///     send: ``send(to: str, data: bytes) -> None``; called from node
-///         threads, it should not block for long. Or a ``LocalNetwork``
-///         shared by nodes of this process: messages then go in Rust,
-///         without the GIL.
+///         threads, it should not block for long. Or a network of the
+///         core's, where messages go in Rust without the GIL: a
+///         ``LocalNetwork`` shared by nodes of this process, or this
+///         node's own ``TcpNetwork`` to peers in other processes.
 ///     apply: ``apply(index: int, command: bytes) -> bytes | None``, or
 ///         ``None`` to only order commands.
 ///     on_state_change: ``cb(role: str, term: int, leader: str | None)``.
@@ -293,6 +299,8 @@ pub struct Node {
     callbacks: [Arc<Slot>; 3],
     /// Where `propose_async` answers go; `None` once closed.
     completer: Arc<Mutex<Completer>>,
+    /// The node's TCP network, when its `send` is a `TcpNetwork`.
+    tcp: Option<Arc<CoreTcp>>,
 }
 
 /// The election timeout from a number or a pair of numbers.
@@ -314,8 +322,8 @@ fn election_timeout(obj: &Bound<'_, PyAny>) -> PyResult<(Duration, Duration)> {
     Ok((t, t.saturating_mul(2)))
 }
 
-/// How a node's messages leave: the host's `send` callback, or an
-/// in-process `LocalNetwork` (no Python, no GIL).
+/// How a node's messages leave: the host's `send` callback, or one of the
+/// core's networks (no Python, no GIL).
 enum HostTransport {
     Python {
         send: Arc<Slot>,
@@ -323,6 +331,7 @@ enum HostTransport {
         errors: Arc<CallbackErrors>,
     },
     Local(LocalTransport),
+    Tcp(TcpTransport),
 }
 
 impl Transport for HostTransport {
@@ -334,6 +343,7 @@ impl Transport for HostTransport {
                 errors,
             } => send_through(send, members, errors, to, &bytes),
             HostTransport::Local(t) => t.send(to, bytes),
+            HostTransport::Tcp(t) => t.send(to, bytes),
         }
     }
 }
@@ -460,17 +470,20 @@ impl Node {
         let members =
             Arc::new(Members::new(args::strings(peers, "peers")?).map_err(errors::config)?);
         let id = members.member_id(&name).map_err(errors::config)?;
-        // A LocalNetwork carries messages in Rust; anything else is the
-        // host's callback.
+        // The core's networks carry messages in Rust; anything else is
+        // the host's callback.
         let network = send
             .cast::<LocalNetwork>()
             .ok()
             .map(|n| n.get().inner.clone());
-        let send = match network {
-            Some(_) => None,
-            None => Some(args::callback(Some(send), "send")?.ok_or_else(|| {
-                PyTypeError::new_err("send must be callable or a LocalNetwork, not None")
+        let tcp_network = send.cast::<TcpNetwork>().ok().map(|n| n.clone().unbind());
+        let send = match (&network, &tcp_network) {
+            (None, None) => Some(args::callback(Some(send), "send")?.ok_or_else(|| {
+                PyTypeError::new_err(
+                    "send must be callable, a LocalNetwork or a TcpNetwork, not None",
+                )
             })?),
+            _ => None,
         };
         let apply = args::callback(apply, "apply")?;
         let on_state_change = args::callback(on_state_change, "on_state_change")?;
@@ -526,9 +539,14 @@ impl Node {
             Slot::new(on_state_change),
         ];
         let [send, apply, observe] = slots.clone();
-        let transport = match &network {
-            Some(net) => HostTransport::Local(net.transport(id)),
-            None => HostTransport::Python {
+        let tcp = match &tcp_network {
+            Some(net) => Some(net.get().bind(py, &name, &members)?),
+            None => None,
+        };
+        let transport = match (&network, &tcp) {
+            (Some(net), _) => HostTransport::Local(net.transport(id)),
+            (None, Some(tcp)) => HostTransport::Tcp(tcp.transport()),
+            (None, None) => HostTransport::Python {
                 send,
                 members: Arc::clone(&members),
                 errors: Arc::clone(&errors),
@@ -554,7 +572,15 @@ impl Node {
         // Opening may recover a long log; node threads may call back at once.
         let node = py
             .detach(|| AnyNode::open(&config, transport, machine, observer))
-            .map_err(errors::start)?;
+            .map_err(|e| {
+                if let Some(tcp) = &tcp {
+                    py.detach(|| tcp.shutdown());
+                }
+                errors::start(e)
+            })?;
+        if let Some(tcp) = &tcp {
+            tcp.attach(node.inbox());
+        }
         if let Some(net) = &network {
             if !net.register_new(id, node.inbox()) {
                 py.detach(|| node.shutdown());
@@ -564,8 +590,12 @@ impl Node {
         let node = Arc::new(node);
         let completer = Arc::new(Mutex::new(spawn_completer(Arc::clone(&members))?));
         let mut live = LIVE.lock();
-        live.retain(|(n, _)| n.strong_count() > 0);
-        live.push((Arc::downgrade(&node), Arc::downgrade(&completer)));
+        live.retain(|(n, _, _)| n.strong_count() > 0);
+        live.push((
+            Arc::downgrade(&node),
+            Arc::downgrade(&completer),
+            tcp.as_ref().map(Arc::downgrade),
+        ));
         drop(live);
         Ok(Node {
             node,
@@ -575,6 +605,7 @@ impl Node {
             errors,
             completer,
             callbacks: slots,
+            tcp,
         })
     }
 
@@ -791,7 +822,7 @@ impl Node {
     /// callbacks: then it stops without waiting). Idempotent.
     fn close(&self, py: Python<'_>) {
         // Later futures fail at once; pending ones get `ClosedError`.
-        py.detach(|| finish(&self.node, &self.completer));
+        py.detach(|| finish(&self.node, &self.completer, self.tcp.as_deref()));
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -838,9 +869,9 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // The node's threads may be waiting for the GIL this thread holds.
-        let (node, completer) = (&self.node, &self.completer);
-        if Python::try_attach(|py| py.detach(|| finish(node, completer))).is_none() {
-            finish(node, completer);
+        let (node, completer, tcp) = (&self.node, &self.completer, self.tcp.as_deref());
+        if Python::try_attach(|py| py.detach(|| finish(node, completer, tcp))).is_none() {
+            finish(node, completer, tcp);
         }
     }
 }
