@@ -2,7 +2,9 @@
 //! and `Lease`, a pick held while a request is in flight.
 //!
 //! Each node object rides on its endpoint as the core's attachment, so a
-//! pick hands it back without a lookup or a lock of this adapter's own.
+//! pick hands it back without a lookup of this adapter's own. Removing a
+//! node empties its attachment: a pick still in flight (a `Lease`) keeps
+//! the endpoint, but no Python reference the garbage collector cannot see.
 
 use crate::args;
 use crate::errors::{self, ConsensoError};
@@ -32,10 +34,43 @@ fn generic_alias(cls: &Bound<'_, PyType>, item: &Bound<'_, PyAny>) -> PyResult<P
         .unbind())
 }
 
-/// The node object attached to an endpoint.
-fn node_of(attachment: Option<&(dyn Any + Send + Sync)>) -> Option<&Py<PyAny>> {
-    attachment.and_then(|a| a.downcast_ref::<Py<PyAny>>())
+/// A node object as its endpoint's attachment; emptied once the node
+/// leaves the balancer (removed, cleared, or the balancer dropped).
+struct NodeRef(Arc<Mutex<Option<Py<PyAny>>>>);
+
+impl NodeRef {
+    fn attachment(node: &Bound<'_, PyAny>) -> Attachment {
+        Arc::new(NodeRef(Arc::new(Mutex::new(Some(node.clone().unbind())))))
+    }
+
+    /// The node, unless it left the balancer.
+    fn get(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.0.lock().as_ref().map(|n| n.clone_ref(py))
+    }
+
+    /// True when this is the very object `node`.
+    fn is(&self, node: &Bound<'_, PyAny>) -> bool {
+        self.0
+            .lock()
+            .as_ref()
+            .is_some_and(|n| n.as_ptr() == node.as_ptr())
+    }
+
+    /// Drops the reference (the node left the balancer).
+    fn empty(&self) {
+        let node = self.0.lock().take();
+        drop(node);
+    }
 }
+
+/// The node reference attached to an endpoint.
+fn node_of(attachment: Option<&(dyn Any + Send + Sync)>) -> Option<&NodeRef> {
+    attachment.and_then(|a| a.downcast_ref::<NodeRef>())
+}
+
+/// How often a pick is retried when it lands on a node removed meanwhile
+/// (its snapshot was taken just before the removal).
+const PICK_RETRIES: usize = 8;
 
 /// The error for a node this balancer does not have.
 fn unknown(e: BalanceError, name: &str) -> PyErr {
@@ -86,14 +121,16 @@ impl LoadBalancer {
         key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(Pick<'static>, Py<PyAny>)> {
         let key = args::opt_key(key)?;
-        let pick = self
-            .inner
-            .pick_owned(key.as_deref())
-            .map_err(errors::balance)?;
-        let node = node_of(pick.attachment())
-            .map(|n| n.clone_ref(py))
-            .ok_or_else(|| ConsensoError::new_err("a node without its object"))?;
-        Ok((pick, node))
+        for _ in 0..PICK_RETRIES {
+            let pick = self
+                .inner
+                .pick_owned(key.as_deref())
+                .map_err(errors::balance)?;
+            if let Some(node) = node_of(pick.attachment()).and_then(|n| n.get(py)) {
+                return Ok((pick, node));
+            }
+        }
+        Err(removed_meanwhile())
     }
 
     /// Adds `nodes` (any iterable) with `weights` in one rebuild, all or
@@ -114,8 +151,7 @@ impl LoadBalancer {
         let weights = args::weights(weights, nodes.len())?;
         let mut named = Vec::with_capacity(nodes.len());
         for (node, w) in nodes.iter().zip(weights) {
-            let attachment: Attachment = Arc::new(node.clone().unbind());
-            named.push((args::node_name(node)?, w, attachment));
+            named.push((args::node_name(node)?, w, NodeRef::attachment(node)));
         }
         // One rebuild for all nodes, without the GIL: a Maglev table of
         // thousands of nodes takes a while, and other threads may run.
@@ -137,7 +173,7 @@ impl LoadBalancer {
     fn added_name(&self, node: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
         let mut found = None;
         self.inner.for_each_endpoint(|_, name, a| {
-            if found.is_none() && node_of(a).is_some_and(|n| n.as_ptr() == node.as_ptr()) {
+            if found.is_none() && node_of(a).is_some_and(|n| n.is(node)) {
                 found = Some(name.to_owned());
             }
         });
@@ -163,7 +199,7 @@ impl LoadBalancer {
 
     fn add_node(&self, node: &Bound<'_, PyAny>, weight: u32) -> PyResult<()> {
         let name = args::node_name(node)?;
-        let attachment: Attachment = Arc::new(node.clone().unbind());
+        let attachment = NodeRef::attachment(node);
         // Without the GIL: a hashing policy rebuilds its table.
         node.py()
             .detach(|| self.inner.add_with(&name, weight, attachment))
@@ -335,10 +371,16 @@ impl LoadBalancer {
     #[pyo3(signature = (key = None))]
     fn pick(&self, py: Python<'_>, key: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let key = args::opt_key(key)?;
-        self.inner
-            .select_with(key.as_deref(), |_, a| node_of(a).map(|n| n.clone_ref(py)))
-            .map_err(errors::balance)?
-            .ok_or_else(|| ConsensoError::new_err("a node without its object"))
+        for _ in 0..PICK_RETRIES {
+            let node = self
+                .inner
+                .select_with(key.as_deref(), |_, a| node_of(a).and_then(|n| n.get(py)))
+                .map_err(errors::balance)?;
+            if let Some(node) = node {
+                return Ok(node);
+            }
+        }
+        Err(removed_meanwhile())
     }
 
     /// Picks a node and holds it in flight: `with lb.acquire() as node:`
@@ -365,10 +407,20 @@ impl LoadBalancer {
     /// ValueError when it is not a node of this balancer.
     fn remove(&self, node: &Bound<'_, PyAny>) -> PyResult<()> {
         let name = self.known_name(node)?;
+        let mut reference = None;
+        self.inner.for_each_endpoint(|_, n, a| {
+            if n == name {
+                reference = node_of(a).map(|r| Arc::clone(&r.0));
+            }
+        });
         // Without the GIL: a hashing policy rebuilds its table.
         node.py()
             .detach(|| self.inner.remove(&name))
-            .map_err(|e| unknown(e, &name))
+            .map_err(|e| unknown(e, &name))?;
+        if let Some(reference) = reference {
+            NodeRef(reference).empty();
+        }
+        Ok(())
     }
 
     /// Sets `node`'s weight (an int >= 1), keeping its statistics.
@@ -385,8 +437,8 @@ impl LoadBalancer {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut nodes: HashMap<EndpointId, Py<PyAny>> = HashMap::new();
         self.inner.for_each_endpoint(|id, _, a| {
-            if let Some(n) = node_of(a) {
-                nodes.insert(id, n.clone_ref(py));
+            if let Some(n) = node_of(a).and_then(|n| n.get(py)) {
+                nodes.insert(id, n);
             }
         });
         let list = PyList::empty(py);
@@ -416,8 +468,8 @@ impl LoadBalancer {
     fn nodes(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
         let mut nodes = Vec::new();
         self.inner.for_each_endpoint(|_, _, a| {
-            if let Some(n) = node_of(a) {
-                nodes.push(n.clone_ref(py));
+            if let Some(n) = node_of(a).and_then(|n| n.get(py)) {
+                nodes.push(n);
             }
         });
         nodes
@@ -455,7 +507,12 @@ impl LoadBalancer {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         let mut result = Ok(());
         self.inner.for_each_endpoint(|_, _, a| {
-            if let (Ok(()), Some(n)) = (&result, node_of(a)) {
+            // Never block in a traversal: a reference being read is
+            // visited next time.
+            let Some(guard) = node_of(a).and_then(|n| n.0.try_lock()) else {
+                return;
+            };
+            if let (Ok(()), Some(n)) = (&result, guard.as_ref()) {
                 result = visit.call(n);
             }
         });
@@ -463,13 +520,42 @@ impl LoadBalancer {
     }
 
     fn __clear__(&self) {
-        let mut ids = Vec::new();
-        self.inner.for_each_endpoint(|id, _, _| ids.push(id));
-        for id in ids {
+        let mut removed = Vec::new();
+        self.inner.for_each_endpoint(|id, _, a| {
+            removed.push((id, node_of(a).map(|n| Arc::clone(&n.0))));
+        });
+        for (id, reference) in removed {
             // Cannot fail but for a concurrent removal, which is as good.
             let _ = self.inner.remove_id(id);
+            if let Some(reference) = reference {
+                NodeRef(reference).empty();
+            }
         }
     }
+}
+
+impl LoadBalancer {
+    /// Drops every node reference the endpoints hold (the balancer is
+    /// going away): picks still in flight hold the endpoints, not the
+    /// nodes.
+    fn empty_all(&self) {
+        self.inner.for_each_endpoint(|_, _, a| {
+            if let Some(n) = node_of(a) {
+                n.empty();
+            }
+        });
+    }
+}
+
+impl Drop for LoadBalancer {
+    fn drop(&mut self) {
+        self.empty_all();
+    }
+}
+
+/// A pick kept landing on nodes removed while it ran.
+fn removed_meanwhile() -> PyErr {
+    ConsensoError::new_err("every node picked was removed meanwhile; try again")
 }
 
 /// A picked node held in flight until the `with` block ends or `finish`.

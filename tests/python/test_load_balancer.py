@@ -256,6 +256,45 @@ def test_a_node_referencing_its_balancer_is_collected():
     assert ref() is None, "the node <-> balancer cycle was collected"
 
 
+@pytest.mark.parametrize("leave", ["remove", "drop_balancer"])
+def test_a_node_holding_its_own_lease_is_collected_once_it_leaves(leave):
+    import gc
+    import weakref
+
+    class Cyclic(Node):
+        pass
+
+    node = Cyclic("c")
+    lb = consenso.LoadBalancer([node, Node("d")], policy="round_robin")
+    lease = lb.acquire()
+    while lease.node is not node:
+        lease.finish()
+        lease = lb.acquire()
+    node.lease = lease  # node -> lease -> node
+    ref = weakref.ref(node)
+    del node, lease
+    gc.collect()
+    assert ref() is not None, "a node of the balancer stays"
+    if leave == "remove":
+        lb.remove(ref())
+        assert [n.name for n in lb.nodes] == ["d"]
+    else:
+        del lb
+    gc.collect()
+    assert ref() is None, "the node <-> lease cycle was collected"
+
+
+def test_a_lease_outliving_its_node_still_finishes():
+    lb = consenso.LoadBalancer(nodes("a", "b"), policy="round_robin")
+    lease = lb.acquire()
+    picked = lease.node
+    lb.remove(picked)
+    assert lease.node is picked and lease.active
+    lease.finish(success=False)
+    assert picked not in lb and len(lb) == 1
+    assert lb.pick() is not picked
+
+
 def test_bad_settings_get_the_cores_error_naming_the_setting():
     # The same checks as Rust's Health::validate and C's setters.
     cases = [
