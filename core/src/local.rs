@@ -19,11 +19,43 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+/// The network's faults, judged at each send (so they hold for nodes that
+/// join later too).
 #[derive(Default)]
 struct Faults {
-    cut: HashSet<(NodeId, NodeId)>,
+    /// Each node's group while partitioned; a node in no group is alone.
+    groups: Option<HashMap<NodeId, usize>>,
+    /// Nodes cut off from every other.
+    isolated: HashSet<NodeId>,
+    /// Links cut one way: (from, to).
+    one_way: HashSet<(NodeId, NodeId)>,
     drop_rate: f64,
     delay: Duration,
+}
+
+impl Faults {
+    fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        if from == to {
+            return false;
+        }
+        let apart = self
+            .groups
+            .as_ref()
+            .is_some_and(|g| match (g.get(&from), g.get(&to)) {
+                (Some(a), Some(b)) => a != b,
+                _ => true,
+            });
+        apart
+            || self.isolated.contains(&from)
+            || self.isolated.contains(&to)
+            || self.one_way.contains(&(from, to))
+    }
+
+    fn heal(&mut self) {
+        self.groups = None;
+        self.isolated.clear();
+        self.one_way.clear();
+    }
 }
 
 struct Delayed {
@@ -43,6 +75,11 @@ struct NetInner {
     delivered: AtomicU64,
     dropped: AtomicU64,
 }
+
+/// A partition that names this node in two groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("node {0} is in two groups")]
+pub struct InTwoGroups(pub NodeId);
 
 /// An in-process network. Cheap to clone (clones share it); thread-safe.
 #[derive(Clone)]
@@ -120,45 +157,43 @@ impl LocalNetwork {
         self.inner.inboxes.write().remove(&id);
     }
 
-    /// Splits nodes into groups that cannot reach one another (replacing any
-    /// earlier partition).
-    pub fn partition(&self, groups: &[&[NodeId]]) {
-        let mut f = self.inner.faults.write();
-        f.cut.clear();
-        for (gi, g) in groups.iter().enumerate() {
-            for (hi, h) in groups.iter().enumerate() {
-                if gi != hi {
-                    for &a in g.iter() {
-                        for &b in h.iter() {
-                            f.cut.insert((a, b));
-                        }
-                    }
+    /// Splits the network into `groups`: a node reaches only the nodes of
+    /// its own group, and a node named in no group (one that joins later
+    /// included) reaches none. Replaces every earlier cut (partition,
+    /// isolation, one-way cut).
+    ///
+    /// # Errors
+    /// [`InTwoGroups`] naming a node given two groups; nothing changed then.
+    pub fn partition(&self, groups: &[&[NodeId]]) -> Result<(), InTwoGroups> {
+        let mut of = HashMap::new();
+        for (i, group) in groups.iter().enumerate() {
+            for &id in group.iter() {
+                if of.insert(id, i).is_some_and(|g| g != i) {
+                    return Err(InTwoGroups(id));
                 }
             }
         }
+        let mut f = self.inner.faults.write();
+        f.heal();
+        f.groups = Some(of);
+        Ok(())
     }
 
-    /// Cuts `id` off from every registered node, both ways.
+    /// Cuts `id` off from every other node, both ways (nodes that join later
+    /// included), until [`LocalNetwork::heal`] or a new partition.
     pub fn isolate(&self, id: NodeId) {
-        let ids: Vec<NodeId> = self.inner.inboxes.read().keys().copied().collect();
-        let mut f = self.inner.faults.write();
-        for other in ids {
-            if other != id {
-                f.cut.insert((id, other));
-                f.cut.insert((other, id));
-            }
-        }
+        self.inner.faults.write().isolated.insert(id);
     }
 
     /// Cuts the link from `from` to `to` only; `to` still reaches `from`
     /// (a one-way partition, as a half-broken NIC or firewall makes).
     pub fn cut_one_way(&self, from: NodeId, to: NodeId) {
-        self.inner.faults.write().cut.insert((from, to));
+        self.inner.faults.write().one_way.insert((from, to));
     }
 
     /// Restores every link (drop rate and delay stay as set).
     pub fn heal(&self) {
-        self.inner.faults.write().cut.clear();
+        self.inner.faults.write().heal();
     }
 
     /// Drops each envelope with probability `rate` (clamped to `[0, 1]`).
@@ -198,9 +233,7 @@ impl NetInner {
     fn send(self: &Arc<Self>, from: NodeId, to: NodeId, bytes: Vec<u8>) {
         let delay = {
             let f = self.faults.read();
-            if f.cut.contains(&(from, to))
-                || (f.drop_rate > 0.0 && self.rng.lock().chance(f.drop_rate))
-            {
+            if f.is_cut(from, to) || (f.drop_rate > 0.0 && self.rng.lock().chance(f.drop_rate)) {
                 self.dropped.fetch_add(1, Relaxed);
                 return;
             }
@@ -483,5 +516,89 @@ impl<P: Protocol> Drop for LocalCluster<P> {
         for id in self.ids() {
             self.stop(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ReceiveError;
+
+    /// Counts what reaches one node.
+    #[derive(Default)]
+    struct Count(AtomicU64);
+
+    impl Inbox for Count {
+        fn deliver(&self, _from: NodeId, _bytes: &[u8]) -> Result<(), ReceiveError> {
+            self.0.fetch_add(1, Relaxed);
+            Ok(())
+        }
+    }
+
+    /// Which of `from → to` links deliver now.
+    fn reaches(
+        net: &LocalNetwork,
+        boxes: &HashMap<NodeId, Arc<Count>>,
+        from: NodeId,
+        to: NodeId,
+    ) -> bool {
+        let before = boxes[&to].0.load(Relaxed);
+        net.transport(from).send(to, vec![1]);
+        boxes[&to].0.load(Relaxed) > before
+    }
+
+    fn network(ids: &[NodeId]) -> (LocalNetwork, HashMap<NodeId, Arc<Count>>) {
+        let net = LocalNetwork::new();
+        let boxes: HashMap<NodeId, Arc<Count>> = ids
+            .iter()
+            .map(|&id| (id, Arc::new(Count::default())))
+            .collect();
+        for (&id, b) in &boxes {
+            net.register(id, Arc::clone(b) as Arc<dyn Inbox>);
+        }
+        (net, boxes)
+    }
+
+    #[test]
+    fn a_partition_cuts_between_groups_and_leaves_unnamed_nodes_alone() {
+        let (net, mut boxes) = network(&[1, 2, 3, 4]);
+        net.partition(&[&[1, 2], &[3]]).unwrap();
+        assert!(reaches(&net, &boxes, 1, 2) && reaches(&net, &boxes, 2, 1));
+        assert!(!reaches(&net, &boxes, 1, 3) && !reaches(&net, &boxes, 3, 2));
+        // Node 4 is in no group: alone, both ways.
+        assert!(!reaches(&net, &boxes, 4, 1) && !reaches(&net, &boxes, 3, 4));
+        // A node that joins later and is in no group is alone too.
+        let late = Arc::new(Count::default());
+        net.register(5, Arc::clone(&late) as Arc<dyn Inbox>);
+        boxes.insert(5, late);
+        assert!(!reaches(&net, &boxes, 5, 1) && !reaches(&net, &boxes, 1, 5));
+        net.heal();
+        assert!(reaches(&net, &boxes, 4, 1) && reaches(&net, &boxes, 3, 5));
+    }
+
+    #[test]
+    fn a_node_in_two_groups_is_refused_and_nothing_changes() {
+        let (net, boxes) = network(&[1, 2, 3]);
+        net.isolate(3);
+        assert_eq!(net.partition(&[&[1, 2], &[2, 3]]), Err(InTwoGroups(2)));
+        // The isolation stands; no partition was made.
+        assert!(reaches(&net, &boxes, 1, 2) && !reaches(&net, &boxes, 1, 3));
+    }
+
+    #[test]
+    fn isolate_holds_for_nodes_that_join_later_and_one_way_cuts_one_way() {
+        let (net, mut boxes) = network(&[1, 2]);
+        net.isolate(1);
+        let late = Arc::new(Count::default());
+        net.register(3, Arc::clone(&late) as Arc<dyn Inbox>);
+        boxes.insert(3, late);
+        assert!(!reaches(&net, &boxes, 3, 1) && !reaches(&net, &boxes, 1, 3));
+        assert!(reaches(&net, &boxes, 2, 3));
+        net.heal();
+        net.cut_one_way(1, 2);
+        assert!(!reaches(&net, &boxes, 1, 2) && reaches(&net, &boxes, 2, 1));
+        // A partition replaces the one-way cut.
+        net.partition(&[&[1, 2, 3]]).unwrap();
+        assert!(reaches(&net, &boxes, 1, 2));
     }
 }

@@ -329,7 +329,10 @@ fn partition_then_heal_converges() {
     // Leader with one follower on the minority side.
     let minority = [leader, others[0]];
     let majority = [others[1], others[2], others[3]];
-    cluster.network().partition(&[&minority, &majority]);
+    cluster
+        .network()
+        .partition(&[&minority, &majority])
+        .expect("disjoint groups");
     let deadline = std::time::Instant::now() + WAIT;
     let new_leader = loop {
         let l = majority

@@ -180,7 +180,6 @@ class _InProcessCluster:
         """Splits the network: nodes talk only within their group; nodes
         named in no group are cut off alone."""
         named: List[List[str]] = []
-        seen: set = set()
         for group in groups:
             if isinstance(group, str):
                 raise TypeError("each group must be an iterable of names, not a str")
@@ -188,12 +187,8 @@ class _InProcessCluster:
             for name in names:
                 if name not in self._members:
                     raise ValueError(f"{name!r} is not a node of this cluster")
-                if name in seen:
-                    raise ValueError(f"{name!r} is in two groups")
-                seen.add(name)
             named.append(names)
-        loners = [[n] for n in self._names if n not in seen]
-        self._network.partition(*named, *loners)
+        self._network.partition(*named)
 
     def heal(self) -> None:
         """Ends every partition."""

@@ -39,24 +39,28 @@ impl LocalNetwork {
         }
     }
 
-    /// Splits the named nodes into groups that cannot reach one another,
-    /// replacing any earlier partition. A node named in no group still
-    /// reaches every node (name it in a group of its own to cut it off;
-    /// ``consenso.Raft.partition`` does so for the nodes it leaves out).
+    /// Splits the network into groups of named nodes: a node reaches only
+    /// the nodes of its own group, and a node named in no group (one that
+    /// starts later included) reaches none. Replaces every earlier cut.
+    /// Raises ``ValueError`` for a name in two groups (nothing changes).
     #[pyo3(signature = (*groups))]
     fn partition(&self, groups: &Bound<'_, PyTuple>) -> PyResult<()> {
         let mut ids: Vec<Vec<NodeId>> = Vec::with_capacity(groups.len());
+        let mut names = std::collections::HashMap::new();
         for group in groups.iter() {
-            let names = args::strings(&group, "each group")?;
-            ids.push(names.iter().map(|n| Members::id_for(n)).collect());
+            let group = args::strings(&group, "each group")?;
+            ids.push(group.iter().map(|n| Members::id_for(n)).collect());
+            names.extend(group.into_iter().map(|n| (Members::id_for(&n), n)));
         }
         let slices: Vec<&[NodeId]> = ids.iter().map(Vec::as_slice).collect();
-        self.inner.partition(&slices);
-        Ok(())
+        self.inner.partition(&slices).map_err(|e| {
+            let name = names.get(&e.0).cloned().unwrap_or_default();
+            PyValueError::new_err(format!("groups: {name:?} is in two groups"))
+        })
     }
 
-    /// Cuts node ``name`` off, both ways, from every node on the network now
-    /// (not from nodes that join later).
+    /// Cuts node ``name`` off, both ways, from every other node (nodes that
+    /// start later included) until ``heal`` or a new partition.
     fn isolate(&self, name: &Bound<'_, PyAny>) -> PyResult<()> {
         self.inner.isolate(id(name, "name")?);
         Ok(())

@@ -601,6 +601,14 @@ def test_nodes_on_a_local_network(protocol):
         net.heal()
         with pytest.raises(TypeError, match="each group"):
             net.partition("n1")
+        with pytest.raises(ValueError, match='groups: "n2" is in two groups'):
+            net.partition(["n1", "n2"], ["n2", "n3"])
+        # A node named in no group is alone: the two named elect without it.
+        net.partition(others)
+        with pytest.raises((consenso.NotLeaderError, consenso.ProposalTimeout)):
+            nodes[leader].propose(b"alone", timeout=0.3)
+        nodes[c.leader(among=others)].propose(b"pair", timeout=5)
+        net.heal()
         with pytest.raises(TypeError, match="name must be a str"):
             net.isolate(1)
     finally:
