@@ -4,7 +4,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyString};
 use std::borrow::Cow;
 
 /// The name of `obj`'s type, for error messages.
@@ -83,6 +83,13 @@ pub(crate) fn node_name(node: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     if node.is_none() {
         return Err(PyTypeError::new_err("a node cannot be None"));
+    }
+    // str(b"k") is "b'k'": surely not the name meant.
+    if node.is_instance_of::<PyBytes>() || node.is_instance_of::<PyByteArray>() {
+        return Err(PyTypeError::new_err(format!(
+            "a node cannot be {}: name it by a str (decode the bytes)",
+            type_name(node)
+        )));
     }
     match node.getattr(intern!(py, "name")) {
         Ok(name) => {

@@ -428,6 +428,11 @@ def test_a_node_is_known_by_the_name_it_was_added_under():
 
     with pytest.raises(TypeError, match="cannot be None"):
         lb.add(None)
+    for raw in (b"k", bytearray(b"k")):
+        with pytest.raises(TypeError, match="name it by a str"):
+            lb.add(raw)
+    with pytest.raises(TypeError, match="name it by a str"):
+        consenso.LoadBalancer([b"a", b"b"])
 
     class BadName:
         name = 7

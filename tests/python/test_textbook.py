@@ -163,3 +163,23 @@ def test_raft_bad_calls():
         with pytest.raises(consenso.ClosedError):
             call()
     raft.close()  # idempotent
+
+
+def test_a_leader_needs_a_majority_and_run_needs_a_quorum():
+    with consenso.Raft(NODES, **FAST) as raft:
+        first = raft.run(timeout=5.0)
+        survivor = next(n for n in NODES if n != first)
+        for name in NODES:
+            if name != survivor:
+                raft.stop(name)
+        # One node of three: whatever it believes, it is no leader, and run
+        # cannot confirm one.
+        assert raft.leader is None
+        with pytest.raises(consenso.ProposalTimeout):
+            raft.run(timeout=0.3)
+        with pytest.raises(consenso.ProposalTimeout):
+            raft.propose(b"no quorum", timeout=0.3)
+        raft.restart(first)
+        assert raft.run(timeout=5.0) in (first, survivor)
+        raft.propose(b"quorum again", timeout=5.0)
+        assert b"no quorum" not in raft.log
