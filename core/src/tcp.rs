@@ -34,6 +34,11 @@ const VERSION: u8 = 1;
 const HELLO_LEN: usize = 4 + 1 + 8;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// An inbound connection silent this long is closed (its peer may have
+/// died without closing it; a live peer reconnects when it next sends).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A frame buffer grown above this is not kept between frames.
+const KEEP_BUFFER: usize = 1 << 20;
 /// How often the listener looks for new connections (and for shutdown).
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
 /// The first wait before reconnecting to a peer that could not be reached.
@@ -55,6 +60,12 @@ pub enum TcpError {
     /// The same node id is given two addresses.
     #[error("node {0} is given more than one address")]
     DuplicateNode(NodeId),
+    /// Two nodes are given the same address.
+    #[error("two nodes are given the address {0}")]
+    SharedAddress(SocketAddr),
+    /// A peer's address has port 0, where no one can reach it.
+    #[error("node {0} is given port 0, where no peer can reach it")]
+    PortZero(NodeId),
     /// An option out of range.
     #[error("{0}")]
     Options(String),
@@ -172,6 +183,9 @@ struct Inner {
     streams: Mutex<HashMap<u64, TcpStream>>,
     next_stream: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Held by a shutdown until every thread is joined, so a second one
+    /// (from another thread) returns only once the port is free.
+    shutting_down: Mutex<()>,
     counters: Counters,
 }
 
@@ -214,7 +228,7 @@ impl TcpNetwork {
         options: TcpOptions,
     ) -> Result<TcpNetwork, TcpError> {
         options.validate()?;
-        check_addresses(addresses)?;
+        check_addresses(me, addresses)?;
         let own = addresses
             .iter()
             .find(|(id, _)| *id == me)
@@ -238,7 +252,7 @@ impl TcpNetwork {
         options: TcpOptions,
     ) -> Result<TcpNetwork, TcpError> {
         options.validate()?;
-        check_addresses(addresses)?;
+        check_addresses(me, addresses)?;
         listener.set_nonblocking(true)?;
         let inner = Arc::new(Inner {
             me,
@@ -249,6 +263,7 @@ impl TcpNetwork {
             streams: Mutex::new(HashMap::new()),
             next_stream: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
+            shutting_down: Mutex::new(()),
             counters: Counters::default(),
             options,
         });
@@ -318,10 +333,12 @@ impl TcpNetwork {
 
     /// Stops listening, closes every connection, drops what is queued and
     /// joins the network's threads: when it returns, the port is free and
-    /// nothing more reaches the node. Blocks at most about the connect
-    /// timeout (a writer may be connecting). Idempotent.
+    /// nothing more reaches the node (also when another thread's shutdown
+    /// was under way). Blocks at most about the connect timeout (a writer
+    /// may be connecting). Idempotent.
     pub fn shutdown(&self) {
         let inner = &self.inner;
+        let _one_at_a_time = inner.shutting_down.lock();
         inner.closed.store(true, Ordering::SeqCst);
         // Writers end once their queue's sender is gone.
         inner.queues.write().clear();
@@ -354,6 +371,16 @@ impl Drop for TcpNetwork {
 
 impl Transport for TcpTransport {
     fn send(&self, to: NodeId, bytes: Vec<u8>) {
+        if bytes.len() > self.inner.options.max_frame {
+            // Its peer would close the connection on it, again and again.
+            ::log::warn!(
+                "tcp: an envelope of {} bytes for node {to} is above max_frame {}; dropped (lower the node's max_bytes_per_message)",
+                bytes.len(),
+                self.inner.options.max_frame
+            );
+            self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let queued = match self.inner.queues.read().get(&to) {
             Some(queue) => match queue.try_send(bytes) {
                 Ok(()) => true,
@@ -376,12 +403,20 @@ pub fn missing_address(addresses: &[(NodeId, SocketAddr)], nodes: &[NodeId]) -> 
         .find(|n| !addresses.iter().any(|(id, _)| id == n))
 }
 
-/// Refuses a node id given two addresses.
-fn check_addresses(addresses: &[(NodeId, SocketAddr)]) -> Result<(), TcpError> {
-    let mut seen = std::collections::HashSet::new();
-    for (id, _) in addresses {
-        if !seen.insert(*id) {
-            return Err(TcpError::DuplicateNode(*id));
+/// Refuses a node id given two addresses, two nodes at one address, and a
+/// peer at port 0 (which no one can connect to; `me` may listen at one).
+fn check_addresses(me: NodeId, addresses: &[(NodeId, SocketAddr)]) -> Result<(), TcpError> {
+    let mut ids = std::collections::HashSet::new();
+    let mut addrs = std::collections::HashSet::new();
+    for &(id, addr) in addresses {
+        if !ids.insert(id) {
+            return Err(TcpError::DuplicateNode(id));
+        }
+        if !addrs.insert(addr) {
+            return Err(TcpError::SharedAddress(addr));
+        }
+        if id != me && addr.port() == 0 {
+            return Err(TcpError::PortZero(id));
         }
     }
     Ok(())
@@ -485,7 +520,7 @@ fn read_frames(inner: &Inner, stream: TcpStream) -> io::Result<()> {
         return Err(invalid("a connection that is not a consenso peer".into()));
     }
     let from = NodeId::from_le_bytes(hello[5..].try_into().expect("8 bytes"));
-    reader.get_ref().set_read_timeout(None)?;
+    reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT))?;
     let mut frame = Vec::new();
     loop {
         let mut len = [0u8; 4];
@@ -497,8 +532,15 @@ fn read_frames(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                 inner.options.max_frame
             )));
         }
-        frame.resize(len, 0);
-        reader.read_exact(&mut frame)?;
+        // Grown as bytes arrive, not to the length a peer claims.
+        if frame.capacity() > KEEP_BUFFER {
+            frame = Vec::new();
+        }
+        frame.clear();
+        (&mut reader).take(len as u64).read_to_end(&mut frame)?;
+        if frame.len() != len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         inner.counters.received.fetch_add(1, Ordering::Relaxed);
         match &*inner.inbox.read() {
             // The node counts what it refuses.
@@ -553,8 +595,11 @@ fn write_loop(inner: &Inner, addr: SocketAddr, queue: &Receiver<Vec<u8>>) {
             }
             Err(_) => {
                 // The peer went away (or stopped reading): reconnect on
-                // the next envelope.
+                // the next envelope. Closed first, so dropping the writer
+                // does not block on a flush again. Frames of the batch
+                // that did go out are counted as dropped too.
                 dropped(batch);
+                let _ = writer.get_ref().shutdown(Shutdown::Both);
                 inner.forget(*key);
                 link = None;
             }

@@ -323,10 +323,62 @@ fn bad_settings_are_refused() {
         TcpNetwork::bind(1, &[(1, busy)], None, TcpOptions::default()),
         Err(TcpError::Bind(a, _)) if a == busy
     ));
+    let other: SocketAddr = "127.0.0.1:2".parse().unwrap();
+    assert!(matches!(
+        TcpNetwork::bind(1, &[(1, addr), (2, addr)], None, TcpOptions::default()),
+        Err(TcpError::SharedAddress(a)) if a == addr
+    ));
+    let zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    assert!(matches!(
+        TcpNetwork::bind(1, &[(1, other), (2, zero)], None, TcpOptions::default()),
+        Err(TcpError::PortZero(2))
+    ));
     assert!(matches!(resolve("no port"), Err(TcpError::Address(..))));
     assert!(matches!(
         resolve("127.0.0.1:99999"),
         Err(TcpError::Address(..))
     ));
     assert_eq!(resolve("127.0.0.1:7001").unwrap().port(), 7001);
+}
+
+#[test]
+fn an_envelope_above_max_frame_is_dropped_by_its_sender() {
+    let (mut listeners, addresses) = listeners();
+    listeners.truncate(2);
+    let b = listeners.pop().unwrap();
+    let a = listeners.pop().unwrap();
+    let small = TcpOptions {
+        max_frame: 16,
+        ..TcpOptions::default()
+    };
+    let a = TcpNetwork::with_listener(1, a, &addresses[..2], small.clone()).unwrap();
+    let b = TcpNetwork::with_listener(2, b, &addresses[..2], small).unwrap();
+    let inbox = Arc::new(Recording(Mutex::new(Vec::new())));
+    b.attach(Arc::clone(&inbox) as Arc<dyn Inbox>);
+    a.transport().send(2, vec![0; 17]);
+    assert_eq!(a.stats().dropped, 1, "dropped at once, never sent");
+    a.transport().send(2, vec![7; 16]);
+    wait_until("the envelope that fits", || inbox.0.lock().len() == 1);
+    assert_eq!(
+        b.stats().refused,
+        0,
+        "the connection was never closed on it"
+    );
+}
+
+#[test]
+fn a_second_shutdown_from_another_thread_returns_once_the_port_is_free() {
+    for _ in 0..20 {
+        let (a, b, _inbox) = pair();
+        a.transport().send(2, b"x".to_vec());
+        let addr = b.local_addr();
+        let b = Arc::new(b);
+        let other = Arc::clone(&b);
+        let first = std::thread::spawn(move || other.shutdown());
+        b.shutdown();
+        // Whichever came second waited for the first.
+        TcpListener::bind(addr).expect("the port is free once shutdown returns");
+        first.join().unwrap();
+        drop(a);
+    }
 }

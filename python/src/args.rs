@@ -4,7 +4,7 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 use std::borrow::Cow;
 
 /// The name of `obj`'s type, for error messages.
@@ -85,7 +85,10 @@ pub(crate) fn node_name(node: &Bound<'_, PyAny>) -> PyResult<String> {
         return Err(PyTypeError::new_err("a node cannot be None"));
     }
     // str(b"k") is "b'k'": surely not the name meant.
-    if node.is_instance_of::<PyBytes>() || node.is_instance_of::<PyByteArray>() {
+    if node.is_instance_of::<PyBytes>()
+        || node.is_instance_of::<PyByteArray>()
+        || node.is_instance_of::<PyMemoryView>()
+    {
         return Err(PyTypeError::new_err(format!(
             "a node cannot be {}: name it by a str (decode the bytes)",
             type_name(node)

@@ -407,15 +407,20 @@ impl LoadBalancer {
     /// ValueError when it is not a node of this balancer.
     fn remove(&self, node: &Bound<'_, PyAny>) -> PyResult<()> {
         let name = self.known_name(node)?;
-        let mut reference = None;
-        self.inner.for_each_endpoint(|_, n, a| {
+        // The endpoint found now, by id: if another thread removes it and
+        // adds another under its name meanwhile, that one stays.
+        let mut found = None;
+        self.inner.for_each_endpoint(|id, n, a| {
             if n == name {
-                reference = node_of(a).map(|r| Arc::clone(&r.0));
+                found = Some((id, node_of(a).map(|r| Arc::clone(&r.0))));
             }
         });
+        let Some((id, reference)) = found else {
+            return Err(unknown(BalanceError::Unknown(name.clone()), &name));
+        };
         // Without the GIL: a hashing policy rebuilds its table.
         node.py()
-            .detach(|| self.inner.remove(&name))
+            .detach(|| self.inner.remove_id(id))
             .map_err(|e| unknown(e, &name))?;
         if let Some(reference) = reference {
             NodeRef(reference).empty();

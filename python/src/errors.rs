@@ -143,13 +143,13 @@ pub(crate) fn hash(e: HashError) -> PyErr {
 
 /// The exception for a TCP network that could not be set up: a port in
 /// use or a thread refused is an `OSError` (with its errno when the system
-/// gave one); anything else is a bad argument (`ValueError`).
-pub(crate) fn tcp(e: TcpError) -> PyErr {
+/// gave one); anything else is a bad argument `what` (`ValueError`).
+pub(crate) fn tcp(e: TcpError, what: &str) -> PyErr {
     match e {
         TcpError::Bind(_, ref io) | TcpError::Io(ref io) => match io.raw_os_error() {
             Some(errno) => PyOSError::new_err((errno, e.to_string())),
             None => PyOSError::new_err(e.to_string()),
         },
-        other => PyValueError::new_err(format!("addresses: {other}")),
+        other => PyValueError::new_err(format!("{what}: {other}")),
     }
 }

@@ -135,12 +135,30 @@ impl TcpNetwork {
         name: &str,
         members: &Members,
     ) -> PyResult<Arc<CoreTcp>> {
+        // All without the GIL, which the getters hold while they take
+        // `current`: holding that lock and waiting for the GIL deadlocks.
+        py.detach(|| self.bind_detached(name, members))
+            .map_err(|e| match e {
+                BindError::Busy(serving) => PyValueError::new_err(format!(
+                    "send: this TcpNetwork already serves the open node {serving:?}; give each node its own"
+                )),
+                BindError::Missing(missing) => PyValueError::new_err(format!(
+                    "send: the TcpNetwork has no address for peer {missing:?}"
+                )),
+                BindError::Tcp(e) => errors::tcp(e, "addresses"),
+            })
+    }
+
+    fn bind_detached(&self, name: &str, members: &Members) -> Result<Arc<CoreTcp>, BindError> {
         let mut current = self.current.lock();
-        if let Some(open) = current.as_ref().filter(|n| !n.is_closed()) {
-            let serving = members.name(open.node_id()).unwrap_or("another node");
-            return Err(PyValueError::new_err(format!(
-                "send: this TcpNetwork already serves the open node {serving:?}; give each node its own"
-            )));
+        if let Some(open) = current.as_ref() {
+            if !open.is_closed() {
+                let serving = members.name(open.node_id()).unwrap_or("another node");
+                return Err(BindError::Busy(serving.to_owned()));
+            }
+            // Closed, perhaps still closing on another thread: this returns
+            // once its port is free.
+            open.shutdown();
         }
         let addresses: Vec<(NodeId, SocketAddr)> = self
             .addresses
@@ -149,15 +167,11 @@ impl TcpNetwork {
             .collect();
         if let Some(missing) = tcp::missing_address(&addresses, members.ids()) {
             let missing = members.name(missing).unwrap_or_default();
-            return Err(PyValueError::new_err(format!(
-                "send: the TcpNetwork has no address for peer {missing:?}"
-            )));
+            return Err(BindError::Missing(missing.to_owned()));
         }
         let me = Members::id_for(name);
-        let listen = self.listen;
-        let network = py
-            .detach(|| CoreTcp::bind(me, &addresses, listen, TcpOptions::default()))
-            .map_err(errors::tcp)?;
+        let network = CoreTcp::bind(me, &addresses, self.listen, TcpOptions::default())
+            .map_err(BindError::Tcp)?;
         let network = Arc::new(network);
         *current = Some(Arc::clone(&network));
         Ok(network)
@@ -170,6 +184,15 @@ impl TcpNetwork {
             .map(|n| n.stats())
             .unwrap_or_default()
     }
+}
+
+/// Why a node could not take a `TcpNetwork`.
+enum BindError {
+    /// It serves this open node.
+    Busy(String),
+    /// This peer has no address.
+    Missing(String),
+    Tcp(tcp::TcpError),
 }
 
 #[pymethods]
@@ -188,7 +211,9 @@ impl TcpNetwork {
             let (name, address): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
             let name = args::string(&name, "addresses' names")?;
             let address = args::string(&address, "addresses' values")?;
-            resolved.push((name, tcp::resolve(&address).map_err(errors::tcp)?));
+            // Name resolution may wait on DNS: without the GIL.
+            let addr = addresses.py().detach(|| tcp::resolve(&address));
+            resolved.push((name, addr.map_err(|e| errors::tcp(e, "addresses"))?));
         }
         if resolved.is_empty() {
             return Err(PyValueError::new_err(
@@ -196,7 +221,11 @@ impl TcpNetwork {
             ));
         }
         let listen = match listen.filter(|l| !l.is_none()) {
-            Some(l) => Some(tcp::resolve(&args::string(l, "listen")?).map_err(errors::tcp)?),
+            Some(l) => {
+                let l = args::string(l, "listen")?;
+                let addr = addresses.py().detach(|| tcp::resolve(&l));
+                Some(addr.map_err(|e| errors::tcp(e, "listen"))?)
+            }
             None => None,
         };
         Ok(TcpNetwork {

@@ -588,7 +588,19 @@ impl Node {
             }
         }
         let node = Arc::new(node);
-        let completer = Arc::new(Mutex::new(spawn_completer(Arc::clone(&members))?));
+        let completer = match spawn_completer(Arc::clone(&members)) {
+            Ok(c) => Arc::new(Mutex::new(c)),
+            Err(e) => {
+                // Nothing may stay running (or keep the port) on an error.
+                py.detach(|| {
+                    node.shutdown();
+                    if let Some(tcp) = &tcp {
+                        tcp.shutdown();
+                    }
+                });
+                return Err(e);
+            }
+        };
         let mut live = LIVE.lock();
         live.retain(|(n, _, _)| n.strong_count() > 0);
         live.push((

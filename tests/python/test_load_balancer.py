@@ -428,7 +428,7 @@ def test_a_node_is_known_by_the_name_it_was_added_under():
 
     with pytest.raises(TypeError, match="cannot be None"):
         lb.add(None)
-    for raw in (b"k", bytearray(b"k")):
+    for raw in (b"k", bytearray(b"k"), memoryview(b"k")):
         with pytest.raises(TypeError, match="name it by a str"):
             lb.add(raw)
     with pytest.raises(TypeError, match="name it by a str"):

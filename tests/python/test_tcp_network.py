@@ -167,3 +167,57 @@ def test_a_stranger_on_the_port_is_refused_and_counted():
         with socket.create_connection((host, int(port))) as s:
             s.sendall(b"GET / HTTP/1.1\r\n\r\n")
             wait_for("the refusal", lambda: net.refused == 1)
+
+
+def test_reading_a_network_while_a_node_takes_it_does_not_deadlock():
+    net = consenso.TcpNetwork(addresses())
+    stop = threading.Event()
+    reads = [0]
+
+    def poll():
+        while not stop.is_set():
+            repr(net), net.address, net.sent
+            reads[0] += 1
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for _ in range(20):
+            consenso.RaftNode("n1", NAMES, send=net).close()
+    finally:
+        stop.set()
+        poller.join()
+    assert reads[0] > 0
+
+
+def test_a_node_closed_on_one_thread_frees_the_network_for_another():
+    net = consenso.TcpNetwork(addresses())
+    for _ in range(10):
+        node = consenso.RaftNode("n1", NAMES, send=net)
+        closer = threading.Thread(target=node.close)
+        closer.start()
+        # Refused while the node is open; once it is closing, the new node
+        # waits for the close under way and listens on the freed port
+        # (never an OSError for a port still held).
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                consenso.RaftNode("n1", NAMES, send=net).close()
+                break
+            except ValueError as e:
+                assert "already serves" in str(e)
+                assert time.monotonic() < deadline
+        closer.join()
+
+
+def test_addresses_no_node_could_use_are_refused_by_argument():
+    with pytest.raises(ValueError, match="^listen: "):
+        consenso.TcpNetwork({"n1": "127.0.0.1:7001"}, listen="nope")
+    port = free_ports(1)[0]
+    shared = consenso.TcpNetwork({n: f"127.0.0.1:{port}" for n in NAMES})
+    with pytest.raises(ValueError, match="^addresses: two nodes are given the address"):
+        consenso.RaftNode("n1", NAMES, send=shared)
+    zero = addresses()
+    zero["n2"] = "127.0.0.1:0"
+    with pytest.raises(ValueError, match="port 0"):
+        consenso.RaftNode("n1", NAMES, send=consenso.TcpNetwork(zero))
