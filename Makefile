@@ -79,15 +79,19 @@ python-test: python-install
 ffi:
 	$(CARGO) build -p consenso-ffi
 
-# The C API from C (sanitized), the C example, and the header as C++.
+# The C API from C (sanitized), the C example, and the header as C++ and
+# as C99.
 c-test: ffi
 	mkdir -p $(C_OUT)
 	$(CC) -std=c11 $(C_WARN) $(C_SAN) -Iinclude tests/c/balancer_test.c $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/balancer_test
 	$(C_OUT)/balancer_test
+	$(CC) -std=c11 $(C_WARN) $(C_SAN) -Iinclude tests/c/node_test.c $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/node_test
+	$(C_OUT)/node_test
 	$(CC) -std=c11 $(C_WARN) $(C_SAN) -Iinclude examples/c/load_balancer.c $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/load_balancer
 	$(C_OUT)/load_balancer > /dev/null
 	$(CXX) -std=c++17 $(C_WARN) $(C_SAN) -Iinclude tests/c/header_compiles_as_cpp.cpp $(FFI_LIB) $(C_LIBS) -o $(C_OUT)/header_cpp
 	$(C_OUT)/header_cpp
+	$(CC) -std=c99 -pedantic $(C_WARN) -fsyntax-only -x c include/consenso.h
 
 c-example: ffi
 	mkdir -p $(C_OUT)

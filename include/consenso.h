@@ -23,42 +23,124 @@
 #define CONSENSO_VERSION_PATCH 0
 
 
-// Passed as `latency_ns` to `consenso_pick_finish`: use the time since the
-// pick, measured by the library.
+/*
+ Passed as `latency_ns` to `consenso_pick_finish`: use the time since the
+ pick, measured by the library.
+ */
 #define CONSENSO_LATENCY_MEASURED UINT64_MAX
 
-// What a call did. The numbers are fixed and never reused; new codes get
-// new numbers. Codes 1xx are about balancers and hash rings.
+/*
+ Passed as a timeout: wait as long as it takes.
+ */
+#define CONSENSO_WAIT_FOREVER UINT64_MAX
+
+/*
+ What a call did. The numbers are fixed and never reused; new codes get
+ new numbers. Codes 1xx are about balancers and hash rings, 2xx about
+ consensus nodes.
+ */
 enum consenso_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // Success; out-parameters were written.
+  /*
+   Success; out-parameters were written.
+   */
   CONSENSO_RESULT_OK = 0,
-  // The library panicked; the handle may be unusable.
+  /*
+   The library panicked; the handle may be unusable.
+   */
   CONSENSO_RESULT_PANIC = 1,
-  // A required pointer argument was NULL.
+  /*
+   A required pointer argument was NULL.
+   */
   CONSENSO_RESULT_NULL_ARGUMENT = 2,
-  // An argument or setting is out of range (an unknown enum value, a
-  // share outside 0..1, a bounded-load factor not above 1, ...).
+  /*
+   An argument or setting is out of range (an unknown enum value, a
+   share outside 0..1, a bounded-load factor not above 1, ...).
+   */
   CONSENSO_RESULT_INVALID_ARGUMENT = 3,
-  // A string argument is not valid UTF-8.
+  /*
+   A string argument is not valid UTF-8.
+   */
   CONSENSO_RESULT_INVALID_UTF8 = 4,
-  // The output buffer is too small; nothing was written.
+  /*
+   The output buffer is too small; nothing was written.
+   */
   CONSENSO_RESULT_BUFFER_TOO_SMALL = 5,
-  // There is no endpoint to pick, or a hash ring was given none.
+  /*
+   There is no endpoint to pick, or a hash ring was given none.
+   */
   CONSENSO_RESULT_NO_ENDPOINTS = 100,
-  // No endpoint has that name or id.
+  /*
+   No endpoint has that name or id.
+   */
   CONSENSO_RESULT_UNKNOWN_ENDPOINT = 101,
-  // An endpoint with that name exists already.
+  /*
+   An endpoint with that name exists already.
+   */
   CONSENSO_RESULT_DUPLICATE_ENDPOINT = 102,
-  // A weight is zero (weights must be at least 1).
+  /*
+   A weight is zero (weights must be at least 1).
+   */
   CONSENSO_RESULT_INVALID_WEIGHT = 103,
-  // The consistent_hash policy needs a key to pick.
+  /*
+   The consistent_hash policy needs a key to pick.
+   */
   CONSENSO_RESULT_KEY_REQUIRED = 104,
-  // Jump hashing cannot weight endpoints.
+  /*
+   Jump hashing cannot weight endpoints.
+   */
   CONSENSO_RESULT_WEIGHTS_UNSUPPORTED = 105,
+  /*
+   This node is not the leader (the leader it knows of, if any, is
+   reported where the function says); nothing was proposed.
+   */
+  CONSENSO_RESULT_NOT_LEADER = 200,
+  /*
+   The wait ran out; a proposal may still commit.
+   */
+  CONSENSO_RESULT_TIMEOUT = 201,
+  /*
+   The node is shut down (or stopped on a failure).
+   */
+  CONSENSO_RESULT_CLOSED = 202,
+  /*
+   The node is overloaded (too many uncommitted commands, or its input
+   queue is full); nothing was done; retry later.
+   */
+  CONSENSO_RESULT_BUSY = 203,
+  /*
+   The bytes are not a message of this cluster and protocol; they were
+   dropped and counted.
+   */
+  CONSENSO_RESULT_MALFORMED_MESSAGE = 204,
+  /*
+   A blocking call, `shutdown` or `free` from inside one of the node's
+   own callbacks, where it would wait on itself; nothing was done.
+   */
+  CONSENSO_RESULT_WOULD_BLOCK = 205,
+  /*
+   The command is larger than any node takes; nothing was proposed.
+   */
+  CONSENSO_RESULT_TOO_LARGE = 206,
+  /*
+   A leader change dropped the proposal; it did not commit.
+   */
+  CONSENSO_RESULT_DROPPED = 207,
+  /*
+   The data directory could not be used, or what it holds is damaged.
+   */
+  CONSENSO_RESULT_STORAGE = 208,
+  /*
+   The state machine refused the snapshot the data directory holds.
+   */
+  CONSENSO_RESULT_RESTORE = 209,
+  /*
+   The operating system refused a thread, a socket or a file.
+   */
+  CONSENSO_RESULT_SYSTEM = 210,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -68,29 +150,79 @@ typedef uint32_t consenso_result;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A load-balancing policy (`consenso_balancer_new`).
+/*
+ A node's role (`on_state_change`, `consenso_node_get_status`), in the
+ protocol-neutral terms of the core: Paxos's acceptor and ZAB's
+ FOLLOWING are followers, a Paxos proposer in phase 1 and ZAB's LOOKING
+ are candidates.
+ */
+enum consenso_role
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Follows a leader, or waits for one.
+   */
+  CONSENSO_ROLE_FOLLOWER = 0,
+  /*
+   Raft's PreVote: asks whether it could win before campaigning.
+   */
+  CONSENSO_ROLE_PRE_CANDIDATE = 1,
+  /*
+   Campaigns for leadership.
+   */
+  CONSENSO_ROLE_CANDIDATE = 2,
+  /*
+   Leads.
+   */
+  CONSENSO_ROLE_LEADER = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum consenso_role consenso_role;
+#else
+typedef uint32_t consenso_role;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ A load-balancing policy (`consenso_balancer_new`).
+ */
 enum consenso_policy
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // At random (seeded), in proportion to weight.
+  /*
+   At random (seeded), in proportion to weight.
+   */
   CONSENSO_POLICY_RANDOM = 1,
-  // In turn; with unequal weights, each endpoint gets its weight in turns
-  // per cycle (as `WeightedRoundRobin`).
+  /*
+   In turn; with unequal weights, each endpoint gets its weight in turns
+   per cycle (as `WeightedRoundRobin`).
+   */
   CONSENSO_POLICY_ROUND_ROBIN = 2,
-  // Weighted round robin: nginx's smooth cycle (weights 5, 1, 1 give
-  // a a b a c a a); for very large weights an evenly spread order with
-  // the same exact shares per cycle.
+  /*
+   Weighted round robin: nginx's smooth cycle (weights 5, 1, 1 give
+   a a b a c a a); for very large weights an evenly spread order with
+   the same exact shares per cycle.
+   */
   CONSENSO_POLICY_WEIGHTED_ROUND_ROBIN = 3,
-  // Power of two choices over requests in flight per unit of weight.
+  /*
+   Power of two choices over requests in flight per unit of weight.
+   */
   CONSENSO_POLICY_LEAST_CONNECTIONS = 4,
-  // Power of two choices over peak-EWMA latency × (in flight + 1) per
-  // unit of weight.
+  /*
+   Power of two choices over peak-EWMA latency × (in flight + 1) per
+   unit of weight.
+   */
   CONSENSO_POLICY_LEAST_RESPONSE_TIME = 5,
-  // Consistent hashing of the pick's key (algorithm and bound from the
-  // options; ring by default); weights give keys in proportion, except
-  // under jump hashing, which refuses them.
+  /*
+   Consistent hashing of the pick's key (algorithm and bound from the
+   options; ring by default); weights give keys in proportion, except
+   under jump hashing, which refuses them.
+   */
   CONSENSO_POLICY_CONSISTENT_HASH = 6,
 };
 #ifndef __cplusplus
@@ -101,20 +233,30 @@ typedef uint32_t consenso_policy;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A consistent-hashing algorithm.
+/*
+ A consistent-hashing algorithm.
+ */
 enum consenso_hash_algorithm
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // Ketama-style ring; parameter: virtual nodes per unit of weight
-  // (0: 160).
+  /*
+   Ketama-style ring; parameter: virtual nodes per unit of weight
+   (0: 160).
+   */
   CONSENSO_HASH_ALGORITHM_RING = 1,
-  // Maglev table; parameter: the smallest table size (0: 65,537).
+  /*
+   Maglev table; parameter: the smallest table size (0: 65,537).
+   */
   CONSENSO_HASH_ALGORITHM_MAGLEV = 2,
-  // Jump consistent hash (no weights; no parameter).
+  /*
+   Jump consistent hash (no weights; no parameter).
+   */
   CONSENSO_HASH_ALGORITHM_JUMP = 3,
-  // Weighted rendezvous hashing (no parameter).
+  /*
+   Weighted rendezvous hashing (no parameter).
+   */
   CONSENSO_HASH_ALGORITHM_RENDEZVOUS = 4,
 };
 #ifndef __cplusplus
@@ -125,15 +267,21 @@ typedef uint32_t consenso_hash_algorithm;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// How a request ended (`consenso_pick_finish`).
+/*
+ How a request ended (`consenso_pick_finish`).
+ */
 enum consenso_outcome
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // It succeeded.
+  /*
+   It succeeded.
+   */
   CONSENSO_OUTCOME_SUCCESS = 0,
-  // It failed (counts toward outlier ejection).
+  /*
+   It failed (counts toward outlier ejection).
+   */
   CONSENSO_OUTCOME_FAILURE = 1,
 };
 #ifndef __cplusplus
@@ -144,288 +292,638 @@ typedef uint32_t consenso_outcome;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A load balancer over named, weighted endpoints.
+/*
+ A consensus protocol (`consenso_node_config.protocol`).
+ */
+enum consenso_protocol
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Raft, with PreVote and CheckQuorum.
+   */
+  CONSENSO_PROTOCOL_RAFT = 1,
+  /*
+   Multi-Paxos with a stable leader.
+   */
+  CONSENSO_PROTOCOL_PAXOS = 2,
+  /*
+   ZooKeeper Atomic Broadcast (Fast Leader Election).
+   */
+  CONSENSO_PROTOCOL_ZAB = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum consenso_protocol consenso_protocol;
+#else
+typedef uint32_t consenso_protocol;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ A load balancer over named, weighted endpoints.
+ */
 typedef struct consenso_balancer consenso_balancer;
 
-// Settings for a new balancer, built with `consenso_balancer_options_new`
-// and the `_set_` functions. Not thread-safe: one thread builds it. Each
-// setter checks its values with the core's own checks and changes nothing
-// when it returns an error.
+/*
+ Settings for a new balancer, built with `consenso_balancer_options_new`
+ and the `_set_` functions. Not thread-safe: one thread builds it. Each
+ setter checks its values with the core's own checks and changes nothing
+ when it returns an error.
+ */
 typedef struct consenso_balancer_options consenso_balancer_options;
 
-// Endpoints placed by a consistent-hashing algorithm.
+/*
+ A library-owned byte string (a proposal's response). Free with
+ `consenso_bytes_free`.
+ */
+typedef struct consenso_bytes consenso_bytes;
+
+/*
+ Endpoints placed by a consistent-hashing algorithm.
+ */
 typedef struct consenso_hash consenso_hash;
 
-// A picked endpoint, in flight until finished or freed.
+/*
+ A running consensus node. Thread-safe: any thread may call any
+ function on it at once.
+ */
+typedef struct consenso_node consenso_node;
+
+/*
+ A picked endpoint, in flight until finished or freed.
+ */
 typedef struct consenso_pick consenso_pick;
 
-// Statistics of one endpoint (`consenso_balancer_stats`).
+/*
+ Where `apply` writes its response; valid during that `apply` call only.
+ */
+typedef struct consenso_response consenso_response;
+
+/*
+ Statistics of one endpoint (`consenso_balancer_stats`).
+ */
 typedef struct consenso_endpoint_stats {
-  // The endpoint's id (from `consenso_balancer_add`).
+  /*
+   The endpoint's id (from `consenso_balancer_add`).
+   */
   uint64_t id;
-  // Its weight.
+  /*
+   Its weight.
+   */
   uint32_t weight;
-  // Times it was ejected.
+  /*
+   Times it was ejected.
+   */
   uint32_t ejections;
-  // Requests in flight.
+  /*
+   Requests in flight.
+   */
   uint64_t in_flight;
-  // Requests that succeeded.
+  /*
+   Requests that succeeded.
+   */
   uint64_t successes;
-  // Requests that failed.
+  /*
+   Requests that failed.
+   */
   uint64_t failures;
-  // Peak-EWMA latency in seconds (0 with no sample yet).
+  /*
+   Peak-EWMA latency in seconds (0 with no sample yet).
+   */
   double ewma_latency;
-  // Ejected now.
+  /*
+   Ejected now.
+   */
   bool ejected;
 } consenso_endpoint_stats;
+
+/*
+ A node's settings. Get defaults from `consenso_node_config_default`,
+ then set `id` and `peers`. Every duration is in milliseconds. The
+ library checks them with the core's own checks when the node starts.
+ */
+typedef struct consenso_node_config {
+  /*
+   `sizeof(consenso_node_config)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /*
+   A `consenso_protocol` (default Raft).
+   */
+  uint32_t protocol;
+  /*
+   This node's id (non-zero, one of `peers`).
+   */
+  uint64_t id;
+  /*
+   Every voter's id, this node's included, in any order (the same set
+   on every node). Read during `consenso_node_start` only.
+   */
+  const uint64_t *peers;
+  /*
+   Number of ids at `peers`.
+   */
+  size_t peers_len;
+  /*
+   Messages from another cluster id are refused (default 0).
+   */
+  uint64_t cluster_id;
+  /*
+   Shortest election timeout (default 150).
+   */
+  uint64_t election_timeout_min_ms;
+  /*
+   Longest election timeout (default 300).
+   */
+  uint64_t election_timeout_max_ms;
+  /*
+   Leader heartbeat interval (default 50; at least 1, below the
+   election timeout).
+   */
+  uint64_t heartbeat_ms;
+  /*
+   A proposal or read not answered after this long fails with
+   `CONSENSO_RESULT_TIMEOUT` (default 10,000; `CONSENSO_WAIT_FOREVER`:
+   never).
+   */
+  uint64_t proposal_timeout_ms;
+  /*
+   Most command bytes a leader puts in one message (default 1 MiB; one
+   command always goes): lower it for a transport with a size limit.
+   */
+  uint64_t max_bytes_per_message;
+  /*
+   A NUL-terminated path of the node's data directory (created if
+   missing), or NULL to keep everything in memory. Read during
+   `consenso_node_start` only.
+   */
+  const char *data_dir;
+} consenso_node_config;
+
+/*
+ What a node calls. `send` is required; the others may be NULL.
+ `user_data` is passed to each; `user_data_free`, if not NULL, is called
+ with it exactly once, after the node's last callback, once a started
+ node is freed. When `consenso_node_start` fails it is not called: the
+ caller still owns `user_data`.
+ */
+typedef struct consenso_node_callbacks {
+  /*
+   `sizeof(consenso_node_callbacks)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /*
+   Passed to every callback.
+   */
+  void *user_data;
+  /*
+   Frees `user_data`; called once, from the thread that frees the node.
+   */
+  void (*user_data_free)(void *user_data);
+  /*
+   Sends `len` bytes to node `to`, from the node's driver thread. The
+   bytes are valid during the call only. Must not block for long (the
+   node's timers wait on it: a send blocked for a second delays its
+   heartbeats and elections by a second); may drop the message (the
+   protocols retry).
+   */
+  void (*send)(void *user_data, uint64_t to, const uint8_t *bytes, size_t len);
+  /*
+   Applies the committed command at `index` (`len` bytes, valid during
+   the call) to the host's state machine, on the node's apply thread,
+   in log order, once per command. What it writes through `response`
+   (`consenso_response_write`) is what the proposal returns on the node
+   that proposed it. Returns 0; any other value is a failed state
+   machine: the node stops (its status says `state_machine_failed`),
+   since applying further commands to a machine that failed half way
+   is not safe. NULL: commands are only ordered (empty responses).
+   */
+  int32_t (*apply)(void *user_data,
+                   uint64_t index,
+                   const uint8_t *command,
+                   size_t len,
+                   struct consenso_response *response);
+  /*
+   Called on the driver thread when the role, term or leader changes
+   (`leader` 0: none known).
+   */
+  void (*on_state_change)(void *user_data, consenso_role role, uint64_t term, uint64_t leader);
+} consenso_node_callbacks;
+
+/*
+ A proposal's or read's completion: `result` is `CONSENSO_RESULT_OK` or
+ why it failed; `response`/`len` are what `apply` wrote (valid during the
+ call; NULL and 0 on failure or for a read); `index` is the read's index
+ (0 for a proposal); `leader` the leader this node knows of on
+ `CONSENSO_RESULT_NOT_LEADER` (0: none known).
+ */
+typedef void (*consenso_completion)(void *user_data,
+                                    consenso_result result,
+                                    const uint8_t *response,
+                                    size_t len,
+                                    uint64_t index,
+                                    uint64_t leader);
+
+/*
+ A node's state and counters (`consenso_node_get_status`).
+ */
+typedef struct consenso_node_status {
+  /*
+   Set by the caller to `sizeof(consenso_node_status)`; the library
+   writes only that many bytes.
+   */
+  uint32_t struct_size;
+  /*
+   The node's role (a `consenso_role`).
+   */
+  uint32_t role;
+  /*
+   The node's id.
+   */
+  uint64_t id;
+  /*
+   Raft's term, ZAB's epoch, or Paxos's ballot.
+   */
+  uint64_t term;
+  /*
+   The leader it knows of (0: none).
+   */
+  uint64_t leader;
+  /*
+   Whom it backs in this term (0: none).
+   */
+  uint64_t voted_for;
+  /*
+   Highest index known committed.
+   */
+  uint64_t commit_index;
+  /*
+   Highest index applied to the state machine.
+   */
+  uint64_t applied_index;
+  /*
+   Last index in its log.
+   */
+  uint64_t last_index;
+  /*
+   Messages sent.
+   */
+  uint64_t messages_sent;
+  /*
+   Messages received and taken.
+   */
+  uint64_t messages_received;
+  /*
+   Messages refused (malformed, another cluster or protocol).
+   */
+  uint64_t messages_rejected;
+  /*
+   Messages dropped (input queue full).
+   */
+  uint64_t messages_dropped;
+  /*
+   Proposals that failed.
+   */
+  uint64_t proposals_failed;
+  /*
+   Storage errors.
+   */
+  uint64_t storage_errors;
+  /*
+   Syncs of the data directory.
+   */
+  uint64_t storage_syncs;
+  /*
+   Index the latest snapshot covers.
+   */
+  uint64_t snapshot_index;
+  /*
+   Snapshots taken.
+   */
+  uint64_t snapshots_taken;
+  /*
+   Snapshots installed from a leader.
+   */
+  uint64_t snapshots_installed;
+  /*
+   The state machine failed (`apply` returned non-zero); the node stopped.
+   */
+  bool state_machine_failed;
+  /*
+   The storage failed; the node stopped.
+   */
+  bool storage_failed;
+  /*
+   The node is shut down.
+   */
+  bool closed;
+} consenso_node_status;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
-// NUL-terminated version string of the library, e.g. `"0.1.0"`.
-//
-// The pointer is static: never free it. Matches the `CONSENSO_VERSION` macro
-// of the header it was built with.
+/*
+ NUL-terminated version string of the library, e.g. `"0.1.0"`.
+
+ The pointer is static: never free it. Matches the `CONSENSO_VERSION` macro
+ of the header it was built with.
+ */
 const char *consenso_version(void);
 
-// Writes default options into `*out`: ring hashing with 160 virtual nodes
-// and no bound, eject after 5 consecutive failures for 30 s growing to at
-// most 300 s, at most half ejected, panic below half healthy, no slow
-// start, a 10 s latency decay, and a random seed of the balancer's own.
-// Free with
-// `consenso_balancer_options_free`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Writes default options into `*out`: ring hashing with 160 virtual nodes
+ and no bound, eject after 5 consecutive failures for 30 s growing to at
+ most 300 s, at most half ejected, panic below half healthy, no slow
+ start, a 10 s latency decay, and a random seed of the balancer's own.
+ Free with
+ `consenso_balancer_options_free`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_balancer_options_new(struct consenso_balancer_options **out);
 
-// Frees options; NULL does nothing. Balancers made from them are not
-// affected.
+/*
+ Frees options; NULL does nothing. Balancers made from them are not
+ affected.
+ */
 void consenso_balancer_options_free(struct consenso_balancer_options *options);
 
-// The consistent-hashing algorithm (a `CONSENSO_HASH_ALGORITHM_*`) and its
-// parameter (0: the default; see `consenso_hash_algorithm`).
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+/*
+ The consistent-hashing algorithm (a `CONSENSO_HASH_ALGORITHM_*`) and its
+ parameter (0: the default; see `consenso_hash_algorithm`).
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+ */
 consenso_result consenso_balancer_options_set_hash(struct consenso_balancer_options *options,
                                                    uint32_t algorithm,
                                                    uint32_t param);
 
-// Bounded loads for consistent hashing: no endpoint takes more than
-// `bound` times its weighted share of the keys in flight (rounded up;
-// with equal weights, `ceil(bound × mean)`). `bound` is 1 + ε and must be
-// above 1; 0 turns bounding off.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+/*
+ Bounded loads for consistent hashing: no endpoint takes more than
+ `bound` times its weighted share of the keys in flight (rounded up;
+ with equal weights, `ceil(bound × mean)`). `bound` is 1 + ε and must be
+ above 1; 0 turns bounding off.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+ */
 consenso_result consenso_balancer_options_set_bound(struct consenso_balancer_options *options,
                                                     double bound);
 
-// The seed of the balancer's randomness (the same seed, the same picks).
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ The seed of the balancer's randomness (the same seed, the same picks).
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_balancer_options_set_seed(struct consenso_balancer_options *options,
                                                    uint64_t seed);
 
-// Passive outlier ejection: `consecutive_failures` failures in a row
-// (0: never eject) eject an endpoint for `base_ms`, the n-th time for n ×
-// `base_ms` up to `max_ms` (`UINT64_MAX`: as good as forever; no time
-// wraps); at most `max_share` (0..1) of the endpoints is ejected at once.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
-// (`max_share` outside 0..1 or NaN, `max_ms` below `base_ms`).
+/*
+ Passive outlier ejection: `consecutive_failures` failures in a row
+ (0: never eject) eject an endpoint for `base_ms`, the n-th time for n ×
+ `base_ms` up to `max_ms` (`UINT64_MAX`: as good as forever; no time
+ wraps); at most `max_share` (0..1) of the endpoints is ejected at once.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+ (`max_share` outside 0..1 or NaN, `max_ms` below `base_ms`).
+ */
 consenso_result consenso_balancer_options_set_ejection(struct consenso_balancer_options *options,
                                                        uint32_t consecutive_failures,
                                                        uint64_t base_ms,
                                                        uint64_t max_ms,
                                                        double max_share);
 
-// Panic mode: when less than `threshold` (0..1) of the endpoints is
-// healthy, balance over all of them.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
-// (outside 0..1, or NaN).
+/*
+ Panic mode: when less than `threshold` (0..1) of the endpoints is
+ healthy, balance over all of them.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+ (outside 0..1, or NaN).
+ */
 consenso_result consenso_balancer_options_set_panic_threshold(struct consenso_balancer_options *options,
                                                               double threshold);
 
-// Slow start: a new or returning endpoint's share ramps up over
-// `window_ms` (0: off; any length, none wraps).
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Slow start: a new or returning endpoint's share ramps up over
+ `window_ms` (0: off; any length, none wraps).
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_balancer_options_set_slow_start(struct consenso_balancer_options *options,
                                                          uint64_t window_ms);
 
-// The time constant of the latency EWMA, in milliseconds (above 0).
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+/*
+ The time constant of the latency EWMA, in milliseconds (above 0).
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+ */
 consenso_result consenso_balancer_options_set_ewma_decay(struct consenso_balancer_options *options,
                                                          uint64_t decay_ms);
 
-// A new balancer with `policy` (a `CONSENSO_POLICY_*`) and `options`
-// (NULL: the defaults of `consenso_balancer_options_new`). It starts with
-// no endpoints. Free with `consenso_balancer_free`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`out`),
-// `CONSENSO_RESULT_INVALID_ARGUMENT` (unknown policy, a hash algorithm or
-// a bound set for a policy other than consistent hashing).
+/*
+ A new balancer with `policy` (a `CONSENSO_POLICY_*`) and `options`
+ (NULL: the defaults of `consenso_balancer_options_new`). It starts with
+ no endpoints. Free with `consenso_balancer_free`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`out`),
+ `CONSENSO_RESULT_INVALID_ARGUMENT` (unknown policy, a hash algorithm or
+ a bound set for a policy other than consistent hashing).
+ */
 consenso_result consenso_balancer_new(uint32_t policy,
                                       const struct consenso_balancer_options *options,
                                       struct consenso_balancer **out);
 
-// Frees a balancer; NULL does nothing. No other thread may use the
-// balancer during or after the call; outstanding picks stay valid and must
-// still be finished or freed.
+/*
+ Frees a balancer; NULL does nothing. No other thread may use the
+ balancer during or after the call; outstanding picks stay valid and must
+ still be finished or freed.
+ */
 void consenso_balancer_free(struct consenso_balancer *balancer);
 
-// Adds endpoint `name` (a NUL-terminated UTF-8 string, copied) with
-// `weight` (at least 1) and writes its id into `*id_out` unless `id_out`
-// is NULL. Ids are never reused by a balancer. The others keep their
-// statistics.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
-// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`,
-// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
-// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
-// than a Maglev table has slots).
+/*
+ Adds endpoint `name` (a NUL-terminated UTF-8 string, copied) with
+ `weight` (at least 1) and writes its id into `*id_out` unless `id_out`
+ is NULL. Ids are never reused by a balancer. The others keep their
+ statistics.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
+ `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`,
+ `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
+ `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
+ than a Maglev table has slots).
+ */
 consenso_result consenso_balancer_add(const struct consenso_balancer *balancer,
                                       const char *name,
                                       uint32_t weight,
                                       uint64_t *id_out);
 
-// Adds `count` endpoints at once: `names[i]` (NUL-terminated UTF-8,
-// copied) with `weights[i]` (`weights` NULL: all 1), and writes their ids
-// into `ids_out[0..count]` unless `ids_out` is NULL. One rebuild of the
-// policy's tables for all of them, so building a consistent-hashing
-// balancer of thousands of endpoints costs about one hash ring. All or
-// nothing: on an error none is added and `ids_out` is not written.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`names`, or one of its entries,
-// NULL with `count` above 0), `CONSENSO_RESULT_INVALID_UTF8`,
-// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`
-// (in the balancer or twice in `names`),
-// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
-// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
-// than a Maglev table has slots).
+/*
+ Adds `count` endpoints at once: `names[i]` (NUL-terminated UTF-8,
+ copied) with `weights[i]` (`weights` NULL: all 1), and writes their ids
+ into `ids_out[0..count]` unless `ids_out` is NULL. One rebuild of the
+ policy's tables for all of them, so building a consistent-hashing
+ balancer of thousands of endpoints costs about one hash ring. All or
+ nothing: on an error none is added and `ids_out` is not written.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`names`, or one of its entries,
+ NULL with `count` above 0), `CONSENSO_RESULT_INVALID_UTF8`,
+ `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`
+ (in the balancer or twice in `names`),
+ `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
+ `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
+ than a Maglev table has slots).
+ */
 consenso_result consenso_balancer_add_many(const struct consenso_balancer *balancer,
                                            const char *const *names,
                                            const uint32_t *weights,
                                            size_t count,
                                            uint64_t *ids_out);
 
-// Removes the endpoint named `name`. Its outstanding picks finish normally.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
-// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`.
+/*
+ Removes the endpoint named `name`. Its outstanding picks finish normally.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
+ `CONSENSO_RESULT_UNKNOWN_ENDPOINT`.
+ */
 consenso_result consenso_balancer_remove(const struct consenso_balancer *balancer,
                                          const char *name);
 
-// Removes the endpoint with id `id`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`.
+/*
+ Removes the endpoint with id `id`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`.
+ */
 consenso_result consenso_balancer_remove_id(const struct consenso_balancer *balancer, uint64_t id);
 
-// Sets the weight of the endpoint named `name`, keeping its statistics.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
-// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
-// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`, `CONSENSO_RESULT_INVALID_ARGUMENT`
-// (a ring too large).
+/*
+ Sets the weight of the endpoint named `name`, keeping its statistics.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
+ `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
+ `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+ (a ring too large).
+ */
 consenso_result consenso_balancer_set_weight(const struct consenso_balancer *balancer,
                                              const char *name,
                                              uint32_t weight);
 
-// Sets the weight of the endpoint with id `id`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_WEIGHT`,
-// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`,
-// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large).
+/*
+ Sets the weight of the endpoint with id `id`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_WEIGHT`,
+ `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`,
+ `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large).
+ */
 consenso_result consenso_balancer_set_weight_id(const struct consenso_balancer *balancer,
                                                 uint64_t id,
                                                 uint32_t weight);
 
-// Writes the number of endpoints into `*out`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Writes the number of endpoints into `*out`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_balancer_len(const struct consenso_balancer *balancer, size_t *out);
 
-// Picks an endpoint and writes the pick into `*out`. `key` (`key_len`
-// bytes; NULL and 0 for none) is needed by consistent hashing and ignored
-// by the other policies. The pick counts as in flight, and is timed, until
-// `consenso_pick_finish` (or `consenso_pick_free`). Lock-free.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_NO_ENDPOINTS`,
-// `CONSENSO_RESULT_KEY_REQUIRED`.
+/*
+ Picks an endpoint and writes the pick into `*out`. `key` (`key_len`
+ bytes; NULL and 0 for none) is needed by consistent hashing and ignored
+ by the other policies. The pick counts as in flight, and is timed, until
+ `consenso_pick_finish` (or `consenso_pick_free`). Lock-free.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_NO_ENDPOINTS`,
+ `CONSENSO_RESULT_KEY_REQUIRED`.
+ */
 consenso_result consenso_balancer_pick(const struct consenso_balancer *balancer,
                                        const uint8_t *key,
                                        size_t key_len,
                                        struct consenso_pick **out);
 
-// Chooses an endpoint as `consenso_balancer_pick` would and writes its id
-// into `*id_out`, without counting it in flight or recording anything.
-//
-// Errors: as `consenso_balancer_pick`.
+/*
+ Chooses an endpoint as `consenso_balancer_pick` would and writes its id
+ into `*id_out`, without counting it in flight or recording anything.
+
+ Errors: as `consenso_balancer_pick`.
+ */
 consenso_result consenso_balancer_select(const struct consenso_balancer *balancer,
                                          const uint8_t *key,
                                          size_t key_len,
                                          uint64_t *id_out);
 
-// Copies the statistics of every endpoint into `out` (room for `capacity`
-// entries) and writes how many into `*count`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_BUFFER_TOO_SMALL`
-// (ask `consenso_balancer_len` and retry with more room).
+/*
+ Copies the statistics of every endpoint into `out` (room for `capacity`
+ entries) and writes how many into `*count`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_BUFFER_TOO_SMALL`
+ (ask `consenso_balancer_len` and retry with more room).
+ */
 consenso_result consenso_balancer_stats(const struct consenso_balancer *balancer,
                                         struct consenso_endpoint_stats *out,
                                         size_t capacity,
                                         size_t *count);
 
-// Copies the name of the endpoint with id `id` into `buf` (`len` bytes) as
-// a NUL-terminated string and writes its length without the NUL into
-// `*written`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
-// `CONSENSO_RESULT_BUFFER_TOO_SMALL`.
+/*
+ Copies the name of the endpoint with id `id` into `buf` (`len` bytes) as
+ a NUL-terminated string and writes its length without the NUL into
+ `*written`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
+ `CONSENSO_RESULT_BUFFER_TOO_SMALL`.
+ */
 consenso_result consenso_balancer_endpoint_name(const struct consenso_balancer *balancer,
                                                 uint64_t id,
                                                 char *buf,
                                                 size_t len,
                                                 size_t *written);
 
-// The picked endpoint's id; 0 for a NULL pick.
+/*
+ The picked endpoint's id; 0 for a NULL pick.
+ */
 uint64_t consenso_pick_id(const struct consenso_pick *pick);
 
-// Points `*name` at the picked endpoint's name (UTF-8, `*len` bytes, not
-// NUL-terminated), valid until the pick is finished or freed.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Points `*name` at the picked endpoint's name (UTF-8, `*len` bytes, not
+ NUL-terminated), valid until the pick is finished or freed.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_pick_name(const struct consenso_pick *pick,
                                    const char **name,
                                    size_t *len);
 
-// Finishes a pick: records `outcome` (a `CONSENSO_OUTCOME_*`) and the
-// latency, `latency_ns` nanoseconds or `CONSENSO_LATENCY_MEASURED` for the
-// time since the pick, and frees the pick. On an error the pick is not
-// consumed (finish or free it again).
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
-// (unknown outcome).
+/*
+ Finishes a pick: records `outcome` (a `CONSENSO_OUTCOME_*`) and the
+ latency, `latency_ns` nanoseconds or `CONSENSO_LATENCY_MEASURED` for the
+ time since the pick, and frees the pick. On an error the pick is not
+ consumed (finish or free it again).
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+ (unknown outcome).
+ */
 consenso_result consenso_pick_finish(struct consenso_pick *pick,
                                      uint32_t outcome,
                                      uint64_t latency_ns);
 
-// Abandons a pick: it stops counting as in flight and nothing is
-// recorded. NULL does nothing.
+/*
+ Abandons a pick: it stops counting as in flight and nothing is
+ recorded. NULL does nothing.
+ */
 void consenso_pick_free(struct consenso_pick *pick);
 
-// A new hash ring over `count` endpoints: `names` (NUL-terminated UTF-8,
-// copied) with `weights` (NULL: all 1; jump hashing accepts only 1),
-// placed by `algorithm` (a `CONSENSO_HASH_ALGORITHM_*`) with `param`
-// (0: the default; see `consenso_hash_algorithm`). Free with
-// `consenso_hash_free`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
-// `CONSENSO_RESULT_INVALID_ARGUMENT`, `CONSENSO_RESULT_NO_ENDPOINTS`,
-// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`,
-// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`.
+/*
+ A new hash ring over `count` endpoints: `names` (NUL-terminated UTF-8,
+ copied) with `weights` (NULL: all 1; jump hashing accepts only 1),
+ placed by `algorithm` (a `CONSENSO_HASH_ALGORITHM_*`) with `param`
+ (0: the default; see `consenso_hash_algorithm`). Free with
+ `consenso_hash_free`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
+ `CONSENSO_RESULT_INVALID_ARGUMENT`, `CONSENSO_RESULT_NO_ENDPOINTS`,
+ `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`,
+ `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`.
+ */
 consenso_result consenso_hash_new(uint32_t algorithm,
                                   uint32_t param,
                                   const char *const *names,
@@ -433,37 +931,47 @@ consenso_result consenso_hash_new(uint32_t algorithm,
                                   size_t count,
                                   struct consenso_hash **out);
 
-// Frees a hash ring; NULL does nothing. No other thread may use the ring
-// during or after the call, and names from `consenso_hash_name` die with it.
+/*
+ Frees a hash ring; NULL does nothing. No other thread may use the ring
+ during or after the call, and names from `consenso_hash_name` die with it.
+ */
 void consenso_hash_free(struct consenso_hash *hash);
 
-// Writes the number of endpoints into `*out`.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Writes the number of endpoints into `*out`.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_hash_len(const struct consenso_hash *hash, size_t *out);
 
-// Writes the position of the endpoint for `key` (`key_len` bytes; NULL
-// only with 0) into `*index`. Allocation-free.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Writes the position of the endpoint for `key` (`key_len` bytes; NULL
+ only with 0) into `*index`. Allocation-free.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_hash_get(const struct consenso_hash *hash,
                                   const uint8_t *key,
                                   size_t key_len,
                                   size_t *index);
 
-// Writes the position of the endpoint for the integer key `key` into
-// `*index`. Allocation-free.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Writes the position of the endpoint for the integer key `key` into
+ `*index`. Allocation-free.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_hash_get_u64(const struct consenso_hash *hash,
                                       uint64_t key,
                                       size_t *index);
 
-// Writes up to `n` distinct endpoint positions for `key`, preferred first
-// (replicas), into `indexes` (room for `n`) and how many into `*written`
-// (`min(n, endpoints)`).
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+/*
+ Writes up to `n` distinct endpoint positions for `key`, preferred first
+ (replicas), into `indexes` (room for `n`) and how many into `*written`
+ (`min(n, endpoints)`).
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
 consenso_result consenso_hash_get_n(const struct consenso_hash *hash,
                                     const uint8_t *key,
                                     size_t key_len,
@@ -471,14 +979,16 @@ consenso_result consenso_hash_get_n(const struct consenso_hash *hash,
                                     size_t *indexes,
                                     size_t *written);
 
-// Bounded loads: writes the position of the first endpoint in `key`'s
-// preference order whose load (`loads`, one per endpoint) is below its cap,
-// `ceil((1 + epsilon) × (total + 1) × weight / total weight)` (with equal
-// weights, `ceil((1 + epsilon) × (total + 1) / endpoints)`), into `*index`.
-// Loads of any size are summed without overflow.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
-// (`epsilon` not above 0, or `loads_len` not the number of endpoints).
+/*
+ Bounded loads: writes the position of the first endpoint in `key`'s
+ preference order whose load (`loads`, one per endpoint) is below its cap,
+ `ceil((1 + epsilon) × (total + 1) × weight / total weight)` (with equal
+ weights, `ceil((1 + epsilon) × (total + 1) / endpoints)`), into `*index`.
+ Loads of any size are summed without overflow.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
+ (`epsilon` not above 0, or `loads_len` not the number of endpoints).
+ */
 consenso_result consenso_hash_get_bounded(const struct consenso_hash *hash,
                                           const uint8_t *key,
                                           size_t key_len,
@@ -487,24 +997,209 @@ consenso_result consenso_hash_get_bounded(const struct consenso_hash *hash,
                                           double epsilon,
                                           size_t *index);
 
-// Points `*name` at the name of the endpoint at `position` (UTF-8, `*len`
-// bytes, not NUL-terminated), valid until the ring is freed.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`
-// (`position` out of range).
+/*
+ Points `*name` at the name of the endpoint at `position` (UTF-8, `*len`
+ bytes, not NUL-terminated), valid until the ring is freed.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`
+ (`position` out of range).
+ */
 consenso_result consenso_hash_name(const struct consenso_hash *hash,
                                    size_t position,
                                    const char **name,
                                    size_t *len);
 
-// Writes the message of `code` into `buf` (`len` bytes) as a
-// NUL-terminated string and its length without the NUL into `*written`.
-// An unknown code gets a message saying so.
-//
-// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `buf` or `written`,
-// `CONSENSO_RESULT_BUFFER_TOO_SMALL` when the message and its NUL do not
-// fit (128 bytes always do).
+/*
+ Writes the default settings into `*out` (its `struct_size` included):
+ Raft, cluster id 0, elections after 150 to 300 ms, heartbeats every
+ 50 ms, proposals failing after 10 s, 1 MiB per message, in memory. Set
+ `id` and `peers` before starting a node.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
+consenso_result consenso_node_config_default(struct consenso_node_config *out);
+
+/*
+ Starts a node with `*config` and `*callbacks` (both read during the
+ call only) and writes its handle into `*out`. The node's threads may
+ call back before this returns. Free it with `consenso_node_free`.
+
+ Errors (nothing started, `user_data_free` not called):
+ `CONSENSO_RESULT_NULL_ARGUMENT` (`config`, `callbacks`, `send`, `out`,
+ or `peers` NULL with a length); `CONSENSO_RESULT_INVALID_ARGUMENT` (no
+ peers, `id` 0 or not among them, a duplicate peer, an election timeout
+ not above the heartbeat, an unknown protocol, a `struct_size` below 4;
+ `consenso_last_error_message` names the setting);
+ `CONSENSO_RESULT_INVALID_UTF8` (`data_dir`); `CONSENSO_RESULT_STORAGE`
+ (the data directory cannot be used or is damaged);
+ `CONSENSO_RESULT_RESTORE`; `CONSENSO_RESULT_SYSTEM` (no thread).
+ */
+consenso_result consenso_node_start(const struct consenso_node_config *config,
+                                    const struct consenso_node_callbacks *callbacks,
+                                    struct consenso_node **out);
+
+/*
+ Hands the node `len` bytes received from peer `from` (read during the
+ call only). Never blocks.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`node`, or `bytes` NULL with a
+ length); `CONSENSO_RESULT_MALFORMED_MESSAGE` (empty, truncated or
+ garbage bytes, another cluster id or protocol: dropped and counted);
+ `CONSENSO_RESULT_BUSY` (input queue full: dropped; the protocol
+ retries); `CONSENSO_RESULT_CLOSED`.
+ */
+consenso_result consenso_node_receive(const struct consenso_node *node,
+                                      uint64_t from,
+                                      const uint8_t *bytes,
+                                      size_t len);
+
+/*
+ Proposes `len` bytes of `command` (copied) and waits up to `timeout_ms`
+ (`CONSENSO_WAIT_FOREVER`: no limit) until it is applied on this node.
+ On success `*response` (if `response` is not NULL) gets what `apply`
+ wrote, to free with `consenso_bytes_free`. On
+ `CONSENSO_RESULT_NOT_LEADER`, `*leader` (if not NULL) gets the leader
+ this node knows of (0: none). Blocks the calling thread.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`; `CONSENSO_RESULT_NOT_LEADER`
+ (nothing proposed); `CONSENSO_RESULT_TIMEOUT` (it may still commit);
+ `CONSENSO_RESULT_CLOSED` (a command already sent may still commit);
+ `CONSENSO_RESULT_BUSY` (nothing proposed; retry later);
+ `CONSENSO_RESULT_DROPPED` (a leader change dropped it: it did not
+ commit); `CONSENSO_RESULT_TOO_LARGE`; `CONSENSO_RESULT_WOULD_BLOCK`
+ (called from one of this node's callbacks: use
+ `consenso_node_propose_async` there).
+ */
+consenso_result consenso_node_propose(const struct consenso_node *node,
+                                      const uint8_t *command,
+                                      size_t len,
+                                      uint64_t timeout_ms,
+                                      struct consenso_bytes **response,
+                                      uint64_t *leader);
+
+/*
+ Proposes `len` bytes of `command` (copied) without waiting: `done` is
+ called exactly once with the outcome (see `consenso_completion`), from a
+ node thread, or from this thread before this returns when the node
+ refuses at once. `user_data` is passed to `done`.
+
+ Errors (`done` is then not called): `CONSENSO_RESULT_NULL_ARGUMENT`
+ (`node`, `done`, or `command` NULL with a length).
+ */
+consenso_result consenso_node_propose_async(const struct consenso_node *node,
+                                            const uint8_t *command,
+                                            size_t len,
+                                            consenso_completion done,
+                                            void *user_data);
+
+/*
+ Waits up to `timeout_ms` until a linearizable read may be served from
+ this node's state machine (a quorum confirmed it leads and everything
+ committed before the call is applied here); `*index` gets that log
+ index. Blocks the calling thread.
+
+ Errors: as `consenso_node_propose` (`*leader` on
+ `CONSENSO_RESULT_NOT_LEADER`), but never `TOO_LARGE` or `DROPPED`.
+ */
+consenso_result consenso_node_read_barrier(const struct consenso_node *node,
+                                           uint64_t timeout_ms,
+                                           uint64_t *index,
+                                           uint64_t *leader);
+
+/*
+ The read barrier without waiting: `done` gets the read index (its
+ `index` argument) or why it failed, exactly once, as
+ `consenso_node_propose_async` calls it.
+
+ Errors (`done` not called): `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
+consenso_result consenso_node_read_barrier_async(const struct consenso_node *node,
+                                                 consenso_completion done,
+                                                 void *user_data);
+
+/*
+ Writes the node's state and counters into `*out`: set
+ `out->struct_size` to `sizeof(consenso_node_status)` first; the library
+ writes no more than that many bytes. Never blocks.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`; `CONSENSO_RESULT_INVALID_ARGUMENT`
+ (`struct_size` below 8).
+ */
+consenso_result consenso_node_get_status(const struct consenso_node *node,
+                                         struct consenso_node_status *out);
+
+/*
+ Stops the node: pending proposals and reads complete with
+ `CONSENSO_RESULT_CLOSED`, and its threads are joined, so no callback
+ runs once this returns (`user_data_free` waits for
+ `consenso_node_free`). Blocks until then.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`; `CONSENSO_RESULT_CLOSED` (shut
+ down already, or stopped on a failure: its threads are joined all the
+ same); `CONSENSO_RESULT_WOULD_BLOCK` (from inside one of the node's
+ callbacks: nothing done).
+ */
+consenso_result consenso_node_shutdown(const struct consenso_node *node);
+
+/*
+ Shuts the node down (as `consenso_node_shutdown`) and frees it; then
+ calls `user_data_free`. NULL does nothing.
+
+ Errors: `CONSENSO_RESULT_WOULD_BLOCK` (from inside one of the node's
+ callbacks: nothing freed, the handle stays valid);
+ `CONSENSO_RESULT_PANIC`.
+ */
+consenso_result consenso_node_free(struct consenso_node *node);
+
+/*
+ Appends `len` bytes to the response `apply` is writing (copied).
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`response`, or `bytes` NULL
+ with a length).
+ */
+consenso_result consenso_response_write(struct consenso_response *response,
+                                        const uint8_t *bytes,
+                                        size_t len);
+
+/*
+ The bytes of `b` (valid until it is freed) and their number in `*len`;
+ NULL with a length of 0 when empty.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+ */
+consenso_result consenso_bytes_data(const struct consenso_bytes *b,
+                                    const uint8_t **data,
+                                    size_t *len);
+
+/*
+ Frees bytes the library returned. NULL does nothing.
+ */
+void consenso_bytes_free(struct consenso_bytes *b);
+
+/*
+ Writes the message of `code` into `buf` (`len` bytes) as a
+ NUL-terminated string and its length without the NUL into `*written`.
+ An unknown code gets a message saying so.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `buf` or `written`,
+ `CONSENSO_RESULT_BUFFER_TOO_SMALL` when the message and its NUL do not
+ fit (128 bytes always do).
+ */
 consenso_result consenso_result_message(uint32_t code, char *buf, size_t len, size_t *written);
+
+/*
+ Writes the message of the calling thread's last failed call (the core's
+ own words, e.g. "weights add up to 4294967296, above ..."; an empty
+ string when none failed) into `buf` as a NUL-terminated string, and its
+ length without the NUL into `*needed`. Calls that succeed leave it
+ as it is; this function never changes it.
+
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `needed`;
+ `CONSENSO_RESULT_BUFFER_TOO_SMALL` when `buf` is NULL or its `len`
+ bytes cannot hold the message and its NUL (`*needed` is set: allocate
+ `*needed + 1` bytes and call again).
+ */
+consenso_result consenso_last_error_message(char *buf, size_t len, size_t *needed);
 
 #ifdef __cplusplus
 }  // extern "C"

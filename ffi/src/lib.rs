@@ -9,7 +9,7 @@
 //!
 //! Where things live: argument conversion in `args`, the panic boundary in
 //! `panic`, result codes in `result`, C enums in `enums`, then one module
-//! per handle family (`balancer`, `hash`).
+//! per handle family (`balancer`, `hash`, `node`).
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // The exported functions are C's entry points: C has no `unsafe`, so their
@@ -21,13 +21,15 @@ mod args;
 mod balancer;
 mod enums;
 mod hash;
+mod node;
 mod panic;
 mod result;
 
 pub use balancer::*;
 pub use enums::{consenso_hash_algorithm, consenso_outcome, consenso_policy};
 pub use hash::*;
-pub use result::{consenso_result, consenso_result_message};
+pub use node::*;
+pub use result::{consenso_last_error_message, consenso_result, consenso_result_message};
 
 use std::ffi::c_char;
 

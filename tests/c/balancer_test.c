@@ -370,8 +370,31 @@ static void test_hash(void) {
     consenso_hash_free(h);
 }
 
+/* The core's own words reach C: consenso_last_error_message. */
+static void test_last_error_keeps_the_detail(void) {
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(CONSENSO_POLICY_ROUND_ROBIN, NULL, &b));
+    OK(consenso_balancer_add(b, "alpha", 1, NULL));
+    CHECK(consenso_balancer_add(b, "alpha", 1, NULL) == CONSENSO_RESULT_DUPLICATE_ENDPOINT);
+    char msg[128];
+    size_t needed = 0;
+    OK(consenso_last_error_message(msg, sizeof msg, &needed));
+    CHECK(strcmp(msg, "endpoint \"alpha\" already exists") == 0);
+    /* A call that succeeds leaves it; another thread has its own. */
+    OK(consenso_balancer_add(b, "beta", 1, NULL));
+    OK(consenso_last_error_message(msg, sizeof msg, &needed));
+    CHECK(strstr(msg, "alpha") != NULL);
+    /* A code with no more to say gives the code's own message. */
+    CHECK(consenso_balancer_add(NULL, "x", 1, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    OK(consenso_last_error_message(msg, sizeof msg, &needed));
+    CHECK(strstr(msg, "NULL") != NULL);
+    CHECK(consenso_last_error_message(msg, sizeof msg, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    consenso_balancer_free(b);
+}
+
 int main(void) {
     test_version_and_messages();
+    test_last_error_keeps_the_detail();
     test_policies();
     test_consistent_hash_with_a_bound();
     test_bad_input();

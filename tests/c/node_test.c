@@ -1,0 +1,424 @@
+/* Consensus nodes from C, under AddressSanitizer and UndefinedBehaviorSanitizer
+ * (make c-test): three nodes per protocol in one process whose send
+ * callbacks deliver through a queue and a thread of this test's own; they
+ * elect, commit in one order, answer reads, refuse bad input with the
+ * documented codes, refuse shutdown and free from their own callbacks, stop
+ * on a failed apply, and free user_data exactly once. Each check names
+ * itself when it fails. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "consenso.h"
+
+static int checks;
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        checks++;                                                            \
+        if (!(cond)) {                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            exit(1);                                                         \
+        }                                                                    \
+    } while (0)
+
+#define OK(call) CHECK((call) == CONSENSO_RESULT_OK)
+#define NODES 3
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* ------------------------------------------------ the test's own network */
+
+struct message {
+    struct message *next;
+    uint64_t from, to;
+    size_t len;
+    uint8_t bytes[];
+};
+
+struct network {
+    pthread_mutex_t lock;
+    pthread_cond_t ready;
+    struct message *head, *tail;
+    consenso_node *nodes[NODES + 1]; /* by id; NULL: down */
+    int stop;
+    pthread_t thread;
+};
+
+static void net_push(struct network *net, uint64_t from, uint64_t to, const uint8_t *bytes, size_t len) {
+    struct message *m = malloc(sizeof *m + len);
+    CHECK(m != NULL);
+    m->next = NULL;
+    m->from = from;
+    m->to = to;
+    m->len = len;
+    memcpy(m->bytes, bytes, len);
+    pthread_mutex_lock(&net->lock);
+    if (net->tail) net->tail->next = m; else net->head = m;
+    net->tail = m;
+    pthread_cond_signal(&net->ready);
+    pthread_mutex_unlock(&net->lock);
+}
+
+static void *net_run(void *arg) {
+    struct network *net = arg;
+    pthread_mutex_lock(&net->lock);
+    for (;;) {
+        while (!net->head && !net->stop) pthread_cond_wait(&net->ready, &net->lock);
+        if (net->stop) break;
+        struct message *m = net->head;
+        net->head = m->next;
+        if (!net->head) net->tail = NULL;
+        consenso_node *to = m->to <= NODES ? net->nodes[m->to] : NULL;
+        /* Delivered under the lock, so a node is never freed mid-receive. */
+        if (to) (void)consenso_node_receive(to, m->from, m->bytes, m->len);
+        free(m);
+    }
+    while (net->head) {
+        struct message *m = net->head;
+        net->head = m->next;
+        free(m);
+    }
+    pthread_mutex_unlock(&net->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------ one node's host state */
+
+struct host {
+    struct network *net;
+    uint64_t id;
+    pthread_mutex_t lock;
+    uint32_t applied[4096];
+    size_t count;
+    atomic_int frees;
+    atomic_int fail_at;       /* apply returns 1 at this index (0: never) */
+    atomic_int call_back_in;  /* apply tries shutdown/free/propose on itself */
+    atomic_int refusals;      /* ...and counts the WOULD_BLOCK answers */
+    consenso_node *self;
+};
+
+static void host_send(void *user_data, uint64_t to, const uint8_t *bytes, size_t len) {
+    struct host *h = user_data;
+    net_push(h->net, h->id, to, bytes, len);
+}
+
+static int32_t host_apply(void *user_data, uint64_t index, const uint8_t *command, size_t len,
+                          consenso_response *response) {
+    struct host *h = user_data;
+    if (atomic_load(&h->fail_at) != 0 && (uint64_t)atomic_load(&h->fail_at) <= index) return 1;
+    if (atomic_load(&h->call_back_in) && h->self) {
+        if (consenso_node_shutdown(h->self) == CONSENSO_RESULT_WOULD_BLOCK) atomic_fetch_add(&h->refusals, 1);
+        if (consenso_node_free(h->self) == CONSENSO_RESULT_WOULD_BLOCK) atomic_fetch_add(&h->refusals, 1);
+        if (consenso_node_propose(h->self, command, len, 1000, NULL, NULL) == CONSENSO_RESULT_WOULD_BLOCK)
+            atomic_fetch_add(&h->refusals, 1);
+    }
+    uint32_t value = 0;
+    if (len == sizeof value) memcpy(&value, command, sizeof value);
+    pthread_mutex_lock(&h->lock);
+    if (h->count < sizeof h->applied / sizeof h->applied[0]) h->applied[h->count++] = value;
+    pthread_mutex_unlock(&h->lock);
+    char reply[32];
+    int n = snprintf(reply, sizeof reply, "ok:%llu", (unsigned long long)index);
+    return consenso_response_write(response, (const uint8_t *)reply, (size_t)n) == CONSENSO_RESULT_OK ? 0 : 1;
+}
+
+static void host_free(void *user_data) {
+    struct host *h = user_data;
+    atomic_fetch_add(&h->frees, 1);
+}
+
+struct cluster {
+    struct network net;
+    struct host hosts[NODES + 1];
+    uint64_t peers[NODES];
+};
+
+static consenso_node_config config_for(uint32_t protocol, uint64_t id, const uint64_t *peers) {
+    consenso_node_config c;
+    OK(consenso_node_config_default(&c));
+    c.protocol = protocol;
+    c.id = id;
+    c.peers = peers;
+    c.peers_len = NODES;
+    c.election_timeout_min_ms = 60;
+    c.election_timeout_max_ms = 120;
+    c.heartbeat_ms = 15;
+    return c;
+}
+
+static consenso_node_callbacks callbacks_for(struct host *h) {
+    consenso_node_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.struct_size = sizeof cb;
+    cb.user_data = h;
+    cb.user_data_free = host_free;
+    cb.send = host_send;
+    cb.apply = host_apply;
+    return cb;
+}
+
+static void start_cluster(struct cluster *c, uint32_t protocol) {
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->net.lock, NULL);
+    pthread_cond_init(&c->net.ready, NULL);
+    for (uint64_t i = 0; i < NODES; i++) c->peers[i] = i + 1;
+    CHECK(pthread_create(&c->net.thread, NULL, net_run, &c->net) == 0);
+    for (uint64_t id = 1; id <= NODES; id++) {
+        struct host *h = &c->hosts[id];
+        h->net = &c->net;
+        h->id = id;
+        pthread_mutex_init(&h->lock, NULL);
+        consenso_node_config cfg = config_for(protocol, id, c->peers);
+        consenso_node_callbacks cb = callbacks_for(h);
+        consenso_node *node = NULL;
+        OK(consenso_node_start(&cfg, &cb, &node));
+        h->self = node;
+        pthread_mutex_lock(&c->net.lock);
+        c->net.nodes[id] = node;
+        pthread_mutex_unlock(&c->net.lock);
+    }
+}
+
+static consenso_node_status status_of(consenso_node *node) {
+    consenso_node_status s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    OK(consenso_node_get_status(node, &s));
+    return s;
+}
+
+static uint64_t wait_for_leader(struct cluster *c) {
+    for (int tries = 0; tries < 1000; tries++) {
+        for (uint64_t id = 1; id <= NODES; id++) {
+            if (!c->net.nodes[id]) continue;
+            consenso_node_status s = status_of(c->net.nodes[id]);
+            if (s.role == CONSENSO_ROLE_LEADER) return id;
+        }
+        sleep_ms(10);
+    }
+    CHECK(!"a leader within 10 s");
+    return 0;
+}
+
+static void stop_cluster(struct cluster *c) {
+    /* The network stops first: nothing is delivered to a freed node. */
+    pthread_mutex_lock(&c->net.lock);
+    c->net.stop = 1;
+    pthread_cond_signal(&c->net.ready);
+    pthread_mutex_unlock(&c->net.lock);
+    pthread_join(c->net.thread, NULL);
+    for (uint64_t id = 1; id <= NODES; id++) {
+        struct host *h = &c->hosts[id];
+        if (h->self) {
+            OK(consenso_node_free(h->self));
+            h->self = NULL;
+        }
+        CHECK(atomic_load(&h->frees) == 1);
+        pthread_mutex_destroy(&h->lock);
+    }
+    pthread_mutex_destroy(&c->net.lock);
+    pthread_cond_destroy(&c->net.ready);
+}
+
+/* ------------------------------------------------ tests */
+
+static atomic_int async_done, async_ok;
+
+static void on_done(void *user_data, consenso_result result, const uint8_t *response, size_t len,
+                    uint64_t index, uint64_t leader) {
+    (void)user_data;
+    (void)index;
+    (void)leader;
+    if (result == CONSENSO_RESULT_OK && len > 3 && memcmp(response, "ok:", 3) == 0) atomic_fetch_add(&async_ok, 1);
+    atomic_fetch_add(&async_done, 1);
+}
+
+static void test_cluster(uint32_t protocol) {
+    static struct cluster c;
+    start_cluster(&c, protocol);
+    uint64_t leader = wait_for_leader(&c);
+    consenso_node *node = c.net.nodes[leader];
+    /* A follower refuses and names the leader. */
+    uint64_t follower = leader % NODES + 1, hint = 99;
+    uint32_t v = 0;
+    consenso_result r = consenso_node_propose(c.net.nodes[follower], (const uint8_t *)&v, sizeof v, 1000, NULL, &hint);
+    CHECK(r == CONSENSO_RESULT_NOT_LEADER);
+    CHECK(hint == leader || hint == 0);
+    size_t proposed = 0;
+    for (uint32_t i = 1; i <= 300; i++) {
+        consenso_bytes *resp = NULL;
+        consenso_result pr = consenso_node_propose(node, (const uint8_t *)&i, sizeof i, 5000, &resp, NULL);
+        CHECK(pr == CONSENSO_RESULT_OK);
+        const uint8_t *data;
+        size_t len;
+        OK(consenso_bytes_data(resp, &data, &len));
+        CHECK(len > 3 && memcmp(data, "ok:", 3) == 0);
+        consenso_bytes_free(resp);
+        proposed++;
+    }
+    atomic_store(&async_done, 0);
+    atomic_store(&async_ok, 0);
+    for (uint32_t i = 301; i <= 500; i++) OK(consenso_node_propose_async(node, (const uint8_t *)&i, sizeof i, on_done, NULL));
+    for (int t = 0; t < 1000 && atomic_load(&async_done) < 200; t++) sleep_ms(10);
+    CHECK(atomic_load(&async_ok) == 200);
+    uint64_t index = 0;
+    OK(consenso_node_read_barrier(node, 5000, &index, NULL));
+    CHECK(index >= 500);
+    /* Every node applies the same 500 values in the same order. */
+    for (int t = 0; t < 1000; t++) {
+        int all = 1;
+        for (uint64_t id = 1; id <= NODES; id++) {
+            pthread_mutex_lock(&c.hosts[id].lock);
+            all &= c.hosts[id].count >= 500;
+            pthread_mutex_unlock(&c.hosts[id].lock);
+        }
+        if (all) break;
+        sleep_ms(10);
+    }
+    for (uint64_t id = 1; id <= NODES; id++) {
+        CHECK(c.hosts[id].count == 500);
+        CHECK(memcmp(c.hosts[id].applied, c.hosts[1].applied, 500 * sizeof(uint32_t)) == 0);
+    }
+    for (uint32_t i = 0; i < 300; i++) CHECK(c.hosts[1].applied[i] == i + 1);
+    consenso_node_status s = status_of(node);
+    CHECK(s.id == leader && s.commit_index >= 500 && s.applied_index >= 500 && !s.closed);
+    /* Stop the leader: another is elected and commits. */
+    pthread_mutex_lock(&c.net.lock);
+    c.net.nodes[leader] = NULL;
+    pthread_mutex_unlock(&c.net.lock);
+    OK(consenso_node_shutdown(node));
+    CHECK(consenso_node_shutdown(node) == CONSENSO_RESULT_CLOSED);
+    CHECK(consenso_node_propose(node, (const uint8_t *)&v, sizeof v, 1000, NULL, NULL) == CONSENSO_RESULT_CLOSED);
+    CHECK(status_of(node).closed);
+    uint64_t next = wait_for_leader(&c);
+    CHECK(next != leader);
+    uint32_t after = 501;
+    OK(consenso_node_propose(c.net.nodes[next], (const uint8_t *)&after, sizeof after, 5000, NULL, NULL));
+    stop_cluster(&c);
+    printf("node_test: protocol %u elected %llu then %llu, %zu + 200 commands in one order\n", protocol,
+           (unsigned long long)leader, (unsigned long long)next, proposed);
+}
+
+static void test_bad_input(void) {
+    uint64_t peers[NODES] = {1, 2, 3};
+    struct host h;
+    memset(&h, 0, sizeof h);
+    pthread_mutex_init(&h.lock, NULL);
+    struct network net;
+    memset(&net, 0, sizeof net);
+    pthread_mutex_init(&net.lock, NULL);
+    h.net = &net;
+    h.id = 1;
+    consenso_node_callbacks cb = callbacks_for(&h);
+    consenso_node *node = NULL;
+    char msg[256];
+    size_t needed = 0;
+
+    /* Invalid settings: nothing starts, user_data is not freed. */
+    size_t n = 0;
+#define BAD(name, body)                                          \
+    do {                                                         \
+        consenso_node_config cfg = config_for(1, 1, peers);      \
+        body;                                                    \
+        node = NULL;                                             \
+        CHECK(consenso_node_start(&cfg, &cb, &node) == CONSENSO_RESULT_INVALID_ARGUMENT); \
+        CHECK(node == NULL);                                     \
+        OK(consenso_last_error_message(msg, sizeof msg, &needed)); \
+        CHECK(needed == strlen(msg) && strstr(msg, name) != NULL); \
+        n++;                                                     \
+    } while (0)
+    BAD("voters", cfg.peers_len = 0);
+    BAD("id", cfg.id = 0);
+    BAD("id", cfg.id = 9);
+    static const uint64_t dup[3] = {1, 2, 2};
+    BAD("voters", cfg.peers = dup);
+    BAD("election", cfg.election_timeout_min_ms = cfg.election_timeout_max_ms = 10);
+    BAD("protocol", cfg.protocol = 7);
+    BAD("struct_size", cfg.struct_size = 0);
+    CHECK(n == 7);
+    CHECK(atomic_load(&h.frees) == 0);
+    /* The message fits exactly, or is reported too long with its size. */
+    char tiny[4];
+    size_t need2 = 0;
+    CHECK(consenso_last_error_message(tiny, sizeof tiny, &need2) == CONSENSO_RESULT_BUFFER_TOO_SMALL);
+    CHECK(need2 == needed);
+    CHECK(consenso_last_error_message(NULL, 0, &need2) == CONSENSO_RESULT_BUFFER_TOO_SMALL && need2 == needed);
+
+    consenso_node_config cfg = config_for(1, 1, peers);
+    CHECK(consenso_node_start(NULL, &cb, &node) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_node_start(&cfg, NULL, &node) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_node_start(&cfg, &cb, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    consenso_node_callbacks no_send = cb;
+    no_send.send = NULL;
+    CHECK(consenso_node_start(&cfg, &no_send, &node) == CONSENSO_RESULT_NULL_ARGUMENT);
+    cfg.peers = NULL;
+    CHECK(consenso_node_start(&cfg, &cb, &node) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(atomic_load(&h.frees) == 0);
+
+    /* A lone node (its own quorum) with callbacks that call back in. */
+    uint64_t alone[1] = {1};
+    cfg = config_for(1, 1, alone);
+    cfg.peers_len = 1;
+    OK(consenso_node_start(&cfg, &cb, &node));
+    h.self = node;
+    for (int t = 0; t < 500 && status_of(node).role != CONSENSO_ROLE_LEADER; t++) sleep_ms(10);
+    CHECK(status_of(node).role == CONSENSO_ROLE_LEADER);
+    uint8_t garbage[5] = {1, 2, 3, 4, 5};
+    CHECK(consenso_node_receive(node, 2, garbage, sizeof garbage) == CONSENSO_RESULT_MALFORMED_MESSAGE);
+    CHECK(consenso_node_receive(node, 2, garbage, 0) == CONSENSO_RESULT_MALFORMED_MESSAGE);
+    CHECK(consenso_node_receive(node, 2, NULL, 0) == CONSENSO_RESULT_MALFORMED_MESSAGE);
+    CHECK(consenso_node_receive(node, 2, NULL, 3) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_node_receive(NULL, 2, garbage, 5) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(status_of(node).messages_rejected >= 3);
+    CHECK(consenso_node_propose(NULL, garbage, 1, 10, NULL, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_node_propose_async(node, garbage, 1, NULL, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_node_read_barrier(node, 1000, NULL, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    consenso_node_status small;
+    small.struct_size = 4;
+    CHECK(consenso_node_get_status(node, &small) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    /* An older caller's shorter status struct: only its bytes are written. */
+    struct { consenso_node_status s; uint8_t guard[8]; } older;
+    memset(&older, 0xAB, sizeof older);
+    older.s.struct_size = (uint32_t)offsetof(consenso_node_status, leader);
+    OK(consenso_node_get_status(node, &older.s));
+    CHECK(older.s.id == 1);
+    CHECK(((uint8_t *)&older.s)[offsetof(consenso_node_status, leader)] == 0xAB);
+    /* Shutdown, free and a blocking propose from inside apply: refused. */
+    atomic_store(&h.call_back_in, 1);
+    uint32_t one = 1;
+    OK(consenso_node_propose(node, (const uint8_t *)&one, sizeof one, 5000, NULL, NULL));
+    CHECK(atomic_load(&h.refusals) == 3);
+    atomic_store(&h.call_back_in, 0);
+    /* A failed apply stops the node. */
+    atomic_store(&h.fail_at, 1);
+    consenso_result failed = consenso_node_propose(node, (const uint8_t *)&one, sizeof one, 5000, NULL, NULL);
+    CHECK(failed == CONSENSO_RESULT_CLOSED);
+    CHECK(status_of(node).state_machine_failed);
+    CHECK(consenso_node_shutdown(node) == CONSENSO_RESULT_CLOSED);
+    CHECK(atomic_load(&h.frees) == 0);
+    OK(consenso_node_free(node));
+    CHECK(atomic_load(&h.frees) == 1);
+    OK(consenso_node_free(NULL));
+    consenso_bytes_free(NULL);
+    CHECK(consenso_response_write(NULL, garbage, 1) == CONSENSO_RESULT_NULL_ARGUMENT);
+    pthread_mutex_destroy(&h.lock);
+    pthread_mutex_destroy(&net.lock);
+    printf("node_test: bad input refused with the documented codes\n");
+}
+
+int main(void) {
+    test_bad_input();
+    test_cluster(CONSENSO_PROTOCOL_RAFT);
+    test_cluster(CONSENSO_PROTOCOL_PAXOS);
+    test_cluster(CONSENSO_PROTOCOL_ZAB);
+    printf("node_test: %d checks passed\n", checks);
+    return 0;
+}
