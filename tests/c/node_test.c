@@ -224,6 +224,12 @@ static void stop_cluster(struct cluster *c) {
         CHECK(atomic_load(&h->frees) == 1);
         pthread_mutex_destroy(&h->lock);
     }
+    /* What the nodes sent while they stopped. */
+    while (c->net.head) {
+        struct message *m = c->net.head;
+        c->net.head = m->next;
+        free(m);
+    }
     pthread_mutex_destroy(&c->net.lock);
     pthread_cond_destroy(&c->net.ready);
 }

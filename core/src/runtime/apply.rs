@@ -38,6 +38,9 @@ pub(crate) trait Completions<D, R> {
     /// Answers a read barrier: its read index (the machine has applied
     /// through it), or why it failed.
     fn read_done(&mut self, done: R, result: Result<Index, ProposeError>);
+    /// The machine just failed: called before anything waiting on it is
+    /// answered, so whoever is answered already sees it failed.
+    fn machine_failed(&mut self) {}
 }
 
 /// Runs a host callback; a panic in it is logged and does not take the
@@ -48,16 +51,34 @@ pub(crate) fn call_guarded(f: impl FnOnce()) {
     }
 }
 
-/// Answers through the host's callbacks, each guarded.
-pub(crate) struct Callbacks;
+/// Answers through the host's callbacks, each guarded; a failed machine
+/// shows in the node's status (and stops it) before any answer.
+pub(crate) struct Callbacks<'a> {
+    status: &'a SharedStatus,
+    closed: &'a AtomicBool,
+}
 
-impl Completions<ProposeCallback, ReadCallback> for Callbacks {
+impl Callbacks<'_> {
+    fn mark_failed(&self) {
+        self.status
+            .state_machine_failed
+            .store(true, Ordering::Relaxed);
+        // The driver sees this and stops the node.
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Completions<ProposeCallback, ReadCallback> for Callbacks<'_> {
     fn proposal_done(&mut self, done: ProposeCallback, result: Result<Vec<u8>, ProposeError>) {
         call_guarded(|| done(result));
     }
 
     fn read_done(&mut self, done: ReadCallback, result: Result<Index, ProposeError>) {
         call_guarded(|| done(result));
+    }
+
+    fn machine_failed(&mut self) {
+        self.mark_failed();
     }
 }
 
@@ -161,7 +182,11 @@ impl<M: StateMachine, R> Applier<M, R> {
                 e.index,
                 self.applied
             );
+            let failed_before = self.failed;
             let response = self.apply_one(e);
+            if self.failed && !failed_before {
+                sink.machine_failed();
+            }
             if response.is_some() {
                 self.applied = e.index;
                 self.applied_epoch = e.epoch;
@@ -285,8 +310,9 @@ pub(crate) fn run<M: StateMachine>(
     closed: &AtomicBool,
     snapshotted: impl Fn(Snapshot) -> bool,
 ) {
+    let mut sink = Callbacks { status, closed };
     while let Ok(msg) = rx.recv() {
-        let failed = applier.handle(msg, &mut Callbacks);
+        let failed = applier.handle(msg, &mut sink);
         status.applied.store(applier.applied(), Ordering::Release);
         if let Some(snapshot) = applier.due_snapshot() {
             if !snapshotted(snapshot) {
@@ -294,10 +320,8 @@ pub(crate) fn run<M: StateMachine>(
             }
         }
         if failed || applier.is_failed() {
-            status.state_machine_failed.store(true, Ordering::Relaxed);
-            // The driver sees this and stops the node.
-            closed.store(true, Ordering::SeqCst);
+            sink.mark_failed();
         }
     }
-    applier.close(&mut Callbacks);
+    applier.close(&mut sink);
 }
