@@ -760,6 +760,22 @@ consenso_result consenso_balancer_add(const struct consenso_balancer *balancer,
                                       uint64_t *id_out);
 
 /*
+ As `consenso_balancer_add`, with `user_data` riding on the endpoint:
+ `consenso_pick_user_data` gives it back with each pick of it, so the
+ host needs no table of its own (a connection pool, a client). The
+ library never dereferences or frees it; it must stay valid while the
+ endpoint is in the balancer and while picks of it are outstanding, and
+ be usable from any thread that picks.
+
+ Errors: as `consenso_balancer_add` (nothing is added then).
+ */
+consenso_result consenso_balancer_add_with_data(const struct consenso_balancer *balancer,
+                                                const char *name,
+                                                uint32_t weight,
+                                                void *user_data,
+                                                uint64_t *id_out);
+
+/*
  Adds `count` endpoints at once: `names[i]` (NUL-terminated UTF-8,
  copied) with `weights[i]` (`weights` NULL: all 1), and writes their ids
  into `ids_out[0..count]` unless `ids_out` is NULL. One rebuild of the
@@ -853,15 +869,22 @@ consenso_result consenso_balancer_select(const struct consenso_balancer *balance
                                          uint64_t *id_out);
 
 /*
- Copies the statistics of every endpoint into `out` (room for `capacity`
- entries) and writes how many into `*count`.
+ Copies the statistics of every endpoint into `out`, room for `capacity`
+ entries of `entry_size` bytes each (pass
+ `sizeof(consenso_endpoint_stats)`: a caller built against an older,
+ shorter struct gets only the fields it knows), and writes how many into
+ `*count`.
 
- Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_BUFFER_TOO_SMALL`
- (ask `consenso_balancer_len` and retry with more room).
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`balancer`, `count`);
+ `CONSENSO_RESULT_INVALID_ARGUMENT` (`entry_size` below 8);
+ `CONSENSO_RESULT_BUFFER_TOO_SMALL` (`out` NULL, or fewer than `*count`
+ entries of room: `*count` is set to the number needed, nothing else is
+ written).
  */
 consenso_result consenso_balancer_stats(const struct consenso_balancer *balancer,
                                         struct consenso_endpoint_stats *out,
                                         size_t capacity,
+                                        size_t entry_size,
                                         size_t *count);
 
 /*
@@ -869,8 +892,10 @@ consenso_result consenso_balancer_stats(const struct consenso_balancer *balancer
  a NUL-terminated string and writes its length without the NUL into
  `*written`.
 
- Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
- `CONSENSO_RESULT_BUFFER_TOO_SMALL`.
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`balancer`, `written`),
+ `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_BUFFER_TOO_SMALL`
+ (`buf` NULL or too short for the name and its NUL: `*written` is set to
+ the name's length, nothing else is written; allocate `*written + 1`).
  */
 consenso_result consenso_balancer_endpoint_name(const struct consenso_balancer *balancer,
                                                 uint64_t id,
@@ -882,6 +907,13 @@ consenso_result consenso_balancer_endpoint_name(const struct consenso_balancer *
  The picked endpoint's id; 0 for a NULL pick.
  */
 uint64_t consenso_pick_id(const struct consenso_pick *pick);
+
+/*
+ The `user_data` the picked endpoint was added with
+ (`consenso_balancer_add_with_data`); NULL for an endpoint added without,
+ or a NULL pick.
+ */
+void *consenso_pick_user_data(const struct consenso_pick *pick);
 
 /*
  Points `*name` at the picked endpoint's name (UTF-8, `*len` bytes, not
@@ -896,11 +928,12 @@ consenso_result consenso_pick_name(const struct consenso_pick *pick,
 /*
  Finishes a pick: records `outcome` (a `CONSENSO_OUTCOME_*`) and the
  latency, `latency_ns` nanoseconds or `CONSENSO_LATENCY_MEASURED` for the
- time since the pick, and frees the pick. On an error the pick is not
- consumed (finish or free it again).
+ time since the pick, and frees the pick.
 
- Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
- (unknown outcome).
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT`; `CONSENSO_RESULT_INVALID_ARGUMENT`
+ (unknown outcome: the pick is untouched; finish or free it again);
+ `CONSENSO_RESULT_PANIC` (the pick is freed all the same: do not use it
+ again).
  */
 consenso_result consenso_pick_finish(struct consenso_pick *pick,
                                      uint32_t outcome,

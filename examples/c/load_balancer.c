@@ -69,7 +69,7 @@ int main(void) {
 
     consenso_endpoint_stats stats[3];
     size_t count = 0;
-    check(consenso_balancer_stats(lb, stats, 3, &count), "stats");
+    check(consenso_balancer_stats(lb, stats, 3, sizeof stats[0], &count), "stats");
     printf("least_response_time over 3000 requests:\n");
     for (size_t i = 0; i < count; i++) {
         struct server *s = by_id(servers, n, stats[i].id);

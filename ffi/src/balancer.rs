@@ -10,9 +10,10 @@ use crate::args::{self, into_handle, out_ptr, take_handle};
 use crate::enums;
 use crate::panic::{guard, guard_void};
 use crate::result::consenso_result;
+use crate::result::fail;
 use consenso::balance::{Balancer, EndpointId, Health, NewEndpoint, Pick, Policy, SystemClock};
 use consenso::hashing::Algorithm;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -320,6 +321,43 @@ pub extern "C" fn consenso_balancer_add(
     })
 }
 
+/// The host's pointer riding on an endpoint; the library never reads or
+/// frees what it points to.
+struct HostPointer(*mut c_void);
+// SAFETY: only handed back to the host, which promised (in the header) it
+// may be used from any thread that picks.
+unsafe impl Send for HostPointer {}
+// SAFETY: as above.
+unsafe impl Sync for HostPointer {}
+
+/// As `consenso_balancer_add`, with `user_data` riding on the endpoint:
+/// `consenso_pick_user_data` gives it back with each pick of it, so the
+/// host needs no table of its own (a connection pool, a client). The
+/// library never dereferences or frees it; it must stay valid while the
+/// endpoint is in the balancer and while picks of it are outstanding, and
+/// be usable from any thread that picks.
+///
+/// Errors: as `consenso_balancer_add` (nothing is added then).
+#[no_mangle]
+pub extern "C" fn consenso_balancer_add_with_data(
+    balancer: *const consenso_balancer,
+    name: *const c_char,
+    weight: u32,
+    user_data: *mut c_void,
+    id_out: *mut u64,
+) -> consenso_result {
+    with_balancer(balancer, |b| {
+        // SAFETY: a NUL-terminated string or NULL.
+        let name = unsafe { args::c_str(name) }?;
+        let id = b.add_with(name, weight, Arc::new(HostPointer(user_data)))?;
+        // SAFETY: a writable pointer or NULL (then the id is not wanted).
+        if let Ok(out) = unsafe { out_ptr(id_out) } {
+            out.set(id.0);
+        }
+        Ok(())
+    })
+}
+
 /// Adds `count` endpoints at once: `names[i]` (NUL-terminated UTF-8,
 /// copied) with `weights[i]` (`weights` NULL: all 1), and writes their ids
 /// into `ids_out[0..count]` unless `ids_out` is NULL. One rebuild of the
@@ -475,28 +513,40 @@ pub extern "C" fn consenso_balancer_select(
     })
 }
 
-/// Copies the statistics of every endpoint into `out` (room for `capacity`
-/// entries) and writes how many into `*count`.
+/// Copies the statistics of every endpoint into `out`, room for `capacity`
+/// entries of `entry_size` bytes each (pass
+/// `sizeof(consenso_endpoint_stats)`: a caller built against an older,
+/// shorter struct gets only the fields it knows), and writes how many into
+/// `*count`.
 ///
-/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_BUFFER_TOO_SMALL`
-/// (ask `consenso_balancer_len` and retry with more room).
+/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`balancer`, `count`);
+/// `CONSENSO_RESULT_INVALID_ARGUMENT` (`entry_size` below 8);
+/// `CONSENSO_RESULT_BUFFER_TOO_SMALL` (`out` NULL, or fewer than `*count`
+/// entries of room: `*count` is set to the number needed, nothing else is
+/// written).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_stats(
     balancer: *const consenso_balancer,
     out: *mut consenso_endpoint_stats,
     capacity: usize,
+    entry_size: usize,
     count: *mut usize,
 ) -> consenso_result {
     with_balancer(balancer, |b| {
         // SAFETY: a writable pointer or NULL.
         let count = unsafe { out_ptr(count) }?;
-        if out.is_null() {
-            return Err(consenso_result::NullArgument);
+        if entry_size < 8 {
+            return Err(fail(
+                consenso_result::InvalidArgument,
+                format!("entry_size {entry_size}: pass sizeof(consenso_endpoint_stats)"),
+            ));
         }
         let stats = b.stats();
-        if stats.len() > capacity {
+        if out.is_null() || stats.len() > capacity {
+            count.set(stats.len());
             return Err(consenso_result::BufferTooSmall);
         }
+        let n = entry_size.min(std::mem::size_of::<consenso_endpoint_stats>());
         for (i, s) in stats.iter().enumerate() {
             let entry = consenso_endpoint_stats {
                 id: s.id.0,
@@ -508,8 +558,15 @@ pub extern "C" fn consenso_balancer_stats(
                 ewma_latency: s.ewma_latency,
                 ejected: s.ejected,
             };
-            // SAFETY: `out` has room for `capacity >= stats.len()` entries.
-            unsafe { out.add(i).write(entry) };
+            // SAFETY: `out` has room for `capacity >= stats.len()` entries
+            // of `entry_size >= n` bytes each.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    (&entry as *const consenso_endpoint_stats).cast::<u8>(),
+                    out.cast::<u8>().add(i * entry_size),
+                    n,
+                )
+            };
         }
         count.set(stats.len());
         Ok(())
@@ -520,8 +577,10 @@ pub extern "C" fn consenso_balancer_stats(
 /// a NUL-terminated string and writes its length without the NUL into
 /// `*written`.
 ///
-/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
-/// `CONSENSO_RESULT_BUFFER_TOO_SMALL`.
+/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`balancer`, `written`),
+/// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_BUFFER_TOO_SMALL`
+/// (`buf` NULL or too short for the name and its NUL: `*written` is set to
+/// the name's length, nothing else is written; allocate `*written + 1`).
 #[no_mangle]
 pub extern "C" fn consenso_balancer_endpoint_name(
     balancer: *const consenso_balancer,
@@ -531,12 +590,19 @@ pub extern "C" fn consenso_balancer_endpoint_name(
     written: *mut usize,
 ) -> consenso_result {
     with_balancer(balancer, |b| {
-        // SAFETY: `len` writable bytes or NULL; a writable `written` or NULL.
-        let (buf, written) = unsafe { (args::out_buffer(buf, len)?, out_ptr(written)?) };
+        // SAFETY: a writable `written` or NULL.
+        let written = unsafe { out_ptr(written) }?;
         let name = b
             .name_of(EndpointId(id))
             .ok_or(consenso_result::UnknownEndpoint)?;
-        args::write_c_string(&name, buf, written)
+        // SAFETY: `len` writable bytes or NULL.
+        match unsafe { args::out_buffer(buf, len) } {
+            Ok(buf) if name.len() < len => args::write_c_string(&name, buf, written),
+            _ => {
+                written.set(name.len());
+                Err(consenso_result::BufferTooSmall)
+            }
+        }
     })
 }
 
@@ -550,6 +616,27 @@ pub extern "C" fn consenso_pick_id(pick: *const consenso_pick) -> u64 {
         Ok(())
     });
     id
+}
+
+/// The `user_data` the picked endpoint was added with
+/// (`consenso_balancer_add_with_data`); NULL for an endpoint added without,
+/// or a NULL pick.
+#[no_mangle]
+pub extern "C" fn consenso_pick_user_data(pick: *const consenso_pick) -> *mut c_void {
+    let mut data = std::ptr::null_mut();
+    guard(|| {
+        // SAFETY: a live pick handle or NULL.
+        let p = unsafe { args::handle(pick) }?;
+        if let Some(h) = p
+            .pick
+            .attachment()
+            .and_then(|a| a.downcast_ref::<HostPointer>())
+        {
+            data = h.0;
+        }
+        Ok(())
+    });
+    data
 }
 
 /// Points `*name` at the picked endpoint's name (UTF-8, `*len` bytes, not
@@ -574,11 +661,12 @@ pub extern "C" fn consenso_pick_name(
 
 /// Finishes a pick: records `outcome` (a `CONSENSO_OUTCOME_*`) and the
 /// latency, `latency_ns` nanoseconds or `CONSENSO_LATENCY_MEASURED` for the
-/// time since the pick, and frees the pick. On an error the pick is not
-/// consumed (finish or free it again).
+/// time since the pick, and frees the pick.
 ///
-/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
-/// (unknown outcome).
+/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`; `CONSENSO_RESULT_INVALID_ARGUMENT`
+/// (unknown outcome: the pick is untouched; finish or free it again);
+/// `CONSENSO_RESULT_PANIC` (the pick is freed all the same: do not use it
+/// again).
 #[no_mangle]
 pub extern "C" fn consenso_pick_finish(
     pick: *mut consenso_pick,

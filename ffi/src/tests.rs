@@ -90,7 +90,7 @@ fn a_pick_cycle_records_the_outcome() {
     let mut stats = [consenso_endpoint_stats::default(); 2];
     let mut count = 0;
     assert_eq!(
-        consenso_balancer_stats(b, stats.as_mut_ptr(), 2, &mut count),
+        consenso_balancer_stats(b, stats.as_mut_ptr(), 2, ENTRY, &mut count),
         R::Ok
     );
     assert_eq!(count, 2);
@@ -99,10 +99,12 @@ fn a_pick_cycle_records_the_outcome() {
         (id_a, 1, 0)
     );
     assert!((stats[0].ewma_latency - 0.002).abs() < 1e-9);
+    count = 0;
     assert_eq!(
-        consenso_balancer_stats(b, stats.as_mut_ptr(), 1, &mut count),
+        consenso_balancer_stats(b, stats.as_mut_ptr(), 1, ENTRY, &mut count),
         R::BufferTooSmall
     );
+    assert_eq!(count, 2, "the number needed is reported");
     let mut buf = [0 as c_char; 8];
     let mut n = 0;
     assert_eq!(
@@ -115,6 +117,9 @@ fn a_pick_cycle_records_the_outcome() {
     consenso_balancer_free(b);
     assert_eq!(consenso_pick_finish(p, 0, CONSENSO_LATENCY_MEASURED), R::Ok);
 }
+
+/// The stats entry size a caller of this version passes.
+const ENTRY: usize = std::mem::size_of::<consenso_endpoint_stats>();
 
 #[test]
 fn bad_input_gets_a_result_code_never_a_crash() {

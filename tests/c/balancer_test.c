@@ -79,7 +79,7 @@ static void test_policies(void) {
     CHECK(len == 2);
     consenso_endpoint_stats stats[3];
     size_t count = 0;
-    OK(consenso_balancer_stats(rr, stats, 3, &count));
+    OK(consenso_balancer_stats(rr, stats, 3, sizeof stats[0], &count));
     CHECK(count == 2 && stats[0].id == 1 && stats[0].successes == 2 && stats[1].id == 3);
     char name[8];
     size_t written = 0;
@@ -107,10 +107,10 @@ static void test_consistent_hash_with_a_bound(void) {
     for (size_t i = 0; i < 40; i++) OK(consenso_balancer_pick(b, (const uint8_t *)"hot", 3, &held[i]));
     consenso_endpoint_stats stats[4];
     size_t count = 0;
-    OK(consenso_balancer_stats(b, stats, 4, &count));
+    OK(consenso_balancer_stats(b, stats, 4, sizeof stats[0], &count));
     for (size_t i = 0; i < count; i++) CHECK(stats[i].in_flight <= 13);
     for (size_t i = 0; i < 40; i++) consenso_pick_free(held[i]);
-    OK(consenso_balancer_stats(b, stats, 4, &count));
+    OK(consenso_balancer_stats(b, stats, 4, sizeof stats[0], &count));
     for (size_t i = 0; i < count; i++) CHECK(stats[i].in_flight == 0 && stats[i].successes == 0);
     consenso_balancer_free(b);
 }
@@ -143,6 +143,72 @@ static void test_bad_input(void) {
     consenso_balancer_options_free(NULL);
 }
 
+/* Every function that fills a caller's buffer reports the size it needs. */
+static void test_sizes_needed_are_reported(void) {
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(CONSENSO_POLICY_ROUND_ROBIN, NULL, &b));
+    uint64_t id = 0;
+    OK(consenso_balancer_add(b, "a-longer-name", 1, &id));
+    OK(consenso_balancer_add(b, "b", 1, NULL));
+    size_t written = 0;
+    CHECK(consenso_balancer_endpoint_name(b, id, NULL, 0, &written) == CONSENSO_RESULT_BUFFER_TOO_SMALL);
+    CHECK(written == strlen("a-longer-name"));
+    char small[4] = "xyz";
+    written = 0;
+    CHECK(consenso_balancer_endpoint_name(b, id, small, sizeof small, &written) == CONSENSO_RESULT_BUFFER_TOO_SMALL);
+    CHECK(written == 13 && strcmp(small, "xyz") == 0);
+    char *exact = malloc(written + 1);
+    CHECK(exact != NULL);
+    OK(consenso_balancer_endpoint_name(b, id, exact, written + 1, &written));
+    CHECK(strcmp(exact, "a-longer-name") == 0);
+    free(exact);
+    CHECK(consenso_balancer_endpoint_name(b, id, small, sizeof small, NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    CHECK(consenso_balancer_endpoint_name(b, 999, small, sizeof small, &written) == CONSENSO_RESULT_UNKNOWN_ENDPOINT);
+    size_t count = 0;
+    CHECK(consenso_balancer_stats(b, NULL, 0, sizeof(consenso_endpoint_stats), &count) == CONSENSO_RESULT_BUFFER_TOO_SMALL);
+    CHECK(count == 2);
+    consenso_endpoint_stats one[1];
+    count = 0;
+    CHECK(consenso_balancer_stats(b, one, 1, sizeof one[0], &count) == CONSENSO_RESULT_BUFFER_TOO_SMALL);
+    CHECK(count == 2);
+    CHECK(consenso_balancer_stats(b, one, 1, 4, &count) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    CHECK(consenso_balancer_stats(b, one, 1, sizeof one[0], NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
+    /* An older caller's shorter entries: only their bytes are written. */
+    struct older { uint64_t id; uint32_t weight; uint32_t ejections; };
+    struct { struct older e[2]; uint8_t guard[8]; } room;
+    memset(&room, 0xAB, sizeof room);
+    OK(consenso_balancer_stats(b, (consenso_endpoint_stats *)(void *)room.e, 2, sizeof(struct older), &count));
+    CHECK(count == 2 && room.e[0].id == id && room.e[1].weight == 1 && room.guard[0] == 0xAB);
+    consenso_balancer_free(b);
+}
+
+/* An endpoint's user_data comes back with its picks. */
+static void test_user_data_rides_on_endpoints(void) {
+    consenso_balancer *b = NULL;
+    OK(consenso_balancer_new(CONSENSO_POLICY_ROUND_ROBIN, NULL, &b));
+    int pool_a = 1, pool_b = 2;
+    OK(consenso_balancer_add_with_data(b, "a", 1, &pool_a, NULL));
+    OK(consenso_balancer_add_with_data(b, "b", 1, &pool_b, NULL));
+    OK(consenso_balancer_add(b, "c", 1, NULL));
+    CHECK(consenso_balancer_add_with_data(b, "a", 1, &pool_b, NULL) == CONSENSO_RESULT_DUPLICATE_ENDPOINT);
+    int seen = 0;
+    for (int i = 0; i < 3; i++) {
+        consenso_pick *p = NULL;
+        OK(consenso_balancer_pick(b, NULL, 0, &p));
+        const char *name;
+        size_t len;
+        OK(consenso_pick_name(p, &name, &len));
+        void *data = consenso_pick_user_data(p);
+        if (name[0] == 'a') { CHECK(data == &pool_a); seen |= 1; }
+        if (name[0] == 'b') { CHECK(data == &pool_b); seen |= 2; }
+        if (name[0] == 'c') { CHECK(data == NULL); seen |= 4; }
+        OK(consenso_pick_finish(p, CONSENSO_OUTCOME_SUCCESS, CONSENSO_LATENCY_MEASURED));
+    }
+    CHECK(seen == 7);
+    CHECK(consenso_pick_user_data(NULL) == NULL);
+    consenso_balancer_free(b);
+}
+
 /* The same bad settings the core refuses, refused by the setters, which then
  * change nothing: the options keep the last good values. */
 static void test_settings_are_checked_by_the_core(void) {
@@ -171,7 +237,7 @@ static void test_settings_are_checked_by_the_core(void) {
     OK(consenso_pick_finish(p, CONSENSO_OUTCOME_FAILURE, 1000));
     consenso_endpoint_stats stats[2];
     size_t count = 0;
-    OK(consenso_balancer_stats(b, stats, 2, &count));
+    OK(consenso_balancer_stats(b, stats, 2, sizeof stats[0], &count));
     CHECK(stats[0].ejected && stats[0].ejections == 1);
     consenso_balancer_free(b);
     /* Hashing options are for the consistent_hash policy only. */
@@ -213,7 +279,7 @@ static void test_times_at_their_limits(void) {
     }
     consenso_endpoint_stats stats[2];
     size_t count = 0;
-    OK(consenso_balancer_stats(b, stats, 2, &count));
+    OK(consenso_balancer_stats(b, stats, 2, sizeof stats[0], &count));
     CHECK(stats[failed - 1].ejected && stats[failed - 1].ewma_latency > 1e9);
     consenso_balancer_free(b);
 }
@@ -326,7 +392,7 @@ static void test_threads_lose_no_counts(void) {
     for (int t = 0; t < 4; t++) CHECK(pthread_join(threads[t], NULL) == 0);
     consenso_endpoint_stats stats[4];
     size_t count = 0;
-    OK(consenso_balancer_stats(b, stats, 4, &count));
+    OK(consenso_balancer_stats(b, stats, 4, sizeof stats[0], &count));
     uint64_t in_flight = 0, successes = 0;
     for (size_t i = 0; i < count; i++) {
         in_flight += stats[i].in_flight;
@@ -398,6 +464,8 @@ int main(void) {
     test_policies();
     test_consistent_hash_with_a_bound();
     test_bad_input();
+    test_sizes_needed_are_reported();
+    test_user_data_rides_on_endpoints();
     test_settings_are_checked_by_the_core();
     test_times_at_their_limits();
     test_add_many();

@@ -15,7 +15,7 @@
 
 #include "consenso.h"
 
-static int checks;
+static atomic_int checks;
 
 #define CHECK(cond)                                                          \
     do {                                                                     \
@@ -420,11 +420,74 @@ static void test_bad_input(void) {
     printf("node_test: bad input refused with the documented codes\n");
 }
 
+/* ------------------------------------------------ stress */
+
+static atomic_int stress_stop;
+static atomic_long submitted, completed;
+static struct cluster stress;
+
+static void on_stress_done(void *user_data, consenso_result result, const uint8_t *response, size_t len,
+                           uint64_t index, uint64_t leader) {
+    (void)user_data, (void)result, (void)response, (void)len, (void)index, (void)leader;
+    atomic_fetch_add(&completed, 1);
+}
+
+/* Proposes (async and blocking) and receives garbage on every node. */
+static void *stress_worker(void *arg) {
+    uint32_t seed = (uint32_t)(uintptr_t)arg;
+    uint8_t junk[7] = {9, 9, 9, 9, 9, 9, 9};
+    while (!atomic_load(&stress_stop)) {
+        seed = seed * 1103515245u + 12345u;
+        consenso_node *node = stress.hosts[1 + seed % NODES].self;
+        uint32_t v = seed;
+        if (seed & 1) {
+            atomic_fetch_add(&submitted, 1);
+            OK(consenso_node_propose_async(node, (const uint8_t *)&v, sizeof v, on_stress_done, NULL));
+        } else {
+            consenso_result r = consenso_node_propose(node, (const uint8_t *)&v, sizeof v, 50, NULL, NULL);
+            CHECK(r == CONSENSO_RESULT_OK || r == CONSENSO_RESULT_NOT_LEADER || r == CONSENSO_RESULT_TIMEOUT ||
+                  r == CONSENSO_RESULT_CLOSED || r == CONSENSO_RESULT_BUSY || r == CONSENSO_RESULT_DROPPED);
+        }
+        CHECK(consenso_node_receive(node, 2, junk, sizeof junk) != CONSENSO_RESULT_OK);
+    }
+    return NULL;
+}
+
+static void *stress_reader(void *unused) {
+    (void)unused;
+    while (!atomic_load(&stress_stop))
+        for (uint64_t id = 1; id <= NODES; id++) (void)status_of(stress.hosts[id].self);
+    return NULL;
+}
+
+/* 16 threads propose and receive while another reads status; a node is
+ * shut down in the middle. Nothing crashes, and every completion is called
+ * exactly once. */
+static void test_stress(void) {
+    start_cluster(&stress, CONSENSO_PROTOCOL_RAFT);
+    (void)wait_for_leader(&stress);
+    pthread_t workers[16], reader;
+    for (uintptr_t i = 0; i < 16; i++) CHECK(pthread_create(&workers[i], NULL, stress_worker, (void *)(i + 1)) == 0);
+    CHECK(pthread_create(&reader, NULL, stress_reader, NULL) == 0);
+    sleep_ms(700);
+    uint64_t leader = wait_for_leader(&stress);
+    OK(consenso_node_shutdown(stress.hosts[leader].self));
+    sleep_ms(700);
+    atomic_store(&stress_stop, 1);
+    for (int i = 0; i < 16; i++) pthread_join(workers[i], NULL);
+    pthread_join(reader, NULL);
+    stop_cluster(&stress);
+    CHECK(atomic_load(&completed) == atomic_load(&submitted));
+    printf("node_test: stress: %ld async proposals from 16 threads, each completed once, a shutdown midway\n",
+           (long)atomic_load(&submitted));
+}
+
 int main(void) {
     test_bad_input();
     test_cluster(CONSENSO_PROTOCOL_RAFT);
     test_cluster(CONSENSO_PROTOCOL_PAXOS);
     test_cluster(CONSENSO_PROTOCOL_ZAB);
-    printf("node_test: %d checks passed\n", checks);
+    test_stress();
+    printf("node_test: %d checks passed\n", atomic_load(&checks));
     return 0;
 }
