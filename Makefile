@@ -34,7 +34,11 @@ VENV_PY := $(VENV)/bin/python
 # make install: where, and the version the library and consenso.pc carry.
 PREFIX ?= /usr/local
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# The soname's version (as ffi/build.rs gives it): MAJOR from 1.0 on,
+# 0.MINOR before (each 0.x minor release may break the ABI).
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
+MINOR := $(word 2,$(subst ., ,$(VERSION)))
+ABI := $(if $(filter 0,$(MAJOR)),0.$(MINOR),$(MAJOR))
 
 .PHONY: demo test test-release-edges lint fmt bench bench-instructions bench-python sim-long header ffi ffi-release c-test c-valgrind c-example install install-test python-install python-test
 
@@ -134,15 +138,15 @@ c-example: ffi
 ffi-release:
 	$(CARGO) build --release -p consenso-ffi
 
-# Installs libconsenso.so.VERSION (soname libconsenso.so.MAJOR, with the
-# .so.MAJOR and .so links), libconsenso.a, consenso.h and consenso.pc under
+# Installs libconsenso.so.VERSION (soname libconsenso.so.ABI, with the
+# .so.ABI and .so links), libconsenso.a, consenso.h and consenso.pc under
 # PREFIX (DESTDIR for staging). Then: cc prog.c $$(pkg-config --cflags --libs consenso)
 install: ffi-release
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/consenso.h $(DESTDIR)$(PREFIX)/include/consenso.h
 	install -m 755 target/release/libconsenso.so $(DESTDIR)$(PREFIX)/lib/libconsenso.so.$(VERSION)
-	ln -sf libconsenso.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libconsenso.so.$(MAJOR)
-	ln -sf libconsenso.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libconsenso.so
+	ln -sf libconsenso.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libconsenso.so.$(ABI)
+	ln -sf libconsenso.so.$(ABI) $(DESTDIR)$(PREFIX)/lib/libconsenso.so
 	install -m 644 target/release/libconsenso.a $(DESTDIR)$(PREFIX)/lib/libconsenso.a
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' ffi/consenso.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/consenso.pc
 

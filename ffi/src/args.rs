@@ -163,3 +163,105 @@ pub(crate) fn write_c_string(text: &str, out: OutBuf, written: Out<usize>) -> Re
     written.set(n);
     Ok(())
 }
+
+/// Reads a versioned struct the caller filled: one starting with its
+/// `u32` `struct_size`. Sizes below this version's (the first published)
+/// are refused, so no field is ever read in part; a larger size (a caller
+/// built against a later header) is read up to this version's fields.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `struct_size` readable bytes, the first
+/// four of which are `struct_size`; `T` must be plain old data.
+pub(crate) unsafe fn read_versioned<T: Copy>(ptr: *const T) -> Res<T> {
+    if ptr.is_null() {
+        return Err(consenso_result::NullArgument);
+    }
+    // SAFETY: a versioned struct starts with its u32 size.
+    let size = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    check_size(size, std::mem::size_of::<T>())?;
+    // SAFETY: at least size_of::<T>() readable bytes, checked above.
+    Ok(unsafe { ptr.read_unaligned() })
+}
+
+/// Writes `value` into the caller's versioned struct at `ptr` (its
+/// `struct_size`, set by the caller, says how much room there is; sizes
+/// below this version's are refused). Only this version's bytes are
+/// written, `struct_size` included, so the caller learns how many.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `struct_size` writable bytes, the first
+/// four of which are `struct_size`; `T` must be plain old data whose first
+/// field is its `u32` size, already set in `value`.
+pub(crate) unsafe fn write_versioned<T: Copy>(ptr: *mut T, value: T) -> Res<()> {
+    if ptr.is_null() {
+        return Err(consenso_result::NullArgument);
+    }
+    // SAFETY: a versioned struct starts with its u32 size.
+    let size = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    check_size(size, std::mem::size_of::<T>())?;
+    // SAFETY: room for at least size_of::<T>() bytes, checked above.
+    unsafe { ptr.write_unaligned(value) };
+    Ok(())
+}
+
+/// Writes `values` into a caller's array of entries `entry_size` bytes
+/// apart (at least this version's size: a caller built against a later
+/// header leaves room for fields this version does not fill).
+///
+/// # Safety
+/// A non-NULL `ptr` must point to room for `values.len()` entries of
+/// `entry_size` bytes; `T` must be plain old data.
+pub(crate) unsafe fn write_entries<T: Copy>(
+    ptr: *mut T,
+    entry_size: usize,
+    values: &[T],
+) -> Res<()> {
+    check_size(entry_size, std::mem::size_of::<T>())?;
+    for (i, v) in values.iter().enumerate() {
+        // SAFETY: entry `i` lies within the caller's room, as promised;
+        // the caller's entries need not be aligned for T.
+        unsafe {
+            ptr.cast::<u8>()
+                .add(i * entry_size)
+                .cast::<T>()
+                .write_unaligned(*v)
+        };
+    }
+    Ok(())
+}
+
+/// Refuses a struct size below this version's `ours`.
+fn check_size(size: usize, ours: usize) -> Res<()> {
+    if size < ours {
+        return Err(crate::result::fail(
+            consenso_result::InvalidArgument,
+            format!("struct_size {size} is below {ours}, the size of this struct in every version: set it to sizeof the struct"),
+        ));
+    }
+    Ok(())
+}
+
+/// A NUL-terminated path argument: any bytes on Unix (where paths are
+/// bytes), UTF-8 elsewhere.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to a NUL-terminated string that lives for
+/// the call.
+pub(crate) unsafe fn c_path(ptr: *const c_char) -> Res<std::path::PathBuf> {
+    if ptr.is_null() {
+        return Err(consenso_result::NullArgument);
+    }
+    // SAFETY: non-NULL and NUL-terminated, as the caller promises.
+    let s = unsafe { CStr::from_ptr(ptr) };
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(std::ffi::OsStr::from_bytes(s.to_bytes()).into())
+    }
+    #[cfg(not(unix))]
+    {
+        s.to_str()
+            .map(std::path::PathBuf::from)
+            .map_err(|_| consenso_result::InvalidUtf8)
+    }
+}

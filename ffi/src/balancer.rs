@@ -75,6 +75,7 @@ pub struct consenso_endpoint_stats {
 /// `consenso_balancer_options_free`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_new(
     out: *mut *mut consenso_balancer_options,
@@ -126,6 +127,7 @@ fn set_health(
 /// parameter (0: the default; see `consenso_hash_algorithm`).
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_hash(
     options: *mut consenso_balancer_options,
@@ -146,6 +148,7 @@ pub extern "C" fn consenso_balancer_options_set_hash(
 /// above 1; 0 turns bounding off.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_bound(
     options: *mut consenso_balancer_options,
@@ -170,6 +173,7 @@ pub extern "C" fn consenso_balancer_options_set_bound(
 /// The seed of the balancer's randomness (the same seed, the same picks).
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_seed(
     options: *mut consenso_balancer_options,
@@ -188,6 +192,7 @@ pub extern "C" fn consenso_balancer_options_set_seed(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
 /// (`max_share` outside 0..1 or NaN, `max_ms` below `base_ms`).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_ejection(
     options: *mut consenso_balancer_options,
@@ -209,6 +214,7 @@ pub extern "C" fn consenso_balancer_options_set_ejection(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
 /// (outside 0..1, or NaN).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_panic_threshold(
     options: *mut consenso_balancer_options,
@@ -221,6 +227,7 @@ pub extern "C" fn consenso_balancer_options_set_panic_threshold(
 /// `window_ms` (0: off; any length, none wraps).
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_slow_start(
     options: *mut consenso_balancer_options,
@@ -232,6 +239,7 @@ pub extern "C" fn consenso_balancer_options_set_slow_start(
 /// The time constant of the latency EWMA, in milliseconds (above 0).
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_options_set_ewma_decay(
     options: *mut consenso_balancer_options,
@@ -247,6 +255,7 @@ pub extern "C" fn consenso_balancer_options_set_ewma_decay(
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`out`),
 /// `CONSENSO_RESULT_INVALID_ARGUMENT` (unknown policy, a hash algorithm or
 /// a bound set for a policy other than consistent hashing).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_new(
     policy: u32,
@@ -302,6 +311,7 @@ fn with_balancer(
 /// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
 /// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
 /// than a Maglev table has slots).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_add(
     balancer: *const consenso_balancer,
@@ -338,6 +348,7 @@ unsafe impl Sync for HostPointer {}
 /// be usable from any thread that picks.
 ///
 /// Errors: as `consenso_balancer_add` (nothing is added then).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_add_with_data(
     balancer: *const consenso_balancer,
@@ -372,6 +383,7 @@ pub extern "C" fn consenso_balancer_add_with_data(
 /// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED` (jump hashing),
 /// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large, more endpoints
 /// than a Maglev table has slots).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_add_many(
     balancer: *const consenso_balancer,
@@ -402,6 +414,7 @@ pub extern "C" fn consenso_balancer_add_many(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_UTF8`,
 /// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_remove(
     balancer: *const consenso_balancer,
@@ -416,6 +429,7 @@ pub extern "C" fn consenso_balancer_remove(
 /// Removes the endpoint with id `id`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_remove_id(
     balancer: *const consenso_balancer,
@@ -430,6 +444,7 @@ pub extern "C" fn consenso_balancer_remove_id(
 /// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`,
 /// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`, `CONSENSO_RESULT_INVALID_ARGUMENT`
 /// (a ring too large).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_set_weight(
     balancer: *const consenso_balancer,
@@ -447,6 +462,7 @@ pub extern "C" fn consenso_balancer_set_weight(
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_WEIGHT`,
 /// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`,
 /// `CONSENSO_RESULT_INVALID_ARGUMENT` (a ring too large).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_set_weight_id(
     balancer: *const consenso_balancer,
@@ -459,6 +475,7 @@ pub extern "C" fn consenso_balancer_set_weight_id(
 /// Writes the number of endpoints into `*out`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_len(
     balancer: *const consenso_balancer,
@@ -478,6 +495,7 @@ pub extern "C" fn consenso_balancer_len(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_NO_ENDPOINTS`,
 /// `CONSENSO_RESULT_KEY_REQUIRED`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_pick(
     balancer: *const consenso_balancer,
@@ -498,6 +516,7 @@ pub extern "C" fn consenso_balancer_pick(
 /// into `*id_out`, without counting it in flight or recording anything.
 ///
 /// Errors: as `consenso_balancer_pick`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_select(
     balancer: *const consenso_balancer,
@@ -515,15 +534,17 @@ pub extern "C" fn consenso_balancer_select(
 
 /// Copies the statistics of every endpoint into `out`, room for `capacity`
 /// entries of `entry_size` bytes each (pass
-/// `sizeof(consenso_endpoint_stats)`: a caller built against an older,
-/// shorter struct gets only the fields it knows), and writes how many into
-/// `*count`.
+/// `sizeof(consenso_endpoint_stats)`: later versions may add fields and
+/// still fill the entries of a caller built against this header), and
+/// writes how many into `*count`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`balancer`, `count`);
-/// `CONSENSO_RESULT_INVALID_ARGUMENT` (`entry_size` below 8);
+/// `CONSENSO_RESULT_INVALID_ARGUMENT` (`entry_size` below
+/// `sizeof(consenso_endpoint_stats)`);
 /// `CONSENSO_RESULT_BUFFER_TOO_SMALL` (`out` NULL, or fewer than `*count`
 /// entries of room: `*count` is set to the number needed, nothing else is
 /// written).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_stats(
     balancer: *const consenso_balancer,
@@ -535,7 +556,7 @@ pub extern "C" fn consenso_balancer_stats(
     with_balancer(balancer, |b| {
         // SAFETY: a writable pointer or NULL.
         let count = unsafe { out_ptr(count) }?;
-        if entry_size < 8 {
+        if entry_size < std::mem::size_of::<consenso_endpoint_stats>() {
             return Err(fail(
                 consenso_result::InvalidArgument,
                 format!("entry_size {entry_size}: pass sizeof(consenso_endpoint_stats)"),
@@ -546,9 +567,9 @@ pub extern "C" fn consenso_balancer_stats(
             count.set(stats.len());
             return Err(consenso_result::BufferTooSmall);
         }
-        let n = entry_size.min(std::mem::size_of::<consenso_endpoint_stats>());
-        for (i, s) in stats.iter().enumerate() {
-            let entry = consenso_endpoint_stats {
+        let entries: Vec<consenso_endpoint_stats> = stats
+            .iter()
+            .map(|s| consenso_endpoint_stats {
                 id: s.id.0,
                 weight: s.weight,
                 ejections: s.ejections,
@@ -557,17 +578,11 @@ pub extern "C" fn consenso_balancer_stats(
                 failures: s.failures,
                 ewma_latency: s.ewma_latency,
                 ejected: s.ejected,
-            };
-            // SAFETY: `out` has room for `capacity >= stats.len()` entries
-            // of `entry_size >= n` bytes each.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    (&entry as *const consenso_endpoint_stats).cast::<u8>(),
-                    out.cast::<u8>().add(i * entry_size),
-                    n,
-                )
-            };
-        }
+            })
+            .collect();
+        // SAFETY: `out` has room for `capacity >= entries.len()` entries of
+        // `entry_size` bytes, as the caller promises.
+        unsafe { args::write_entries(out, entry_size, &entries) }?;
         count.set(stats.len());
         Ok(())
     })
@@ -581,6 +596,7 @@ pub extern "C" fn consenso_balancer_stats(
 /// `CONSENSO_RESULT_UNKNOWN_ENDPOINT`, `CONSENSO_RESULT_BUFFER_TOO_SMALL`
 /// (`buf` NULL or too short for the name and its NUL: `*written` is set to
 /// the name's length, nothing else is written; allocate `*written + 1`).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_balancer_endpoint_name(
     balancer: *const consenso_balancer,
@@ -643,6 +659,7 @@ pub extern "C" fn consenso_pick_user_data(pick: *const consenso_pick) -> *mut c_
 /// NUL-terminated), valid until the pick is finished or freed.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_pick_name(
     pick: *const consenso_pick,
@@ -667,6 +684,7 @@ pub extern "C" fn consenso_pick_name(
 /// (unknown outcome: the pick is untouched; finish or free it again);
 /// `CONSENSO_RESULT_PANIC` (the pick is freed all the same: do not use it
 /// again).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_pick_finish(
     pick: *mut consenso_pick,

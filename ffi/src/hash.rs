@@ -25,6 +25,7 @@ pub struct consenso_hash {
 /// `CONSENSO_RESULT_INVALID_ARGUMENT`, `CONSENSO_RESULT_NO_ENDPOINTS`,
 /// `CONSENSO_RESULT_INVALID_WEIGHT`, `CONSENSO_RESULT_DUPLICATE_ENDPOINT`,
 /// `CONSENSO_RESULT_WEIGHTS_UNSUPPORTED`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_hash_new(
     algorithm: u32,
@@ -83,6 +84,7 @@ fn with_ring(
 /// Writes the number of endpoints into `*out`.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_hash_len(
     hash: *const consenso_hash,
@@ -99,6 +101,7 @@ pub extern "C" fn consenso_hash_len(
 /// only with 0) into `*index`. Allocation-free.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_hash_get(
     hash: *const consenso_hash,
@@ -118,6 +121,7 @@ pub extern "C" fn consenso_hash_get(
 /// `*index`. Allocation-free.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_hash_get_u64(
     hash: *const consenso_hash,
@@ -136,6 +140,7 @@ pub extern "C" fn consenso_hash_get_u64(
 /// (`min(n, endpoints)`).
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_hash_get_n(
     hash: *const consenso_hash,
@@ -170,6 +175,7 @@ pub extern "C" fn consenso_hash_get_n(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_INVALID_ARGUMENT`
 /// (`epsilon` not above 0, or `loads_len` not the number of endpoints).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_hash_get_bounded(
     hash: *const consenso_hash,
@@ -200,6 +206,7 @@ pub extern "C" fn consenso_hash_get_bounded(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`, `CONSENSO_RESULT_UNKNOWN_ENDPOINT`
 /// (`position` out of range).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_hash_name(
     hash: *const consenso_hash,

@@ -40,7 +40,24 @@ fn generate() -> String {
         .generate()
         .expect("cbindgen generates the header")
         .write(&mut out);
-    String::from_utf8(out).expect("the header is UTF-8")
+    let text = String::from_utf8(out).expect("the header is UTF-8");
+    c_comments_only(&text)
+}
+
+/// cbindgen ends its `#if` blocks with `// ...` comments; the header uses
+/// C comments only (it must also pass -std=c89-era tools and style
+/// checkers), so those become `/* ... */`.
+fn c_comments_only(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once("// ") {
+            Some((code, comment)) if code.starts_with('#') || code.starts_with('}') => {
+                format!("{code}/* {comment} */")
+            }
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 #[test]

@@ -24,7 +24,6 @@ use consenso::consensus::{ProtocolKind, RoleChange};
 use consenso::runtime::{AnyNode, AnyNodeConfig, StateMachine, Timeouts, Transport};
 use consenso::{Index, NodeId, ProposeError, Role};
 use std::ffi::{c_char, c_void};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +116,17 @@ pub struct consenso_node_config {
 /// with it exactly once, after the node's last callback, once a started
 /// node is freed. When `consenso_node_start` fails it is not called: the
 /// caller still owns `user_data`.
+///
+/// Threads: `send` and `on_state_change` run on the node's driver thread,
+/// `apply` on its apply thread, so `send` and `apply` may run at the same
+/// time with the same `user_data` (guard what they share). Completions of
+/// `_async` calls run on either, or on the calling thread when the node
+/// refuses at once. Inside any of them, `consenso_node_receive`,
+/// `consenso_node_propose_async`, `consenso_node_read_barrier_async` and
+/// `consenso_node_get_status` work (on this node or another); the blocking
+/// `consenso_node_propose` and `consenso_node_read_barrier`, and
+/// `consenso_node_shutdown` and `consenso_node_free` of the node whose
+/// callback it is, return `CONSENSO_RESULT_WOULD_BLOCK` and do nothing.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct consenso_node_callbacks {
@@ -162,8 +172,9 @@ pub struct consenso_response {
     bytes: Vec<u8>,
 }
 
-/// A running consensus node. Thread-safe: any thread may call any
-/// function on it at once.
+/// A running consensus node. Thread-safe: any threads may call its
+/// functions at once, except `consenso_node_free`, which no other call on
+/// the same handle may overlap or follow (stop delivering to it first).
 pub struct consenso_node {
     /// Dropped first: shuts the node down and joins its threads.
     node: AnyNode,
@@ -243,6 +254,9 @@ pub struct consenso_node_status {
 /// `user_data` when the last thread lets go of it.
 struct Host {
     callbacks: consenso_node_callbacks,
+    /// Set once the node started: only then is `user_data` the node's to
+    /// free.
+    owned: std::sync::atomic::AtomicBool,
 }
 
 // SAFETY: the header tells the host its callbacks and `user_data` are
@@ -253,6 +267,9 @@ unsafe impl Sync for Host {}
 
 impl Drop for Host {
     fn drop(&mut self) {
+        if !*self.owned.get_mut() {
+            return;
+        }
         if let Some(free) = self.callbacks.user_data_free {
             // SAFETY: the host's function, with its own pointer, once.
             unsafe { free(self.callbacks.user_data) };
@@ -302,34 +319,6 @@ impl StateMachine for HostMachine {
     }
 }
 
-/// Reads a caller's versioned struct: the first `struct_size` bytes of
-/// `*ptr` over `defaults` (fields the caller's version lacks keep them).
-///
-/// # Safety
-/// A non-NULL `ptr` must point to `struct_size` readable bytes, the first
-/// four of which are `struct_size`.
-unsafe fn versioned<T: Copy>(ptr: *const T, defaults: T) -> Result<T, consenso_result> {
-    if ptr.is_null() {
-        return Err(consenso_result::NullArgument);
-    }
-    // SAFETY: every versioned struct starts with its u32 size.
-    let size = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
-    if size < std::mem::size_of::<u32>() {
-        return Err(fail(
-            consenso_result::InvalidArgument,
-            format!("struct_size {size} is too small; set it to sizeof the struct"),
-        ));
-    }
-    let mut value = defaults;
-    let n = size.min(std::mem::size_of::<T>());
-    // SAFETY: `n` bytes are readable at `ptr` (the caller's struct) and
-    // writable at `value`; T is plain old data (integers and pointers).
-    unsafe {
-        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut value as *mut T).cast::<u8>(), n)
-    };
-    Ok(value)
-}
-
 /// Milliseconds as a duration.
 fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
@@ -375,7 +364,7 @@ impl consenso_node_config {
             None
         } else {
             // SAFETY: a NUL-terminated string, as the header asks.
-            Some(PathBuf::from(unsafe { args::c_str(self.data_dir) }?))
+            Some(unsafe { args::c_path(self.data_dir) }?)
         };
         let mut config = AnyNodeConfig {
             protocol,
@@ -403,6 +392,7 @@ impl consenso_node_config {
 /// `id` and `peers` before starting a node.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_config_default(out: *mut consenso_node_config) -> consenso_result {
     guard(|| {
@@ -425,6 +415,7 @@ pub extern "C" fn consenso_node_config_default(out: *mut consenso_node_config) -
 /// `CONSENSO_RESULT_INVALID_UTF8` (`data_dir`); `CONSENSO_RESULT_STORAGE`
 /// (the data directory cannot be used or is damaged);
 /// `CONSENSO_RESULT_RESTORE`; `CONSENSO_RESULT_SYSTEM` (no thread).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_start(
     config: *const consenso_node_config,
@@ -433,17 +424,9 @@ pub extern "C" fn consenso_node_start(
 ) -> consenso_result {
     guard(|| {
         // SAFETY: NULL or a caller's struct of `struct_size` bytes.
-        let config = unsafe { versioned(config, consenso_node_config::defaults()) }?;
-        let none = consenso_node_callbacks {
-            struct_size: std::mem::size_of::<consenso_node_callbacks>() as u32,
-            user_data: std::ptr::null_mut(),
-            user_data_free: None,
-            send: None,
-            apply: None,
-            on_state_change: None,
-        };
+        let config = unsafe { args::read_versioned(config) }?;
         // SAFETY: as above.
-        let callbacks = unsafe { versioned(callbacks, none) }?;
+        let callbacks = unsafe { args::read_versioned(callbacks) }?;
         // SAFETY: NULL or a writable handle pointer.
         let out = unsafe { out_ptr(out) }?;
         if callbacks.send.is_none() {
@@ -453,8 +436,11 @@ pub extern "C" fn consenso_node_start(
             ));
         }
         let config = config.to_core()?;
-        // Until the node owns it, a failure must not free the host's data.
-        let mut host = Arc::new(Host { callbacks });
+        // Until the node started, a failure must not free the host's data.
+        let host = Arc::new(Host {
+            callbacks,
+            owned: std::sync::atomic::AtomicBool::new(false),
+        });
         let observer = callbacks.on_state_change.map(|cb| {
             let host = Arc::clone(&host);
             Box::new(move |change: RoleChange| {
@@ -475,19 +461,10 @@ pub extern "C" fn consenso_node_start(
             HostMachine(Arc::clone(&host)),
             observer,
         );
-        match started {
-            Ok(node) => {
-                out.set(into_handle(consenso_node { node, _host: host }));
-                Ok(())
-            }
-            Err(e) => {
-                // Every clone went with the failed node: this is the last.
-                if let Some(h) = Arc::get_mut(&mut host) {
-                    h.callbacks.user_data_free = None;
-                }
-                Err(e.into())
-            }
-        }
+        let node = started?;
+        host.owned.store(true, std::sync::atomic::Ordering::SeqCst);
+        out.set(into_handle(consenso_node { node, _host: host }));
+        Ok(())
     })
 }
 
@@ -508,6 +485,7 @@ unsafe fn node<'a>(node: *const consenso_node) -> Result<&'a AnyNode, consenso_r
 /// garbage bytes, another cluster id or protocol: dropped and counted);
 /// `CONSENSO_RESULT_BUSY` (input queue full: dropped; the protocol
 /// retries); `CONSENSO_RESULT_CLOSED`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_receive(
     node: *const consenso_node,
@@ -543,6 +521,7 @@ pub struct consenso_bytes {
 /// commit); `CONSENSO_RESULT_TOO_LARGE`; `CONSENSO_RESULT_WOULD_BLOCK`
 /// (called from one of this node's callbacks: use
 /// `consenso_node_propose_async` there).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_propose(
     node: *const consenso_node,
@@ -583,6 +562,7 @@ pub extern "C" fn consenso_node_propose(
 ///
 /// Errors (`done` is then not called): `CONSENSO_RESULT_NULL_ARGUMENT`
 /// (`node`, `done`, or `command` NULL with a length).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_propose_async(
     node: *const consenso_node,
@@ -595,10 +575,10 @@ pub extern "C" fn consenso_node_propose_async(
         // SAFETY: the caller's live handle and `len` readable bytes.
         let (node, command) = unsafe { (self::node(node)?, args::bytes(command, len)?) };
         let done = done.ok_or(consenso_result::NullArgument)?;
-        let user_data = UserData(user_data);
+        let (user_data, key) = (UserData(user_data), key(node));
         node.propose_with(
             command.to_vec(),
-            Box::new(move |result| complete(done, &user_data, result.map(|r| (r, 0)))),
+            Box::new(move |result| complete(done, &user_data, key, result.map(|r| (r, 0)))),
         );
         Ok(())
     })
@@ -611,6 +591,7 @@ pub extern "C" fn consenso_node_propose_async(
 ///
 /// Errors: as `consenso_node_propose` (`*leader` on
 /// `CONSENSO_RESULT_NOT_LEADER`), but never `TOO_LARGE` or `DROPPED`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_read_barrier(
     node: *const consenso_node,
@@ -646,6 +627,7 @@ pub extern "C" fn consenso_node_read_barrier(
 /// `consenso_node_propose_async` calls it.
 ///
 /// Errors (`done` not called): `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_read_barrier_async(
     node: *const consenso_node,
@@ -656,12 +638,30 @@ pub extern "C" fn consenso_node_read_barrier_async(
         // SAFETY: the caller's live handle.
         let node = unsafe { self::node(node) }?;
         let done = done.ok_or(consenso_result::NullArgument)?;
-        let user_data = UserData(user_data);
+        let (user_data, key) = (UserData(user_data), key(node));
         node.read_barrier_with(Box::new(move |result| {
-            complete(done, &user_data, result.map(|i| (Vec::new(), i)))
+            complete(done, &user_data, key, result.map(|i| (Vec::new(), i)))
         }));
         Ok(())
     })
+}
+
+thread_local! {
+    /// The nodes (by address) whose completion callbacks run on this thread
+    /// now: a completion may run on the caller's thread (a refusal at
+    /// once), where `is_node_thread` does not see it.
+    static IN_COMPLETION: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A node's key in `IN_COMPLETION`.
+fn key(node: &AnyNode) -> usize {
+    node as *const AnyNode as usize
+}
+
+/// True inside one of `node`'s callbacks on this thread, where `shutdown`
+/// and `free` would wait on (or free) the node running them.
+fn inside_callback(node: &AnyNode) -> bool {
+    node.is_node_thread() || IN_COMPLETION.with(|k| k.borrow().contains(&key(node)))
 }
 
 /// A completion's `user_data`, handed to whichever node thread completes.
@@ -670,8 +670,19 @@ struct UserData(*mut c_void);
 // never touches the pointer itself.
 unsafe impl Send for UserData {}
 
-/// Calls a completion with `result`.
+/// Calls node `key`'s completion with `result`.
 fn complete(
+    done: unsafe extern "C" fn(*mut c_void, consenso_result, *const u8, usize, u64, u64),
+    user_data: &UserData,
+    key: usize,
+    result: Result<(Vec<u8>, Index), ProposeError>,
+) {
+    IN_COMPLETION.with(|k| k.borrow_mut().push(key));
+    call_completion(done, user_data, result);
+    IN_COMPLETION.with(|k| k.borrow_mut().pop());
+}
+
+fn call_completion(
     done: unsafe extern "C" fn(*mut c_void, consenso_result, *const u8, usize, u64, u64),
     user_data: &UserData,
     result: Result<(Vec<u8>, Index), ProposeError>,
@@ -718,6 +729,7 @@ fn complete(
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`; `CONSENSO_RESULT_INVALID_ARGUMENT`
 /// (`struct_size` below 8).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_get_status(
     node: *const consenso_node,
@@ -726,20 +738,9 @@ pub extern "C" fn consenso_node_get_status(
     guard(|| {
         // SAFETY: the caller's live handle.
         let node = unsafe { self::node(node) }?;
-        if out.is_null() {
-            return Err(consenso_result::NullArgument);
-        }
-        // SAFETY: a non-NULL status starts with its u32 size.
-        let size = unsafe { out.cast::<u32>().read_unaligned() } as usize;
-        if size < 8 {
-            return Err(fail(
-                consenso_result::InvalidArgument,
-                format!("struct_size {size}: set it to sizeof(consenso_node_status)"),
-            ));
-        }
         let s = node.status();
         let status = consenso_node_status {
-            struct_size: size as u32,
+            struct_size: std::mem::size_of::<consenso_node_status>() as u32,
             role: consenso_role::from(s.role) as u32,
             id: s.id,
             term: s.term,
@@ -762,16 +763,8 @@ pub extern "C" fn consenso_node_get_status(
             storage_failed: s.storage_failure.is_some(),
             closed: node.is_closed(),
         };
-        let n = size.min(std::mem::size_of::<consenso_node_status>());
-        // SAFETY: the caller's struct has `size >= n` writable bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                (&status as *const consenso_node_status).cast::<u8>(),
-                out.cast::<u8>(),
-                n,
-            )
-        };
-        Ok(())
+        // SAFETY: NULL or the caller's struct of `struct_size` bytes.
+        unsafe { args::write_versioned(out, status) }
     })
 }
 
@@ -784,12 +777,13 @@ pub extern "C" fn consenso_node_get_status(
 /// down already, or stopped on a failure: its threads are joined all the
 /// same); `CONSENSO_RESULT_WOULD_BLOCK` (from inside one of the node's
 /// callbacks: nothing done).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_shutdown(node: *const consenso_node) -> consenso_result {
     guard(|| {
         // SAFETY: the caller's live handle.
         let node = unsafe { self::node(node) }?;
-        if node.is_node_thread() {
+        if inside_callback(node) {
             return Err(ProposeError::WouldBlock.into());
         }
         let was_closed = node.is_closed();
@@ -802,11 +796,13 @@ pub extern "C" fn consenso_node_shutdown(node: *const consenso_node) -> consenso
 }
 
 /// Shuts the node down (as `consenso_node_shutdown`) and frees it; then
-/// calls `user_data_free`. NULL does nothing.
+/// calls `user_data_free`. NULL does nothing. No other call on the handle
+/// may overlap this one or follow it.
 ///
 /// Errors: `CONSENSO_RESULT_WOULD_BLOCK` (from inside one of the node's
 /// callbacks: nothing freed, the handle stays valid);
-/// `CONSENSO_RESULT_PANIC`.
+/// `CONSENSO_RESULT_PANIC` (the handle is gone all the same).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_node_free(node: *mut consenso_node) -> consenso_result {
     guard(|| {
@@ -814,7 +810,7 @@ pub extern "C" fn consenso_node_free(node: *mut consenso_node) -> consenso_resul
             return Ok(());
         }
         // SAFETY: a live handle from `consenso_node_start`.
-        if unsafe { self::node(node) }?.is_node_thread() {
+        if inside_callback(unsafe { self::node(node) }?) {
             return Err(ProposeError::WouldBlock.into());
         }
         // SAFETY: as above; C gives it up.
@@ -827,6 +823,7 @@ pub extern "C" fn consenso_node_free(node: *mut consenso_node) -> consenso_resul
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` (`response`, or `bytes` NULL
 /// with a length).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_response_write(
     response: *mut consenso_response,
@@ -850,6 +847,7 @@ pub extern "C" fn consenso_response_write(
 /// NULL with a length of 0 when empty.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_bytes_data(
     b: *const consenso_bytes,

@@ -248,6 +248,7 @@ impl From<BalanceError> for consenso_result {
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `buf` or `written`,
 /// `CONSENSO_RESULT_BUFFER_TOO_SMALL` when the message and its NUL do not
 /// fit (128 bytes always do).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_result_message(
     code: u32,
@@ -286,6 +287,7 @@ pub extern "C" fn consenso_result_message(
 /// `CONSENSO_RESULT_BUFFER_TOO_SMALL` when `buf` is NULL or its `len`
 /// bytes cannot hold the message and its NUL (`*needed` is set: allocate
 /// `*needed + 1` bytes and call again).
+#[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_last_error_message(
     buf: *mut c_char,

@@ -173,12 +173,14 @@ static void test_sizes_needed_are_reported(void) {
     CHECK(count == 2);
     CHECK(consenso_balancer_stats(b, one, 1, 4, &count) == CONSENSO_RESULT_INVALID_ARGUMENT);
     CHECK(consenso_balancer_stats(b, one, 1, sizeof one[0], NULL) == CONSENSO_RESULT_NULL_ARGUMENT);
-    /* An older caller's shorter entries: only their bytes are written. */
-    struct older { uint64_t id; uint32_t weight; uint32_t ejections; };
-    struct { struct older e[2]; uint8_t guard[8]; } room;
-    memset(&room, 0xAB, sizeof room);
-    OK(consenso_balancer_stats(b, (consenso_endpoint_stats *)(void *)room.e, 2, sizeof(struct older), &count));
-    CHECK(count == 2 && room.e[0].id == id && room.e[1].weight == 1 && room.guard[0] == 0xAB);
+    CHECK(consenso_balancer_stats(b, one, 1, sizeof one[0] - 1, &count) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    /* A later caller's larger entries: filled up to this version's fields. */
+    struct later { consenso_endpoint_stats s; uint8_t extra[8]; };
+    struct later room[2];
+    memset(room, 0xAB, sizeof room);
+    OK(consenso_balancer_stats(b, &room[0].s, 2, sizeof(struct later), &count));
+    CHECK(count == 2 && room[0].s.id == id && room[1].s.weight == 1);
+    CHECK(room[0].extra[0] == 0xAB && room[1].extra[7] == 0xAB);
     consenso_balancer_free(b);
 }
 

@@ -9,15 +9,18 @@ trap 'rm -rf "$prefix"' EXIT
 make --no-print-directory install PREFIX="$prefix" > /dev/null
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 major=${version%%.*}
+minor=$(echo "$version" | cut -d. -f2)
+# The soname's version: MAJOR from 1.0 on, 0.MINOR before.
+if [ "$major" = 0 ]; then abi="0.$minor"; else abi=$major; fi
 lib="$prefix/lib"
-for f in "$lib/libconsenso.so.$version" "$lib/libconsenso.so.$major" "$lib/libconsenso.so" \
+for f in "$lib/libconsenso.so.$version" "$lib/libconsenso.so.$abi" "$lib/libconsenso.so" \
          "$lib/libconsenso.a" "$prefix/include/consenso.h" "$lib/pkgconfig/consenso.pc"; do
     [ -e "$f" ] || { echo "install_test: $f is missing" >&2; exit 1; }
 done
-[ "$(readlink "$lib/libconsenso.so.$major")" = "libconsenso.so.$version" ]
-[ "$(readlink "$lib/libconsenso.so")" = "libconsenso.so.$major" ]
-readelf -d "$lib/libconsenso.so.$version" | grep -q "SONAME.*\[libconsenso.so.$major\]" || {
-    echo "install_test: no soname libconsenso.so.$major" >&2; exit 1; }
+[ "$(readlink "$lib/libconsenso.so.$abi")" = "libconsenso.so.$version" ]
+[ "$(readlink "$lib/libconsenso.so")" = "libconsenso.so.$abi" ]
+readelf -d "$lib/libconsenso.so.$version" | grep -q "SONAME.*\[libconsenso.so.$abi\]" || {
+    echo "install_test: no soname libconsenso.so.$abi" >&2; exit 1; }
 others=$(nm -D --defined-only "$lib/libconsenso.so.$version" | awk '{print $3}' | grep -v '^consenso_' || true)
 if [ -n "$others" ]; then
     echo "install_test: symbols exported beside consenso_*:" >&2
@@ -34,4 +37,4 @@ tail -1 "$prefix/out.txt" | grep -qx ok
 cc examples/c/raft_cluster.c $(pkg-config --cflags consenso) "$lib/libconsenso.a" \
     $(pkg-config --static --libs-only-l consenso | sed 's/-lconsenso//') -o "$prefix/raft_cluster_static"
 "$prefix/raft_cluster_static" --protocol zab | tail -1 | grep -qx ok
-echo "install_test: libconsenso.so.$version (soname libconsenso.so.$major, $exported consenso_ symbols, nothing else), header, static library and consenso.pc installed; raft_cluster built with pkg-config and ran"
+echo "install_test: libconsenso.so.$version (soname libconsenso.so.$abi, $exported consenso_ symbols, nothing else), header, static library and consenso.pc installed; raft_cluster built with pkg-config and ran"

@@ -313,6 +313,35 @@ static void test_cluster(uint32_t protocol) {
            (unsigned long long)leader, (unsigned long long)next, proposed);
 }
 
+static atomic_int inline_refusals;
+
+static void free_from_completion(void *user_data, consenso_result result, const uint8_t *response, size_t len,
+                                 uint64_t index, uint64_t leader) {
+    (void)response, (void)len, (void)index, (void)leader;
+    consenso_node *node = user_data;
+    if (result == CONSENSO_RESULT_CLOSED && consenso_node_free(node) == CONSENSO_RESULT_WOULD_BLOCK &&
+        consenso_node_shutdown(node) == CONSENSO_RESULT_WOULD_BLOCK)
+        atomic_fetch_add(&inline_refusals, 1);
+}
+
+static void test_completion_on_the_callers_thread(void) {
+    uint64_t alone[1] = {1};
+    consenso_node_config cfg = config_for(1, 1, alone);
+    cfg.peers_len = 1;
+    struct host h;
+    memset(&h, 0, sizeof h);
+    consenso_node_callbacks cb = callbacks_for(&h);
+    consenso_node *node = NULL;
+    OK(consenso_node_start(&cfg, &cb, &node));
+    OK(consenso_node_shutdown(node));
+    uint8_t x = 1;
+    OK(consenso_node_propose_async(node, &x, 1, free_from_completion, node));
+    OK(consenso_node_read_barrier_async(node, free_from_completion, node));
+    CHECK(atomic_load(&inline_refusals) == 2);
+    OK(consenso_node_free(node));
+    CHECK(atomic_load(&h.frees) == 1);
+}
+
 static void test_bad_input(void) {
     uint64_t peers[NODES] = {1, 2, 3};
     struct host h;
@@ -349,7 +378,13 @@ static void test_bad_input(void) {
     BAD("election", cfg.election_timeout_min_ms = cfg.election_timeout_max_ms = 10);
     BAD("protocol", cfg.protocol = 7);
     BAD("struct_size", cfg.struct_size = 0);
-    CHECK(n == 7);
+    /* A size that ends inside a field (half a pointer) is refused too. */
+    BAD("struct_size", cfg.struct_size = (uint32_t)(offsetof(consenso_node_config, data_dir) + 4));
+    CHECK(n == 8);
+    consenso_node_config good = config_for(1, 1, peers);
+    consenso_node_callbacks short_cb = cb;
+    short_cb.struct_size = (uint32_t)(offsetof(consenso_node_callbacks, apply) + 4);
+    CHECK(consenso_node_start(&good, &short_cb, &node) == CONSENSO_RESULT_INVALID_ARGUMENT);
     CHECK(atomic_load(&h.frees) == 0);
     /* The message fits exactly, or is reported too long with its size. */
     char tiny[4];
@@ -390,13 +425,19 @@ static void test_bad_input(void) {
     consenso_node_status small;
     small.struct_size = 4;
     CHECK(consenso_node_get_status(node, &small) == CONSENSO_RESULT_INVALID_ARGUMENT);
-    /* An older caller's shorter status struct: only its bytes are written. */
-    struct { consenso_node_status s; uint8_t guard[8]; } older;
-    memset(&older, 0xAB, sizeof older);
-    older.s.struct_size = (uint32_t)offsetof(consenso_node_status, leader);
-    OK(consenso_node_get_status(node, &older.s));
-    CHECK(older.s.id == 1);
-    CHECK(((uint8_t *)&older.s)[offsetof(consenso_node_status, leader)] == 0xAB);
+    small.struct_size = sizeof small - 1;
+    CHECK(consenso_node_get_status(node, &small) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    /* A later caller's larger status struct: this version's bytes are
+     * written, and struct_size says how many. */
+    struct { consenso_node_status s; uint8_t extra[16]; } later;
+    memset(&later, 0xAB, sizeof later);
+    later.s.struct_size = sizeof later;
+    OK(consenso_node_get_status(node, &later.s));
+    CHECK(later.s.id == 1 && later.s.struct_size == sizeof(consenso_node_status));
+    CHECK(later.extra[0] == 0xAB && later.extra[15] == 0xAB);
+    /* A completion run on this thread (the node refuses at once) may not
+     * free or shut down its node either. */
+    test_completion_on_the_callers_thread();
     /* Shutdown, free and a blocking propose from inside apply: refused. */
     atomic_store(&h.call_back_in, 1);
     uint32_t one = 1;

@@ -440,7 +440,8 @@ impl<P: Protocol> Node<P> {
     /// threads are joined. Idempotent; never blocks on a full input queue
     /// (the driver also stops on seeing the node closed, within a tick).
     /// Called from one of this node's own callbacks, it stops the node
-    /// without joining (that would deadlock).
+    /// without joining (that would deadlock). Called from two threads at
+    /// once, both return once the threads are joined.
     pub fn shutdown(&self) {
         self.shared.close();
         // Wakes the driver if there is room; if not, it is busy and sees
@@ -450,8 +451,10 @@ impl<P: Protocol> Node<P> {
         if self.shared.threads.lock().contains(&me) {
             return;
         }
-        let handles: Vec<_> = self.handles.lock().drain(..).collect();
-        for h in handles {
+        // Joined under the lock: a second shutdown from another thread
+        // returns only once the threads are gone too.
+        let mut handles = self.handles.lock();
+        for h in handles.drain(..) {
             if h.join().is_err() {
                 ::log::error!("node {}: a node thread panicked", self.shared.id);
             }
