@@ -337,6 +337,44 @@ typedef uint32_t consenso_protocol;
 #endif /* __cplusplus */
 
 /*
+ How serious a log event is (`consenso_set_log_callback`).
+ */
+enum consenso_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif /* defined(__cplusplus) || __STDC_VERSION__ >= 202311L */
+ {
+  /*
+   Something failed: a storage error, a state machine failure.
+   */
+  CONSENSO_LOG_LEVEL_ERROR = 1,
+  /*
+   Something is wrong but the node goes on: a refused connection, a
+   dropped snapshot.
+   */
+  CONSENSO_LOG_LEVEL_WARN = 2,
+  /*
+   What a node did: elections, leaders, snapshots.
+   */
+  CONSENSO_LOG_LEVEL_INFO = 3,
+  /*
+   Detail for debugging.
+   */
+  CONSENSO_LOG_LEVEL_DEBUG = 4,
+  /*
+   Everything.
+   */
+  CONSENSO_LOG_LEVEL_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum consenso_log_level consenso_log_level;
+#else
+typedef uint32_t consenso_log_level;
+#endif /* __STDC_VERSION__ >= 202311L */
+#endif /* __cplusplus */
+
+/*
  A load balancer over named, weighted endpoints.
  */
 typedef struct consenso_balancer consenso_balancer;
@@ -416,6 +454,12 @@ typedef struct consenso_endpoint_stats {
 } consenso_endpoint_stats;
 
 /*
+ A log callback: `level` is a `consenso_log_level`; `message` is
+ NUL-terminated UTF-8, valid during the call only.
+ */
+typedef void (*consenso_log_callback)(void *user_data, uint32_t level, const char *message);
+
+/*
  A node's settings. Get defaults from `consenso_node_config_default`,
  then set `id` and `peers`. Every duration is in milliseconds. The
  library checks them with the core's own checks when the node starts.
@@ -476,6 +520,18 @@ typedef struct consenso_node_config {
    `consenso_node_start` only.
    */
   const char *data_dir;
+  /*
+   With a `snapshot` callback: snapshot the state machine after this
+   many entries applied since the last snapshot (default 100,000; 0:
+   not by count). The log it covers is then dropped, and a restart
+   restores it and replays only what follows.
+   */
+  uint64_t snapshot_entries;
+  /*
+   ... or after this many entry bytes (default 64 MiB; 0: not by
+   size; both 0: never).
+   */
+  uint64_t snapshot_bytes;
 } consenso_node_config;
 
 /*
@@ -537,6 +593,25 @@ typedef struct consenso_node_callbacks {
    (`leader` 0: none known).
    */
   void (*on_state_change)(void *user_data, consenso_role role, uint64_t term, uint64_t leader);
+  /*
+   Writes the state machine's whole state, as of the last command
+   applied, through `out` (`consenso_response_write`), on the apply
+   thread, when the config's snapshot policy says one is due. Returns
+   0; non-zero: no snapshot now (asked again a policy's worth later).
+   NULL: the node never snapshots, keeps its whole log, and a restarted
+   node applies it again from index 1.
+   */
+  int32_t (*snapshot)(void *user_data, struct consenso_response *out);
+  /*
+   Replaces the state machine's state with a snapshot `snapshot` wrote
+   after applying the command at `index` (`len` bytes, valid during the
+   call): on a restart before the node runs (inside
+   `consenso_node_start`), or on the apply thread when the leader sends
+   one to a node too far behind. Returns 0; non-zero refuses it: the
+   start fails with `CONSENSO_RESULT_RESTORE`, or the running node
+   stops as on a failed `apply`.
+   */
+  int32_t (*restore)(void *user_data, uint64_t index, const uint8_t *bytes, size_t len);
 } consenso_node_callbacks;
 
 /*
@@ -1102,9 +1177,26 @@ consenso_result consenso_hash_name(const struct consenso_hash *hash,
                                    size_t *len);
 
 /*
+ Sends the library's log events at `max_level` (a `consenso_log_level`)
+ and more serious to `callback(user_data, level, message)`, from
+ whichever thread logs (node threads included, possibly at once: the
+ callback must be thread-safe, and should be quick). Replaces any
+ earlier callback; NULL stops logging. Process-wide.
+
+ Errors: `CONSENSO_RESULT_INVALID_ARGUMENT` (an unknown level);
+ `CONSENSO_RESULT_SYSTEM` (another logger of the Rust `log` facade is
+ installed in this process, by a Rust host: nothing changed).
+ */
+CONSENSO_MUST_USE
+consenso_result consenso_set_log_callback(consenso_log_callback callback,
+                                          void *user_data,
+                                          uint32_t max_level);
+
+/*
  Writes the default settings into `*out` (its `struct_size` included):
  Raft, cluster id 0, elections after 150 to 300 ms, heartbeats every
- 50 ms, proposals failing after 10 s, 1 MiB per message, in memory. Set
+ 50 ms, proposals failing after 10 s, 1 MiB per message, in memory,
+ snapshots (with a `snapshot` callback) every 100,000 entries or 64 MiB. Set
  `id` and `peers` before starting a node.
 
  Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.
@@ -1283,9 +1375,10 @@ void consenso_bytes_free(struct consenso_bytes *b);
  NUL-terminated string and its length without the NUL into `*written`.
  An unknown code gets a message saying so.
 
- Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `buf` or `written`,
- `CONSENSO_RESULT_BUFFER_TOO_SMALL` when the message and its NUL do not
- fit (128 bytes always do).
+ Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `written`;
+ `CONSENSO_RESULT_BUFFER_TOO_SMALL` when `buf` is NULL or the message
+ and its NUL do not fit (`*written` is set to the message's length;
+ 128 bytes always do).
  */
 CONSENSO_MUST_USE
 consenso_result consenso_result_message(uint32_t code,

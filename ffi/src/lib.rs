@@ -9,7 +9,8 @@
 //!
 //! Where things live: argument conversion in `args`, the panic boundary in
 //! `panic`, result codes in `result`, C enums in `enums`, then one module
-//! per handle family (`balancer`, `hash`, `node`).
+//! per handle family (`balancer`, `hash`, `node`), and the log bridge
+//! (`log`).
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // The exported functions are C's entry points: C has no `unsafe`, so their
@@ -21,6 +22,7 @@ mod args;
 mod balancer;
 mod enums;
 mod hash;
+mod log;
 mod node;
 mod panic;
 mod result;
@@ -28,6 +30,7 @@ mod result;
 pub use balancer::*;
 pub use enums::{consenso_hash_algorithm, consenso_outcome, consenso_policy};
 pub use hash::*;
+pub use log::{consenso_log_callback, consenso_log_level, consenso_set_log_callback};
 pub use node::*;
 pub use result::{consenso_last_error_message, consenso_result, consenso_result_message};
 

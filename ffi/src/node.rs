@@ -21,7 +21,9 @@ use crate::args::{self, into_handle, out_ptr};
 use crate::panic::{guard, guard_void};
 use crate::result::{consenso_result, fail, propose_code};
 use consenso::consensus::{ProtocolKind, RoleChange};
-use consenso::runtime::{AnyNode, AnyNodeConfig, StateMachine, Timeouts, Transport};
+use consenso::runtime::{
+    AnyNode, AnyNodeConfig, SnapshotPolicy, StateMachine, Timeouts, Transport,
+};
 use consenso::{Index, NodeId, ProposeError, Role};
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
@@ -109,6 +111,14 @@ pub struct consenso_node_config {
     /// missing), or NULL to keep everything in memory. Read during
     /// `consenso_node_start` only.
     pub data_dir: *const c_char,
+    /// With a `snapshot` callback: snapshot the state machine after this
+    /// many entries applied since the last snapshot (default 100,000; 0:
+    /// not by count). The log it covers is then dropped, and a restart
+    /// restores it and replays only what follows.
+    pub snapshot_entries: u64,
+    /// ... or after this many entry bytes (default 64 MiB; 0: not by
+    /// size; both 0: never).
+    pub snapshot_bytes: u64,
 }
 
 /// What a node calls. `send` is required; the others may be NULL.
@@ -164,6 +174,29 @@ pub struct consenso_node_callbacks {
     /// (`leader` 0: none known).
     pub on_state_change: Option<
         unsafe extern "C" fn(user_data: *mut c_void, role: consenso_role, term: u64, leader: u64),
+    >,
+    /// Writes the state machine's whole state, as of the last command
+    /// applied, through `out` (`consenso_response_write`), on the apply
+    /// thread, when the config's snapshot policy says one is due. Returns
+    /// 0; non-zero: no snapshot now (asked again a policy's worth later).
+    /// NULL: the node never snapshots, keeps its whole log, and a restarted
+    /// node applies it again from index 1.
+    pub snapshot:
+        Option<unsafe extern "C" fn(user_data: *mut c_void, out: *mut consenso_response) -> i32>,
+    /// Replaces the state machine's state with a snapshot `snapshot` wrote
+    /// after applying the command at `index` (`len` bytes, valid during the
+    /// call): on a restart before the node runs (inside
+    /// `consenso_node_start`), or on the apply thread when the leader sends
+    /// one to a node too far behind. Returns 0; non-zero refuses it: the
+    /// start fails with `CONSENSO_RESULT_RESTORE`, or the running node
+    /// stops as on a failed `apply`.
+    pub restore: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            index: u64,
+            bytes: *const u8,
+            len: usize,
+        ) -> i32,
     >,
 }
 
@@ -317,6 +350,31 @@ impl StateMachine for HostMachine {
         }
         response.bytes
     }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let c = &self.0.callbacks;
+        let snapshot = c.snapshot?;
+        let mut out = consenso_response { bytes: Vec::new() };
+        // SAFETY: the host's function; `out` lives for the call.
+        let status = unsafe { snapshot(c.user_data, &mut out) };
+        (status == 0).then_some(out.bytes)
+    }
+
+    fn restore(&mut self, index: Index, data: &[u8]) -> Result<(), String> {
+        let c = &self.0.callbacks;
+        let Some(restore) = c.restore else {
+            return Err(format!(
+                "a snapshot through {index} arrived, and the callbacks have no restore"
+            ));
+        };
+        // SAFETY: the host's function; the bytes live for the call.
+        match unsafe { restore(c.user_data, index, data.as_ptr(), data.len()) } {
+            0 => Ok(()),
+            status => Err(format!(
+                "the restore callback refused the snapshot through {index} (it returned {status})"
+            )),
+        }
+    }
 }
 
 /// Milliseconds as a duration.
@@ -341,6 +399,8 @@ impl consenso_node_config {
             proposal_timeout_ms: core.proposal_timeout.as_millis() as u64,
             max_bytes_per_message: core.limits.max_bytes_per_message as u64,
             data_dir: std::ptr::null(),
+            snapshot_entries: core.snapshot.entries,
+            snapshot_bytes: core.snapshot.bytes,
         }
     }
 
@@ -378,6 +438,10 @@ impl consenso_node_config {
             },
             proposal_timeout: millis(self.proposal_timeout_ms),
             data_dir,
+            snapshot: SnapshotPolicy {
+                entries: self.snapshot_entries,
+                bytes: self.snapshot_bytes,
+            },
             ..AnyNodeConfig::default()
         };
         config.limits.max_bytes_per_message =
@@ -388,7 +452,8 @@ impl consenso_node_config {
 
 /// Writes the default settings into `*out` (its `struct_size` included):
 /// Raft, cluster id 0, elections after 150 to 300 ms, heartbeats every
-/// 50 ms, proposals failing after 10 s, 1 MiB per message, in memory. Set
+/// 50 ms, proposals failing after 10 s, 1 MiB per message, in memory,
+/// snapshots (with a `snapshot` callback) every 100,000 entries or 64 MiB. Set
 /// `id` and `peers` before starting a node.
 ///
 /// Errors: `CONSENSO_RESULT_NULL_ARGUMENT`.

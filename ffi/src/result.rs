@@ -245,9 +245,10 @@ impl From<BalanceError> for consenso_result {
 /// NUL-terminated string and its length without the NUL into `*written`.
 /// An unknown code gets a message saying so.
 ///
-/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `buf` or `written`,
-/// `CONSENSO_RESULT_BUFFER_TOO_SMALL` when the message and its NUL do not
-/// fit (128 bytes always do).
+/// Errors: `CONSENSO_RESULT_NULL_ARGUMENT` for a NULL `written`;
+/// `CONSENSO_RESULT_BUFFER_TOO_SMALL` when `buf` is NULL or the message
+/// and its NUL do not fit (`*written` is set to the message's length;
+/// 128 bytes always do).
 #[must_use]
 #[no_mangle]
 pub extern "C" fn consenso_result_message(
@@ -265,15 +266,16 @@ pub extern "C" fn consenso_result_message(
                 &unknown
             }
         };
-        // SAFETY: `buf` points to `len` writable bytes and `written` to a
-        // writable size_t, or they are NULL, as the caller promises.
-        let (out, written) = unsafe {
-            (
-                crate::args::out_buffer(buf, len)?,
-                crate::args::out_ptr(written)?,
-            )
-        };
-        crate::args::write_c_string(text, out, written)
+        // SAFETY: `written` is NULL or a writable size_t.
+        let written = unsafe { crate::args::out_ptr(written) }?;
+        // SAFETY: `buf` is NULL or points to `len` writable bytes.
+        match unsafe { crate::args::out_buffer(buf, len) } {
+            Ok(out) if text.len() < len => crate::args::write_c_string(text, out, written),
+            _ => {
+                written.set(text.len());
+                Err(consenso_result::BufferTooSmall)
+            }
+        }
     })
 }
 

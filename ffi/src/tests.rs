@@ -46,9 +46,16 @@ fn every_code_has_a_message_and_unknown_codes_say_so() {
         consenso_result_message(0, small.as_mut_ptr(), small.len(), &mut n),
         R::BufferTooSmall
     );
-    assert_eq!(n, 7, "nothing is written on an error");
+    assert_eq!(n, "success".len(), "the size needed is reported");
+    assert_eq!(small, [0; 4], "and nothing else is written");
+    n = 0;
     assert_eq!(
         consenso_result_message(0, null_mut(), 10, &mut n),
+        R::BufferTooSmall
+    );
+    assert_eq!(n, "success".len());
+    assert_eq!(
+        consenso_result_message(0, small.as_mut_ptr(), small.len(), null_mut()),
         R::NullArgument
     );
 }
@@ -56,6 +63,17 @@ fn every_code_has_a_message_and_unknown_codes_say_so() {
 #[test]
 fn a_panic_becomes_a_result_code() {
     assert_eq!(crate::panic::guard(|| panic!("boom")), R::Panic);
+    let mut buf = [0 as c_char; 128];
+    let mut n = 0;
+    assert_eq!(
+        crate::result::consenso_last_error_message(buf.as_mut_ptr(), buf.len(), &mut n),
+        R::Ok
+    );
+    let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    assert_eq!(
+        text.to_str().unwrap(),
+        "internal error: the library panicked: boom"
+    );
 }
 
 #[test]

@@ -54,7 +54,9 @@ static void test_version_and_messages(void) {
     size_t untouched = 77;
     CHECK(consenso_result_message(CONSENSO_RESULT_OK, tiny, sizeof tiny, &untouched) ==
           CONSENSO_RESULT_BUFFER_TOO_SMALL);
-    CHECK(untouched == 77);
+    CHECK(untouched == strlen("success"));
+    CHECK(consenso_result_message(CONSENSO_RESULT_NOT_LEADER, NULL, 0, &n) == CONSENSO_RESULT_BUFFER_TOO_SMALL);
+    CHECK(n == strlen("this node is not the leader"));
 }
 
 static void test_policies(void) {

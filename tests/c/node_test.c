@@ -110,6 +110,10 @@ static void host_send(void *user_data, uint64_t to, const uint8_t *bytes, size_t
     net_push(h->net, h->id, to, bytes, len);
 }
 
+static void host_send_nowhere(void *user_data, uint64_t to, const uint8_t *bytes, size_t len) {
+    (void)user_data, (void)to, (void)bytes, (void)len;
+}
+
 static int32_t host_apply(void *user_data, uint64_t index, const uint8_t *command, size_t len,
                           consenso_response *response) {
     struct host *h = user_data;
@@ -381,10 +385,6 @@ static void test_bad_input(void) {
     /* A size that ends inside a field (half a pointer) is refused too. */
     BAD("struct_size", cfg.struct_size = (uint32_t)(offsetof(consenso_node_config, data_dir) + 4));
     CHECK(n == 8);
-    consenso_node_config good = config_for(1, 1, peers);
-    consenso_node_callbacks short_cb = cb;
-    short_cb.struct_size = (uint32_t)(offsetof(consenso_node_callbacks, apply) + 4);
-    CHECK(consenso_node_start(&good, &short_cb, &node) == CONSENSO_RESULT_INVALID_ARGUMENT);
     CHECK(atomic_load(&h.frees) == 0);
     /* The message fits exactly, or is reported too long with its size. */
     char tiny[4];
@@ -392,6 +392,10 @@ static void test_bad_input(void) {
     CHECK(consenso_last_error_message(tiny, sizeof tiny, &need2) == CONSENSO_RESULT_BUFFER_TOO_SMALL);
     CHECK(need2 == needed);
     CHECK(consenso_last_error_message(NULL, 0, &need2) == CONSENSO_RESULT_BUFFER_TOO_SMALL && need2 == needed);
+    consenso_node_config good = config_for(1, 1, peers);
+    consenso_node_callbacks short_cb = cb;
+    short_cb.struct_size = (uint32_t)(offsetof(consenso_node_callbacks, apply) + 4);
+    CHECK(consenso_node_start(&good, &short_cb, &node) == CONSENSO_RESULT_INVALID_ARGUMENT);
 
     consenso_node_config cfg = config_for(1, 1, peers);
     CHECK(consenso_node_start(NULL, &cb, &node) == CONSENSO_RESULT_NULL_ARGUMENT);
@@ -523,7 +527,211 @@ static void test_stress(void) {
            (long)atomic_load(&submitted));
 }
 
+/* ------------------------------------------------ log, snapshots, foreign bytes */
+
+static atomic_int logged_errors;
+static atomic_int logged_failure;
+
+static void on_log(void *user_data, uint32_t level, const char *message) {
+    (void)user_data;
+    if (level == CONSENSO_LOG_LEVEL_ERROR) atomic_fetch_add(&logged_errors, 1);
+    if (strstr(message, "state machine failed") != NULL) atomic_fetch_add(&logged_failure, 1);
+}
+
+static void test_log_callback(void) {
+    CHECK(consenso_set_log_callback(on_log, NULL, 9) == CONSENSO_RESULT_INVALID_ARGUMENT);
+    OK(consenso_set_log_callback(on_log, NULL, CONSENSO_LOG_LEVEL_WARN));
+    uint64_t alone[1] = {1};
+    consenso_node_config cfg = config_for(1, 1, alone);
+    cfg.peers_len = 1;
+    struct host h;
+    memset(&h, 0, sizeof h);
+    pthread_mutex_init(&h.lock, NULL);
+    atomic_store(&h.fail_at, 1);
+    consenso_node_callbacks cb = callbacks_for(&h);
+    consenso_node *node = NULL;
+    OK(consenso_node_start(&cfg, &cb, &node));
+    uint32_t one = 1;
+    for (int t = 0; t < 500; t++) {
+        consenso_result r = consenso_node_propose(node, (const uint8_t *)&one, sizeof one, 1000, NULL, NULL);
+        if (r == CONSENSO_RESULT_CLOSED) break;
+        sleep_ms(10);
+    }
+    OK(consenso_node_free(node));
+    CHECK(atomic_load(&logged_failure) >= 1 && atomic_load(&logged_errors) >= 1);
+    /* NULL stops logging. */
+    OK(consenso_set_log_callback(NULL, NULL, CONSENSO_LOG_LEVEL_TRACE));
+    pthread_mutex_destroy(&h.lock);
+    printf("node_test: log events reach the callback\n");
+}
+
+/* A state machine that is a count and a sum, snapshotted and restored. */
+struct counter {
+    pthread_mutex_t lock;
+    uint64_t count, sum, applies, restored_at;
+    int refuse_restore;
+};
+
+static int32_t counter_apply(void *user_data, uint64_t index, const uint8_t *command, size_t len,
+                             consenso_response *response) {
+    struct counter *c = user_data;
+    (void)index, (void)response;
+    uint32_t v = 0;
+    if (len == sizeof v) memcpy(&v, command, sizeof v);
+    pthread_mutex_lock(&c->lock);
+    c->count++;
+    c->sum += v;
+    c->applies++;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+static int32_t counter_snapshot(void *user_data, consenso_response *out) {
+    struct counter *c = user_data;
+    pthread_mutex_lock(&c->lock);
+    uint64_t state[2] = {c->count, c->sum};
+    pthread_mutex_unlock(&c->lock);
+    return consenso_response_write(out, (const uint8_t *)state, sizeof state) == CONSENSO_RESULT_OK ? 0 : 1;
+}
+
+static int32_t counter_restore(void *user_data, uint64_t index, const uint8_t *bytes, size_t len) {
+    struct counter *c = user_data;
+    if (c->refuse_restore || len != 2 * sizeof(uint64_t)) return 1;
+    uint64_t state[2];
+    memcpy(state, bytes, sizeof state);
+    pthread_mutex_lock(&c->lock);
+    c->count = state[0];
+    c->sum = state[1];
+    c->restored_at = index;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+static consenso_node *start_counter(struct counter *c, const char *dir, consenso_result *result) {
+    static uint64_t alone[1] = {1};
+    consenso_node_config cfg = config_for(1, 1, alone);
+    cfg.peers_len = 1;
+    cfg.data_dir = dir;
+    cfg.snapshot_entries = 50;
+    consenso_node_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.struct_size = sizeof cb;
+    cb.user_data = c;
+    cb.send = host_send;
+    cb.apply = counter_apply;
+    cb.snapshot = counter_snapshot;
+    cb.restore = counter_restore;
+    consenso_node *node = NULL;
+    *result = consenso_node_start(&cfg, &cb, &node);
+    return node;
+}
+
+static void test_snapshots_and_restore(void) {
+    char dir[] = "/tmp/consenso-node-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    struct counter first;
+    memset(&first, 0, sizeof first);
+    pthread_mutex_init(&first.lock, NULL);
+    consenso_result r;
+    consenso_node *node = start_counter(&first, dir, &r);
+    OK(r);
+    for (int t = 0; t < 500 && status_of(node).role != CONSENSO_ROLE_LEADER; t++) sleep_ms(10);
+    for (uint32_t v = 1; v <= 200; v++)
+        OK(consenso_node_propose(node, (const uint8_t *)&v, sizeof v, 5000, NULL, NULL));
+    consenso_node_status s = status_of(node);
+    CHECK(s.snapshots_taken >= 3 && s.snapshot_index >= 150);
+    OK(consenso_node_free(node));
+    CHECK(first.count == 200 && first.sum == 200 * 201 / 2);
+
+    /* A restart restores the snapshot and applies only what follows it. */
+    struct counter second;
+    memset(&second, 0, sizeof second);
+    pthread_mutex_init(&second.lock, NULL);
+    node = start_counter(&second, dir, &r);
+    OK(r);
+    for (int t = 0; t < 500 && second.count < 200; t++) sleep_ms(10);
+    pthread_mutex_lock(&second.lock);
+    CHECK(second.count == 200 && second.sum == 200 * 201 / 2);
+    CHECK(second.restored_at >= 150 && second.applies < 60);
+    pthread_mutex_unlock(&second.lock);
+    OK(consenso_node_free(node));
+
+    /* A machine that refuses the snapshot: the node does not start. */
+    struct counter refusing;
+    memset(&refusing, 0, sizeof refusing);
+    pthread_mutex_init(&refusing.lock, NULL);
+    refusing.refuse_restore = 1;
+    node = start_counter(&refusing, dir, &r);
+    CHECK(r == CONSENSO_RESULT_RESTORE && node == NULL);
+    char msg[256];
+    size_t needed;
+    OK(consenso_last_error_message(msg, sizeof msg, &needed));
+    CHECK(strstr(msg, "refused") != NULL);
+    pthread_mutex_destroy(&first.lock);
+    pthread_mutex_destroy(&second.lock);
+    pthread_mutex_destroy(&refusing.lock);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    printf("node_test: snapshots taken, restored on a restart, a refusal refuses the start\n");
+}
+
+/* Captures the first message a node sends. */
+static uint8_t captured[4096];
+static atomic_size_t captured_len;
+
+static void capture_send(void *user_data, uint64_t to, const uint8_t *bytes, size_t len) {
+    (void)user_data, (void)to;
+    if (atomic_load(&captured_len) == 0 && len <= sizeof captured) {
+        memcpy(captured, bytes, len);
+        atomic_store(&captured_len, len);
+    }
+}
+
+static consenso_node *start_pair_node(uint32_t protocol, uint64_t id, uint64_t cluster, struct host *h,
+                                      void (*send)(void *, uint64_t, const uint8_t *, size_t)) {
+    static uint64_t pair[2] = {1, 2};
+    consenso_node_config cfg = config_for(protocol, id, pair);
+    cfg.peers_len = 2;
+    cfg.cluster_id = cluster;
+    consenso_node_callbacks cb = callbacks_for(h);
+    cb.send = send;
+    consenso_node *node = NULL;
+    OK(consenso_node_start(&cfg, &cb, &node));
+    return node;
+}
+
+static void test_foreign_and_truncated_bytes(void) {
+    struct host h;
+    memset(&h, 0, sizeof h);
+    pthread_mutex_init(&h.lock, NULL);
+    consenso_node *talker = start_pair_node(CONSENSO_PROTOCOL_RAFT, 1, 7, &h, capture_send);
+    for (int t = 0; t < 500 && atomic_load(&captured_len) == 0; t++) sleep_ms(10);
+    size_t len = atomic_load(&captured_len);
+    CHECK(len > 0);
+    OK(consenso_node_free(talker));
+    /* Node 2 of the same cluster and protocol takes it whole ... */
+    consenso_node *same = start_pair_node(CONSENSO_PROTOCOL_RAFT, 2, 7, &h, host_send_nowhere);
+    OK(consenso_node_receive(same, 1, captured, len));
+    /* ... but not truncated, */
+    for (size_t cut = 0; cut < len; cut += 1 + len / 16)
+        CHECK(consenso_node_receive(same, 1, captured, cut) == CONSENSO_RESULT_MALFORMED_MESSAGE);
+    OK(consenso_node_free(same));
+    /* nor from another cluster, nor for another protocol. */
+    consenso_node *other_cluster = start_pair_node(CONSENSO_PROTOCOL_RAFT, 2, 8, &h, host_send_nowhere);
+    CHECK(consenso_node_receive(other_cluster, 1, captured, len) == CONSENSO_RESULT_MALFORMED_MESSAGE);
+    OK(consenso_node_free(other_cluster));
+    consenso_node *other_protocol = start_pair_node(CONSENSO_PROTOCOL_PAXOS, 2, 7, &h, host_send_nowhere);
+    CHECK(consenso_node_receive(other_protocol, 1, captured, len) == CONSENSO_RESULT_MALFORMED_MESSAGE);
+    OK(consenso_node_free(other_protocol));
+    pthread_mutex_destroy(&h.lock);
+    printf("node_test: a %zu-byte message is taken whole, refused truncated or foreign\n", len);
+}
+
 int main(void) {
+    test_log_callback();
+    test_snapshots_and_restore();
+    test_foreign_and_truncated_bytes();
     test_bad_input();
     test_cluster(CONSENSO_PROTOCOL_RAFT);
     test_cluster(CONSENSO_PROTOCOL_PAXOS);
