@@ -541,9 +541,10 @@ typedef struct consenso_node_config {
  node is freed. When `consenso_node_start` fails it is not called: the
  caller still owns `user_data`.
 
- Threads: `send` and `on_state_change` run on the node's driver thread,
- `apply` on its apply thread, so `send` and `apply` may run at the same
- time with the same `user_data` (guard what they share). Completions of
+ Threads: `send` runs on the node's send thread, `on_state_change` on
+ its driver thread, `apply` (and `snapshot`, `restore`) on its apply
+ thread, so they may run at the same time with the same `user_data`
+ (guard what they share). Completions of
  `_async` calls run on either, or on the calling thread when the node
  refuses at once. Inside any of them, `consenso_node_receive`,
  `consenso_node_propose_async`, `consenso_node_read_barrier_async` and
@@ -566,11 +567,12 @@ typedef struct consenso_node_callbacks {
    */
   void (*user_data_free)(void *user_data);
   /*
-   Sends `len` bytes to node `to`, from the node's driver thread. The
-   bytes are valid during the call only. Must not block for long (the
-   node's timers wait on it: a send blocked for a second delays its
-   heartbeats and elections by a second); may drop the message (the
-   protocols retry).
+   Sends `len` bytes to node `to`, from the node's send thread (one per
+   node, in the order the node sent them). The bytes are valid during
+   the call only. May block: the node's timers keep running, and what
+   it sends meanwhile waits in a queue (65,536 messages; more are
+   dropped), so a `send` blocked for a second delays that second's
+   messages, not the node. May drop the message (the protocols retry).
    */
   void (*send)(void *user_data, uint64_t to, const uint8_t *bytes, size_t len);
   /*

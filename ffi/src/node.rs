@@ -8,10 +8,12 @@
 //! library reads only the bytes the caller's version has, and fields it
 //! does not see keep their defaults.
 //!
-//! Threads: callbacks run on the node's own threads (`send` and
-//! `on_state_change` on its driver thread, `apply` on its apply thread,
-//! completions on either), one at a time per kind, never while the caller of
-//! a node function waits on a lock of the node. From inside a callback, the
+//! Threads: callbacks run on the node's own threads (`send` on its send
+//! thread, `on_state_change` on its driver thread, `apply`, `snapshot` and
+//! `restore` on its apply thread, completions on the driver or apply
+//! thread), one at a time per kind, never while the caller of a node
+//! function waits on a lock of the node. A `send` that blocks holds up
+//! messages only: the driver queues them and keeps its timers. From inside a callback, the
 //! non-blocking functions work (`receive`, `propose_async`,
 //! `read_barrier_async`, `get_status`); the blocking ones (`propose`,
 //! `read_barrier`) and `shutdown`/`free` return
@@ -127,9 +129,10 @@ pub struct consenso_node_config {
 /// node is freed. When `consenso_node_start` fails it is not called: the
 /// caller still owns `user_data`.
 ///
-/// Threads: `send` and `on_state_change` run on the node's driver thread,
-/// `apply` on its apply thread, so `send` and `apply` may run at the same
-/// time with the same `user_data` (guard what they share). Completions of
+/// Threads: `send` runs on the node's send thread, `on_state_change` on
+/// its driver thread, `apply` (and `snapshot`, `restore`) on its apply
+/// thread, so they may run at the same time with the same `user_data`
+/// (guard what they share). Completions of
 /// `_async` calls run on either, or on the calling thread when the node
 /// refuses at once. Inside any of them, `consenso_node_receive`,
 /// `consenso_node_propose_async`, `consenso_node_read_barrier_async` and
@@ -146,11 +149,12 @@ pub struct consenso_node_callbacks {
     pub user_data: *mut c_void,
     /// Frees `user_data`; called once, from the thread that frees the node.
     pub user_data_free: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
-    /// Sends `len` bytes to node `to`, from the node's driver thread. The
-    /// bytes are valid during the call only. Must not block for long (the
-    /// node's timers wait on it: a send blocked for a second delays its
-    /// heartbeats and elections by a second); may drop the message (the
-    /// protocols retry).
+    /// Sends `len` bytes to node `to`, from the node's send thread (one per
+    /// node, in the order the node sent them). The bytes are valid during
+    /// the call only. May block: the node's timers keep running, and what
+    /// it sends meanwhile waits in a queue (65,536 messages; more are
+    /// dropped), so a `send` blocked for a second delays that second's
+    /// messages, not the node. May drop the message (the protocols retry).
     pub send:
         Option<unsafe extern "C" fn(user_data: *mut c_void, to: u64, bytes: *const u8, len: usize)>,
     /// Applies the committed command at `index` (`len` bytes, valid during
@@ -310,15 +314,66 @@ impl Drop for Host {
     }
 }
 
-/// The node's transport: the host's `send`.
-struct HostSend(Arc<Host>);
+/// Most messages waiting for the host's `send`; more are dropped (the
+/// protocols retry).
+const SEND_QUEUE: usize = 65_536;
+
+thread_local! {
+    /// True on a send thread: the host's `send` runs there.
+    static ON_SEND_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The node's transport: the host's `send`, called on a thread of its own,
+/// so a `send` that blocks holds up messages, never the node's timers.
+struct HostSend {
+    queue: Option<crossbeam_channel::Sender<(NodeId, Vec<u8>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HostSend {
+    fn start(host: Arc<Host>) -> Result<Self, consenso_result> {
+        let (tx, rx) = crossbeam_channel::bounded::<(NodeId, Vec<u8>)>(SEND_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("consenso-send".into())
+            .spawn(move || {
+                ON_SEND_THREAD.with(|f| f.set(true));
+                let c = &host.callbacks;
+                let Some(send) = c.send else { return };
+                for (to, bytes) in rx {
+                    // SAFETY: the host's function; the bytes live for the call.
+                    unsafe { send(c.user_data, to, bytes.as_ptr(), bytes.len()) };
+                }
+            })
+            .map_err(|e| {
+                fail(
+                    consenso_result::System,
+                    format!("could not spawn the send thread: {e}"),
+                )
+            })?;
+        Ok(HostSend {
+            queue: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
 
 impl Transport for HostSend {
     fn send(&self, to: NodeId, bytes: Vec<u8>) {
-        let c = &self.0.callbacks;
-        if let Some(send) = c.send {
-            // SAFETY: the host's function; the bytes live for the call.
-            unsafe { send(c.user_data, to, bytes.as_ptr(), bytes.len()) };
+        if let Some(queue) = &self.queue {
+            let _ = queue.try_send((to, bytes));
+        }
+    }
+}
+
+impl Drop for HostSend {
+    /// Ends the send thread once what is queued is sent, and waits for it:
+    /// no `send` runs once the node's threads are joined.
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -522,7 +577,7 @@ pub extern "C" fn consenso_node_start(
         });
         let started = AnyNode::open(
             &config,
-            HostSend(Arc::clone(&host)),
+            HostSend::start(Arc::clone(&host))?,
             HostMachine(Arc::clone(&host)),
             observer,
         );
@@ -599,6 +654,9 @@ pub extern "C" fn consenso_node_propose(
     guard(|| {
         // SAFETY: the caller's live handle and `len` readable bytes.
         let (node, command) = unsafe { (self::node(node)?, args::bytes(command, len)?) };
+        if ON_SEND_THREAD.with(|f| f.get()) {
+            return Err(ProposeError::WouldBlock.into());
+        }
         match node.propose(command.to_vec(), millis(timeout_ms)) {
             Ok(bytes) => {
                 // SAFETY: NULL or a writable handle pointer.
@@ -669,6 +727,9 @@ pub extern "C" fn consenso_node_read_barrier(
         let node = unsafe { self::node(node) }?;
         // SAFETY: NULL or a writable u64.
         let index = unsafe { out_ptr(index) }?;
+        if ON_SEND_THREAD.with(|f| f.get()) {
+            return Err(ProposeError::WouldBlock.into());
+        }
         match node.read_barrier(millis(timeout_ms)) {
             Ok(i) => {
                 index.set(i);
@@ -726,7 +787,9 @@ fn key(node: &AnyNode) -> usize {
 /// True inside one of `node`'s callbacks on this thread, where `shutdown`
 /// and `free` would wait on (or free) the node running them.
 fn inside_callback(node: &AnyNode) -> bool {
-    node.is_node_thread() || IN_COMPLETION.with(|k| k.borrow().contains(&key(node)))
+    node.is_node_thread()
+        || IN_COMPLETION.with(|k| k.borrow().contains(&key(node)))
+        || ON_SEND_THREAD.with(|f| f.get())
 }
 
 /// A completion's `user_data`, handed to whichever node thread completes.

@@ -728,7 +728,45 @@ static void test_foreign_and_truncated_bytes(void) {
     printf("node_test: a %zu-byte message is taken whole, refused truncated or foreign\n", len);
 }
 
+/* A send that blocks holds up messages, not the node: it goes on timing
+ * out and campaigning (sending more) while the first send is stuck. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_open = PTHREAD_COND_INITIALIZER;
+static int gate_released;
+static atomic_int blocked_sends;
+
+static void blocking_send(void *user_data, uint64_t to, const uint8_t *bytes, size_t len) {
+    (void)user_data, (void)to, (void)bytes, (void)len;
+    atomic_fetch_add(&blocked_sends, 1);
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_released) pthread_cond_wait(&gate_open, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void test_a_blocked_send_does_not_stop_the_node(void) {
+    struct host h;
+    memset(&h, 0, sizeof h);
+    pthread_mutex_init(&h.lock, NULL);
+    consenso_node *node = start_pair_node(CONSENSO_PROTOCOL_RAFT, 1, 0, &h, blocking_send);
+    int progressed = 0;
+    for (int t = 0; t < 1000 && !progressed; t++) {
+        progressed = status_of(node).messages_sent >= 3;
+        sleep_ms(10);
+    }
+    CHECK(progressed);
+    CHECK(atomic_load(&blocked_sends) == 1);
+    pthread_mutex_lock(&gate_lock);
+    gate_released = 1;
+    pthread_cond_broadcast(&gate_open);
+    pthread_mutex_unlock(&gate_lock);
+    OK(consenso_node_free(node));
+    CHECK(atomic_load(&h.frees) == 1);
+    pthread_mutex_destroy(&h.lock);
+    printf("node_test: a send blocked in its first call; the node went on sending meanwhile\n");
+}
+
 int main(void) {
+    test_a_blocked_send_does_not_stop_the_node();
     test_log_callback();
     test_snapshots_and_restore();
     test_foreign_and_truncated_bytes();
